@@ -1,0 +1,1 @@
+//! Kickstart parser and writer (mic dialect). Being written.

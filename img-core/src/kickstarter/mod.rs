@@ -1,0 +1,1 @@
+//! Kickstarter: YAML → kickstart. Being written.

@@ -1,0 +1,1 @@
+//! Overlays. Being written.

@@ -1,0 +1,1 @@
+//! Wire messages. Being written.
