@@ -1,0 +1,63 @@
+//! The filesystem side of img-core's [`SourceLoader`]: reads `%include`d kickstarts,
+//! kickstarter repos and script files, confined to one allowed folder.
+
+use img_core::source::{confine, LoadError, Loaded, SourceLoader};
+use std::path::{Path, PathBuf};
+
+/// Largest single input file read (kickstart, YAML, script): 16 MiB.
+pub const MAX_FILE_SIZE: u64 = 16 * 1024 * 1024;
+
+/// Loads files below `root`; paths given to it are relative to `root`.
+pub struct FsLoader {
+    root: PathBuf,
+    max_size: u64,
+}
+
+impl FsLoader {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into(), max_size: MAX_FILE_SIZE }
+    }
+
+    /// A loader for `file` confined to its own folder, and `file`'s name relative to it.
+    pub fn for_file(file: &Path) -> (Self, String) {
+        let root = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        (Self::new(root), name)
+    }
+
+    /// Reads a file the user named directly (not through an include).
+    pub fn read_top(&self, name: &str) -> Result<Loaded, LoadError> {
+        self.read(name.to_owned())
+    }
+
+    fn read(&self, rel: String) -> Result<Loaded, LoadError> {
+        let full = self.root.join(&rel);
+        let unreadable = |e: std::io::Error| LoadError::Unreadable { path: rel.clone(), reason: e.to_string() };
+        let meta = match std::fs::metadata(&full) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(LoadError::NotFound(rel)),
+            Err(e) => return Err(unreadable(e)),
+        };
+        // A symlink must not lead out of the root either.
+        let (canon_root, canon) = (self.root.canonicalize().map_err(unreadable)?, full.canonicalize().map_err(unreadable)?);
+        if !canon.starts_with(&canon_root) {
+            return Err(LoadError::OutsideRoot(rel));
+        }
+        if !meta.is_file() {
+            return Err(LoadError::Unreadable { path: rel, reason: "not a regular file".into() });
+        }
+        if meta.len() > self.max_size {
+            return Err(LoadError::TooLarge { path: rel, size: meta.len(), limit: self.max_size });
+        }
+        let bytes = std::fs::read(&full).map_err(unreadable)?;
+        let text = String::from_utf8(bytes)
+            .map_err(|e| LoadError::Unreadable { path: rel.clone(), reason: format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to()) })?;
+        Ok(Loaded { path: rel, text })
+    }
+}
+
+impl SourceLoader for FsLoader {
+    fn load(&self, including_file: &str, name: &str) -> Result<Loaded, LoadError> {
+        self.read(confine(including_file, name)?)
+    }
+}
