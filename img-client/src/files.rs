@@ -39,7 +39,8 @@ impl FsLoader {
             Err(e) => return Err(unreadable(e)),
         };
         // A symlink must not lead out of the root either.
-        let (canon_root, canon) = (self.root.canonicalize().map_err(unreadable)?, full.canonicalize().map_err(unreadable)?);
+        let (canon_root, canon) =
+            (self.root.canonicalize().map_err(unreadable)?, full.canonicalize().map_err(unreadable)?);
         if !canon.starts_with(&canon_root) {
             return Err(LoadError::OutsideRoot(rel));
         }
@@ -50,8 +51,10 @@ impl FsLoader {
             return Err(LoadError::TooLarge { path: rel, size: meta.len(), limit: self.max_size });
         }
         let bytes = std::fs::read(&full).map_err(unreadable)?;
-        let text = String::from_utf8(bytes)
-            .map_err(|e| LoadError::Unreadable { path: rel.clone(), reason: format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to()) })?;
+        let text = String::from_utf8(bytes).map_err(|e| LoadError::Unreadable {
+            path: rel.clone(),
+            reason: format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to()),
+        })?;
         Ok(Loaded { path: rel, text })
     }
 }
