@@ -1,1 +1,410 @@
-//! Config. Being written.
+//! Configuration: built-in defaults, then one TOML file, then `IMG_*` environment variables
+//! (`listen` → `IMG_LISTEN`, `smtp.url` → `IMG_SMTP_URL`). Unknown keys and unknown `IMG_*`
+//! variables are errors. No I/O here: the binaries read the file and the environment.
+//!
+//! Every setting has a value (empty string = unset) so `default-config` prints them all, each
+//! with its doc comment, taken from the schema so the docs live in one place.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// Environment variables with the `IMG_` prefix that are not settings.
+pub const NON_SETTING_VARS: [&str; 3] = ["IMG_CONFIG", "IMG_LOG", "IMG_BLESS"];
+
+#[derive(Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address the web UI and REST API listen on.
+    pub listen: String,
+    /// Public URL of this server, used in links in messages and mail.
+    pub base_url: String,
+    /// Folder for job files, logs and images.
+    pub data_dir: String,
+    /// Database: `sqlite://PATH` (embedded default) or `postgres://…` (scale-out).
+    pub database_url: String,
+    pub queue: QueueConfig,
+    pub worker: WorkerConfig,
+    pub limits: LimitsConfig,
+    pub kickstarter: KickstarterSettings,
+    pub smtp: SmtpConfig,
+    pub auth: AuthConfig,
+}
+
+#[derive(Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueueConfig {
+    /// `database` (the queue lives in the job database; no broker) or `amqp` (RabbitMQ).
+    pub backend: String,
+    /// AMQP 0-9-1 broker URL, used when `backend = "amqp"`.
+    pub amqp_url: String,
+}
+
+#[derive(Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkerConfig {
+    /// Run a worker inside the server process (the embedded default).
+    pub embedded: bool,
+    /// Jobs built at the same time by one worker.
+    pub concurrency: u32,
+    /// Wall-clock limit for one build, in seconds.
+    pub timeout_secs: u64,
+    /// A build with no log output and no disk writes for this many seconds is killed.
+    pub idle_timeout_secs: u64,
+    /// Memory of each build VM, in MiB.
+    pub vm_memory_mb: u32,
+    /// CPUs of each build VM.
+    pub vm_cpus: u32,
+    /// KVM use: `auto` (probe it), `always` or `never` (TCG).
+    pub kvm: String,
+    /// Folder of the worker's base VM image (empty: `DATA_DIR/vm`).
+    pub vm_dir: String,
+    /// Size bound of the shared package cache, in MiB.
+    pub cache_max_mb: u64,
+}
+
+#[derive(Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest accepted upload (kickstart or YAML), in bytes.
+    pub max_upload_bytes: u64,
+}
+
+#[derive(Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct KickstarterSettings {
+    /// Kickstarter configurations and `.ks` templates offered on the form (files or folders).
+    pub templates: Vec<String>,
+    /// Repositories added to every overlaid platform's `Repos` (the original added `internal`).
+    pub overlay_repos: Vec<String>,
+}
+
+#[derive(Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct SmtpConfig {
+    /// SMTP server, e.g. `smtp://127.0.0.1:2525` or `smtps://user:pass@host`; empty sends no mail.
+    pub url: String,
+    /// Sender address of notification mail.
+    pub from: String,
+}
+
+#[derive(Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// When API tokens exist, may anyone read jobs, logs and images without one?
+    pub public_reads: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:8080".into(),
+            base_url: "http://127.0.0.1:8080".into(),
+            data_dir: "img-data".into(),
+            database_url: "sqlite://img-data/img.db".into(),
+            queue: QueueConfig::default(),
+            worker: WorkerConfig::default(),
+            limits: LimitsConfig::default(),
+            kickstarter: KickstarterSettings::default(),
+            smtp: SmtpConfig::default(),
+            auth: AuthConfig::default(),
+        }
+    }
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig { backend: "database".into(), amqp_url: "amqp://guest:guest@127.0.0.1:5672/%2f".into() }
+    }
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            embedded: true,
+            concurrency: 1,
+            timeout_secs: 3600,
+            idle_timeout_secs: 600,
+            vm_memory_mb: 2048,
+            vm_cpus: 1,
+            kvm: "auto".into(),
+            vm_dir: String::new(),
+            cache_max_mb: 4096,
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig { max_upload_bytes: 16 * 1024 * 1024 }
+    }
+}
+
+impl Default for KickstarterSettings {
+    fn default() -> Self {
+        KickstarterSettings { templates: vec!["kickstarts".into()], overlay_repos: Vec::new() }
+    }
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        SmtpConfig { url: String::new(), from: "img@localhost".into() }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig { public_reads: true }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ConfigError {
+    #[error("{file}: {message}")]
+    File { file: String, message: String },
+    #[error("environment variable {var}: {message}")]
+    Env { var: String, message: String },
+    #[error("{setting}: {message}")]
+    Invalid { setting: String, message: String },
+}
+
+impl Config {
+    /// Defaults, then `file` (name and TOML text), then the `IMG_*` variables in `env`.
+    pub fn load(file: Option<(&str, &str)>, env: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
+        let base = match file {
+            // toml's message already says "unknown field `x`, expected one of …" with line and column.
+            Some((name, text)) => toml::from_str::<Config>(text)
+                .map_err(|e| ConfigError::File { file: name.to_owned(), message: e.to_string().trim_end().to_owned() })?,
+            None => Config::default(),
+        };
+        let mut table = toml::Table::try_from(&base).map_err(|e| invalid("config", e))?;
+        let mut vars: Vec<(String, String)> =
+            env.into_iter().filter(|(k, _)| k.starts_with("IMG_") && !NON_SETTING_VARS.contains(&k.as_str())).collect();
+        vars.sort();
+        for (var, value) in vars {
+            apply_env(&mut table, &var, &value)?;
+        }
+        let config: Config = toml::Value::Table(table).try_into().map_err(|e| invalid("config", e))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let check = |ok: bool, setting: &str, message: &str| {
+            if ok {
+                Ok(())
+            } else {
+                Err(ConfigError::Invalid { setting: setting.into(), message: message.into() })
+            }
+        };
+        check(matches!(self.queue.backend.as_str(), "database" | "amqp"), "queue.backend", "must be `database` or `amqp`")?;
+        check(matches!(self.worker.kvm.as_str(), "auto" | "always" | "never"), "worker.kvm", "must be `auto`, `always` or `never`")?;
+        check(
+            self.database_url.starts_with("sqlite://") || self.database_url.starts_with("postgres://") || self.database_url.starts_with("postgresql://"),
+            "database_url",
+            "must start with sqlite:// or postgres://",
+        )?;
+        check(self.worker.concurrency > 0, "worker.concurrency", "must be at least 1")?;
+        check(self.limits.max_upload_bytes > 0, "limits.max_upload_bytes", "must be at least 1")
+    }
+
+    /// The configuration as TOML, each key preceded by its documentation; secrets redacted.
+    pub fn to_documented_toml(&self) -> String {
+        let table = toml::Table::try_from(self.redacted()).unwrap_or_default();
+        let schema = serde_json::to_value(schemars::schema_for!(Config)).unwrap_or_default();
+        let mut out = String::from("# IMG configuration. Every key can also be set as IMG_<SECTION>_<KEY> in the environment.\n");
+        write_table(&mut out, &schema, &schema, &table, "");
+        out
+    }
+
+    /// A copy with passwords in URLs replaced by `***`, safe to log or print.
+    pub fn redacted(&self) -> Config {
+        let mut c = self.clone();
+        for url in [&mut c.database_url, &mut c.queue.amqp_url, &mut c.smtp.url] {
+            *url = redact_url(url);
+        }
+        c
+    }
+
+    /// Every setting's dotted path and its environment variable, for docs and checks.
+    pub fn env_names() -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        if let Ok(table) = toml::Table::try_from(Config::default()) {
+            collect_paths(&table, "", &mut out);
+        }
+        out.into_iter().map(|p| (env_name(&p), p)).collect()
+    }
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&toml::to_string(&self.redacted()).unwrap_or_default())
+    }
+}
+
+fn invalid(setting: &str, e: impl std::fmt::Display) -> ConfigError {
+    ConfigError::Invalid { setting: setting.into(), message: e.to_string() }
+}
+
+fn env_name(path: &str) -> String {
+    format!("IMG_{}", path.replace('.', "_").to_ascii_uppercase())
+}
+
+fn collect_paths(table: &toml::Table, prefix: &str, out: &mut Vec<String>) {
+    for (k, v) in table {
+        let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+        match v {
+            toml::Value::Table(t) => collect_paths(t, &path, out),
+            _ => out.push(path),
+        }
+    }
+}
+
+/// Sets the setting named by `var`, parsing `value` as the type the default has.
+fn apply_env(table: &mut toml::Table, var: &str, value: &str) -> Result<(), ConfigError> {
+    let env_err = |message: String| ConfigError::Env { var: var.to_owned(), message };
+    let (_, path) = Config::env_names()
+        .into_iter()
+        .find(|(name, _)| name == var)
+        .ok_or_else(|| env_err("unknown setting (see `img-server default-config` for the list)".into()))?;
+    let mut slot = table;
+    let mut keys = path.split('.').peekable();
+    while let Some(key) = keys.next() {
+        if keys.peek().is_none() {
+            let old = slot.get(key).cloned().unwrap_or(toml::Value::String(String::new()));
+            let new = match old {
+                toml::Value::Boolean(_) => match value {
+                    "1" | "true" | "yes" | "on" => toml::Value::Boolean(true),
+                    "0" | "false" | "no" | "off" => toml::Value::Boolean(false),
+                    _ => return Err(env_err(format!("`{value}` is not a boolean (true/false)"))),
+                },
+                toml::Value::Integer(_) => value
+                    .trim()
+                    .parse::<i64>()
+                    .map(toml::Value::Integer)
+                    .map_err(|_| env_err(format!("`{value}` is not a whole number")))?,
+                toml::Value::Array(_) => toml::Value::Array(
+                    value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|s| toml::Value::String(s.into())).collect(),
+                ),
+                _ => toml::Value::String(value.to_owned()),
+            };
+            slot.insert(key.to_owned(), new);
+            return Ok(());
+        }
+        slot = match slot.get_mut(key) {
+            Some(toml::Value::Table(t)) => t,
+            _ => return Err(env_err("unknown setting".into())),
+        };
+    }
+    Ok(())
+}
+
+/// `scheme://user:secret@host` → `scheme://user:***@host`.
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else { return url.to_owned() };
+    let rest = &url[scheme_end + 3..];
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else { return url.to_owned() };
+    match rest[..at].find(':') {
+        Some(colon) => format!("{}{}:***{}", &url[..scheme_end + 3], &rest[..colon], &rest[at..]),
+        None => url.to_owned(),
+    }
+}
+
+fn write_table(out: &mut String, root: &serde_json::Value, schema: &serde_json::Value, table: &toml::Table, prefix: &str) {
+    let props = &schema["properties"];
+    let mut sections = Vec::new();
+    for (key, value) in table {
+        let prop = resolve(root, &props[key]);
+        if let toml::Value::Table(sub) = value {
+            sections.push((key, sub, prop));
+            continue;
+        }
+        if let Some(doc) = prop["description"].as_str() {
+            for line in doc.lines() {
+                out.push_str(&format!("# {line}\n"));
+            }
+        }
+        let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+        out.push_str(&format!("# env: {}\n{key} = {value}\n\n", env_name(&path)));
+    }
+    for (key, sub, prop) in sections {
+        let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+        out.push_str(&format!("[{path}]\n"));
+        write_table(out, root, &prop, sub, &path);
+    }
+}
+
+/// Follows a `$ref` to `#/$defs/Name`.
+fn resolve(root: &serde_json::Value, prop: &serde_json::Value) -> serde_json::Value {
+    match prop["$ref"].as_str().and_then(|r| r.strip_prefix("#/$defs/")) {
+        Some(name) => root["$defs"][name].clone(),
+        None => prop.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_then_file_then_env() {
+        let file = "listen = \"0.0.0.0:9000\"\n[worker]\nconcurrency = 3\n";
+        let c = Config::load(Some(("img.toml", file)), env(&[("IMG_WORKER_CONCURRENCY", "5"), ("IMG_SMTP_URL", "smtp://h:25")]))
+            .unwrap();
+        assert_eq!(c.listen, "0.0.0.0:9000");
+        assert_eq!(c.worker.concurrency, 5);
+        assert_eq!(c.smtp.url, "smtp://h:25");
+        assert_eq!(c.worker.timeout_secs, 3600, "untouched default");
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_with_position() {
+        let err = Config::load(Some(("img.toml", "[worker]\nconcurency = 3\n")), env(&[])).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.starts_with("img.toml:") && msg.contains("line 2") && msg.contains("concurency"), "{msg}");
+        let err = Config::load(None, env(&[("IMG_WORKR_CONCURRENCY", "1")])).unwrap_err();
+        assert!(err.to_string().contains("IMG_WORKR_CONCURRENCY"), "{err}");
+    }
+
+    #[test]
+    fn env_values_are_typed() {
+        assert!(Config::load(None, env(&[("IMG_WORKER_CONCURRENCY", "many")])).is_err());
+        let c = Config::load(None, env(&[("IMG_WORKER_EMBEDDED", "false"), ("IMG_KICKSTARTER_OVERLAY_REPOS", "internal, x")]))
+            .unwrap();
+        assert!(!c.worker.embedded);
+        assert_eq!(c.kickstarter.overlay_repos, vec!["internal", "x"]);
+        assert!(Config::load(None, env(&[("IMG_QUEUE_BACKEND", "kafka")])).is_err());
+    }
+
+    #[test]
+    fn secrets_are_redacted() {
+        let c = Config::load(None, env(&[("IMG_SMTP_URL", "smtps://me:hunter2@mail:465")])).unwrap();
+        let shown = format!("{c:?}{}", c.to_documented_toml());
+        assert!(!shown.contains("hunter2") && !shown.contains("guest:guest"), "{shown}");
+        assert!(shown.contains("smtps://me:***@mail:465"));
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+    }
+
+    #[test]
+    fn every_setting_is_documented_and_the_printout_loads_back() {
+        let text = Config::default().to_documented_toml();
+        for (var, path) in Config::env_names() {
+            assert!(text.contains(&format!("# env: {var}\n")), "{path} missing from printout");
+        }
+        let keys = text.lines().filter(|l| !l.starts_with('#') && l.contains(" = ")).count();
+        let docs = text.lines().filter(|l| l.starts_with("# env: ")).count();
+        assert_eq!(keys, docs);
+        for block in text.split("\n\n").filter(|b| b.contains(" = ")) {
+            assert!(block.lines().filter(|l| l.starts_with('#')).count() >= 2, "undocumented: {block}");
+        }
+        // The redacted password differs, everything else must survive a round trip.
+        let back = Config::load(Some(("printed", &text)), env(&[])).unwrap();
+        assert_eq!(back.worker.timeout_secs, 3600);
+        assert_eq!(back.listen, Config::default().listen);
+    }
+}
