@@ -63,4 +63,32 @@ impl SourceLoader for FsLoader {
     fn load(&self, including_file: &str, name: &str) -> Result<Loaded, LoadError> {
         self.read(confine(including_file, name)?)
     }
+
+    fn list(&self, including_file: &str, dir: &str) -> Result<Vec<String>, LoadError> {
+        // Confine a child path so the folder itself may be the root's own subfolder.
+        let child = confine(including_file, &format!("{}/x", dir.trim_end_matches('/')))?;
+        let rel = child.strip_suffix("/x").unwrap_or("").to_owned();
+        let full = self.root.join(&rel);
+        let unreadable = |e: std::io::Error| LoadError::Unreadable { path: rel.clone(), reason: e.to_string() };
+        match std::fs::metadata(&full) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => return Err(LoadError::Unreadable { path: rel, reason: "not a folder".into() }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(LoadError::NotFound(rel)),
+            Err(e) => return Err(unreadable(e)),
+        }
+        let (canon_root, canon) =
+            (self.root.canonicalize().map_err(unreadable)?, full.canonicalize().map_err(unreadable)?);
+        if !canon.starts_with(&canon_root) {
+            return Err(LoadError::OutsideRoot(rel));
+        }
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(&full).map_err(unreadable)? {
+            let entry = entry.map_err(unreadable)?;
+            if entry.file_type().map_err(unreadable)?.is_file() {
+                names.push(entry.file_name().to_string_lossy().into_owned());
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
 }

@@ -27,6 +27,13 @@ pub enum LoadError {
 /// Implementations must confine every path to their allowed folder.
 pub trait SourceLoader {
     fn load(&self, including_file: &str, name: &str) -> Result<Loaded, LoadError>;
+
+    /// Names of the regular files (not folders) in folder `dir`, resolved like
+    /// [`SourceLoader::load`] resolves `name`, sorted. kickstarter's `ExternalConfigs`
+    /// reads every `*.yaml` in a folder. Loaders without folders report NotFound.
+    fn list(&self, including_file: &str, dir: &str) -> Result<Vec<String>, LoadError> {
+        Err(LoadError::NotFound(join_relative(including_file, dir)))
+    }
 }
 
 /// For text with no files around it (a form upload, an API body): every load fails.
@@ -63,6 +70,23 @@ impl SourceLoader for MemoryFiles {
             Some(text) => Ok(Loaded { path, text: text.clone() }),
             None => Err(LoadError::NotFound(path)),
         }
+    }
+
+    fn list(&self, including_file: &str, dir: &str) -> Result<Vec<String>, LoadError> {
+        let folder = confine(including_file, &format!("{}/x", dir.trim_end_matches('/')))?;
+        let prefix = folder.strip_suffix('x').unwrap_or(&folder);
+        let names: Vec<String> = self
+            .files
+            .keys()
+            .filter_map(|k| k.strip_prefix(prefix))
+            .filter(|rest| !rest.is_empty() && !rest.contains('/'))
+            .map(str::to_owned)
+            .collect();
+        // A folder exists in memory only through its files.
+        if names.is_empty() && !self.files.keys().any(|k| k.starts_with(prefix)) {
+            return Err(LoadError::NotFound(prefix.trim_end_matches('/').to_owned()));
+        }
+        Ok(names)
     }
 }
 
@@ -124,6 +148,15 @@ mod tests {
     fn confine_resolves_relative_to_including_folder() {
         assert_eq!(confine("a/b.ks", "c.ksi").unwrap(), "a/c.ksi");
         assert_eq!(confine("a/b/x.ks", "../inc/c.ksi").unwrap(), "a/inc/c.ksi");
+    }
+
+    #[test]
+    fn memory_files_list_one_folder() {
+        let m = MemoryFiles::new().with("c/ex/a.yaml", "").with("c/ex/sub/b.yaml", "").with("c/y.yaml", "");
+        assert_eq!(m.list("c/conf.yaml", "ex").unwrap(), vec!["a.yaml"]);
+        assert_eq!(m.list("c/conf.yaml", "ex/").unwrap(), vec!["a.yaml"]);
+        assert!(matches!(m.list("c/conf.yaml", "nope"), Err(LoadError::NotFound(_))));
+        assert!(matches!(NoFiles.list("c.yaml", "x"), Err(LoadError::NotFound(_))));
     }
 
     #[test]
