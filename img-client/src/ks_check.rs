@@ -1,4 +1,8 @@
-//! `img-client ks check`. Being written.
+//! `img-client ks check`: parse a kickstart offline, report every problem as
+//! `file:line:col: severity: message`, optionally print the summary JSON.
+use crate::files::FsLoader;
+use img_core::diag::has_errors;
+use img_core::kickstart::{parse, parse_token_map, ParseOptions, TokenMap};
 use std::process::ExitCode;
 
 #[derive(Debug, clap::Args)]
@@ -13,6 +17,28 @@ pub struct CheckArgs {
     pub json: bool,
 }
 
-pub fn run(_args: &CheckArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not written yet")
+pub fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
+    let tokens = match args.tokenmap.as_deref().map(parse_token_map).transpose() {
+        Ok(tokens) => tokens.unwrap_or_else(TokenMap::new),
+        Err(e) => {
+            eprintln!("img-client: error: --tokenmap: {e}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let (loader, name) = FsLoader::for_file(&args.file);
+    let loaded = match loader.read_top(&name) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            eprintln!("img-client: error: {}: {e}", args.file.display());
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let parsed = parse(&loaded.text, &ParseOptions { file: &loaded.path, tokens: &tokens }, &loader);
+    for diag in &parsed.diagnostics {
+        eprintln!("{diag}");
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&parsed.kickstart.summary())?);
+    }
+    Ok(if has_errors(&parsed.diagnostics) { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }

@@ -1,1 +1,56 @@
-//! Kickstart parser and writer (mic dialect). Being written.
+//! Kickstart parser and writer, in mic's dialect: pykickstart's commands and sections plus
+//! mic's extensions (`%pack`, `%attachment`, `btrfs`, `repo --save`, `part --align`, ...).
+//! mic was lenient, so unknown commands and options are warnings; bad values are errors.
+//! No I/O: `%include` goes through a [`SourceLoader`].
+
+pub mod commands;
+mod edit;
+pub mod headers;
+pub mod lexer;
+pub mod model;
+pub mod options;
+mod parser;
+pub mod sections;
+pub mod summary;
+pub mod tokens;
+mod writer;
+
+pub use model::{Entry, Item, Kickstart, Section, SectionKind};
+pub use parser::{MAX_DIAGNOSTICS, MAX_INCLUDE_DEPTH, MAX_INPUT, MAX_LINE};
+pub use summary::Summary;
+pub use tokens::{parse_token_map, TokenMapError};
+
+use crate::diag::Diagnostic;
+use crate::source::SourceLoader;
+
+/// `@TOKEN@` name → value.
+pub type TokenMap = std::collections::BTreeMap<String, String>;
+
+pub struct ParseOptions<'a> {
+    /// Name used in diagnostics and as the base for `%include`.
+    pub file: &'a str,
+    pub tokens: &'a TokenMap,
+}
+
+/// The model and every problem found (not just the first).
+#[derive(Debug, Clone)]
+pub struct Parsed {
+    pub kickstart: Kickstart,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// Parses kickstart `text`; never fails and never panics: problems are diagnostics.
+pub fn parse(text: &str, opts: &ParseOptions, loader: &dyn SourceLoader) -> Parsed {
+    parser::parse(text, opts, loader)
+}
+
+impl Kickstart {
+    /// The kickstart as text: byte-identical to the (token-substituted) input when unchanged.
+    pub fn to_text(&self) -> String {
+        writer::write(&self.items)
+    }
+
+    pub fn summary(&self) -> Summary {
+        Summary::of(self)
+    }
+}

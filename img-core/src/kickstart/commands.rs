@@ -1,0 +1,600 @@
+//! Kickstart commands: the options each one takes (pykickstart's plus mic's extensions)
+//! and typed values for the ones IMG uses.
+
+use super::lexer::Word;
+use super::options::{flag, match_options, value, Matched, OptSpec, Problem};
+
+/// What a command line means. Commands IMG does not interpret are `Generic`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CommandKind {
+    Repo(Repo),
+    Partition(Partition),
+    Bootloader(Bootloader),
+    Btrfs(Btrfs),
+    Timezone(Timezone),
+    Rootpw(Rootpw),
+    User(User),
+    Desktop(Desktop),
+    Lang(String),
+    /// A known command whose options are only validated.
+    Generic,
+    /// A command neither pykickstart nor mic knows (a warning).
+    Unknown,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Repo {
+    pub name: String,
+    pub baseurl: Option<String>,
+    pub mirrorlist: Option<String>,
+    pub save: bool,
+    pub debuginfo: bool,
+    pub source: bool,
+    pub gpgkey: Option<String>,
+    pub ssl_verify: Option<String>,
+    pub priority: Option<i64>,
+    pub cost: Option<i64>,
+    pub includepkgs: Vec<String>,
+    pub excludepkgs: Vec<String>,
+    pub proxy: Option<String>,
+    pub proxyuser: Option<String>,
+    pub proxypasswd: Option<String>,
+    pub disable: bool,
+    pub user: Option<String>,
+    pub passwd: Option<String>,
+    pub nocache: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Partition {
+    pub mountpoint: String,
+    /// MiB.
+    pub size: Option<i64>,
+    pub fstype: Option<String>,
+    pub ondisk: Option<String>,
+    pub label: Option<String>,
+    /// KiB, mic's `--align`.
+    pub align: Option<i64>,
+    pub active: bool,
+    pub fsoptions: Option<String>,
+    pub extoptions: Option<String>,
+    pub part_type: Option<String>,
+    pub uuid: Option<String>,
+    pub grow: bool,
+    pub asprimary: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Bootloader {
+    pub append: Option<String>,
+    pub timeout: Option<i64>,
+    pub location: Option<String>,
+    pub ptable: Option<String>,
+    pub menus: Option<String>,
+    pub disabled: bool,
+    pub password_set: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Btrfs {
+    pub mountpoint: Option<String>,
+    pub devices: Vec<String>,
+    pub label: Option<String>,
+    pub name: Option<String>,
+    pub parent: Option<String>,
+    pub base: Option<String>,
+    pub subvol: bool,
+    pub snapshot: bool,
+    pub quota: bool,
+    pub data: Option<String>,
+    pub metadata: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Timezone {
+    pub timezone: Option<String>,
+    pub utc: bool,
+    pub nontp: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Rootpw {
+    pub password: Option<String>,
+    pub iscrypted: bool,
+    pub lock: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct User {
+    pub name: String,
+    pub password: Option<String>,
+    pub groups: Vec<String>,
+    pub iscrypted: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Desktop {
+    pub defaultdesktop: Option<String>,
+    pub autologinuser: Option<String>,
+    pub defaultdm: Option<String>,
+    pub session: Option<String>,
+}
+
+/// How many positional arguments a command takes.
+#[derive(Debug, Clone, Copy)]
+struct Args {
+    min: usize,
+    /// `usize::MAX` for any number.
+    max: usize,
+}
+
+const NONE: Args = Args { min: 0, max: 0 };
+const ANY: Args = Args { min: 0, max: usize::MAX };
+const ONE: Args = Args { min: 1, max: 1 };
+const OPT: Args = Args { min: 0, max: 1 };
+
+struct Spec {
+    names: &'static [&'static str],
+    opts: &'static [OptSpec],
+    args: Args,
+    /// Accept unknown options silently (commands with large option sets IMG ignores).
+    open: bool,
+}
+
+const REPO: &[OptSpec] = &[
+    value(&["name"]),
+    value(&["baseurl"]),
+    value(&["mirrorlist"]),
+    value(&["metalink"]),
+    flag(&["save"]),
+    flag(&["debuginfo"]),
+    flag(&["source"]),
+    value(&["gpgkey"]),
+    value(&["ssl_verify"]),
+    value(&["priority"]),
+    value(&["cost"]),
+    value(&["includepkgs"]),
+    value(&["excludepkgs"]),
+    value(&["proxy"]),
+    value(&["proxyuser"]),
+    value(&["proxypasswd"]),
+    flag(&["disable"]),
+    value(&["user"]),
+    value(&["passwd"]),
+    flag(&["nocache"]),
+    flag(&["noverifyssl"]),
+    flag(&["ignoregroups"]),
+    flag(&["install"]),
+];
+
+const PART: &[OptSpec] = &[
+    value(&["size"]),
+    value(&["fstype"]),
+    value(&["ondisk", "ondrive"]),
+    value(&["label"]),
+    value(&["align"]),
+    flag(&["active"]),
+    value(&["fsoptions"]),
+    value(&["extoptions"]),
+    value(&["part-type", "part_type"]),
+    value(&["uuid"]),
+    flag(&["grow"]),
+    flag(&["asprimary"]),
+    value(&["maxsize"]),
+    flag(&["noformat"]),
+    value(&["onpart", "usepart"]),
+    flag(&["recommended"]),
+    flag(&["encrypted"]),
+    value(&["passphrase"]),
+    value(&["start"]),
+    value(&["end"]),
+    value(&["bytes-per-inode"]),
+    value(&["onbiosdisk"]),
+    value(&["fsprofile"]),
+    value(&["mkfsoptions"]),
+    flag(&["resize"]),
+    flag(&["hibernation"]),
+    value(&["system-id"]),
+    flag(&["exclude-image"]),
+    flag(&["no-cpio"]),
+    value(&["cipher"]),
+    value(&["luks-version"]),
+];
+
+const BOOTLOADER: &[OptSpec] = &[
+    value(&["append"]),
+    value(&["timeout"]),
+    value(&["location"]),
+    value(&["ptable"]),
+    value(&["menus"]),
+    value(&["password"]),
+    flag(&["iscrypted"]),
+    value(&["md5pass"]),
+    value(&["driveorder"]),
+    value(&["boot-drive"]),
+    flag(&["leavebootorder"]),
+    flag(&["disabled", "disable"]),
+    flag(&["extlinux"]),
+    flag(&["upgrade"]),
+    flag(&["nombr"]),
+    flag(&["lba32"]),
+    flag(&["useLilo"]),
+    flag(&["linear"]),
+    flag(&["nolinear"]),
+    value(&["default"]),
+    flag(&["noefi"]),
+];
+
+const BTRFS: &[OptSpec] = &[
+    flag(&["noformat"]),
+    flag(&["useexisting"]),
+    value(&["label"]),
+    value(&["data"]),
+    value(&["metadata"]),
+    flag(&["quota"]),
+    flag(&["subvol"]),
+    value(&["parent"]),
+    flag(&["snapshot"]),
+    value(&["name"]),
+    value(&["base"]),
+    value(&["mkfsoptions"]),
+];
+
+const TIMEZONE: &[OptSpec] =
+    &[flag(&["utc", "isUtc"]), flag(&["nontp"]), value(&["ntpservers"]), flag(&["ntp"]), flag(&["isUTC"])];
+const ROOTPW: &[OptSpec] = &[flag(&["iscrypted"]), flag(&["plaintext"]), flag(&["lock"]), flag(&["allow-ssh"])];
+const USER: &[OptSpec] = &[
+    value(&["name"]),
+    value(&["password"]),
+    value(&["groups"]),
+    flag(&["iscrypted"]),
+    flag(&["plaintext"]),
+    flag(&["lock"]),
+    value(&["homedir"]),
+    value(&["shell"]),
+    value(&["uid"]),
+    value(&["gid"]),
+    value(&["gecos"]),
+];
+const DESKTOP: &[OptSpec] =
+    &[value(&["defaultdesktop"]), value(&["autologinuser"]), value(&["defaultdm"]), value(&["session"])];
+const LANG: &[OptSpec] = &[value(&["addsupport"])];
+const KEYBOARD: &[OptSpec] = &[value(&["vckeymap"]), value(&["xlayouts"]), value(&["switch"])];
+const SELINUX: &[OptSpec] = &[flag(&["enforcing"]), flag(&["permissive"]), flag(&["disabled"])];
+const FIREWALL: &[OptSpec] = &[
+    flag(&["enabled", "enable"]),
+    flag(&["disabled", "disable"]),
+    value(&["port"]),
+    value(&["service"]),
+    value(&["trust"]),
+    value(&["remove-service"]),
+    flag(&["use-system-defaults"]),
+    flag(&["ssh"]),
+    flag(&["smtp"]),
+    flag(&["http"]),
+    flag(&["ftp"]),
+    flag(&["telnet"]),
+];
+const SERVICES: &[OptSpec] = &[value(&["enabled"]), value(&["disabled"])];
+const XCONFIG: &[OptSpec] = &[
+    flag(&["startxonboot"]),
+    value(&["defaultdesktop"]),
+    value(&["driver"]),
+    value(&["depth"]),
+    value(&["resolution"]),
+    value(&["videoram"]),
+    value(&["card"]),
+    value(&["monitor"]),
+    value(&["hsync"]),
+    value(&["vsync"]),
+    flag(&["noprobe"]),
+    flag(&["server"]),
+];
+const CLEARPART: &[OptSpec] = &[
+    flag(&["all"]),
+    flag(&["linux"]),
+    flag(&["none"]),
+    flag(&["initlabel"]),
+    value(&["drives"]),
+    value(&["disklabel"]),
+    value(&["list"]),
+    flag(&["cdl"]),
+];
+const LOGGING: &[OptSpec] = &[value(&["level"]), value(&["host"]), value(&["port"])];
+const URL: &[OptSpec] =
+    &[value(&["url"]), value(&["mirrorlist"]), value(&["metalink"]), value(&["proxy"]), flag(&["noverifyssl"])];
+const FIRSTBOOT: &[OptSpec] = &[flag(&["enable", "enabled"]), flag(&["disable", "disabled"]), flag(&["reconfig"])];
+const AUTOPART: &[OptSpec] = &[
+    value(&["type"]),
+    flag(&["encrypted"]),
+    value(&["passphrase"]),
+    flag(&["nohome"]),
+    flag(&["noboot"]),
+    flag(&["noswap"]),
+    flag(&["nolvm"]),
+    value(&["fstype"]),
+    value(&["cipher"]),
+];
+
+const SPECS: &[Spec] = &[
+    Spec { names: &["repo", "micrepo"], opts: REPO, args: NONE, open: false },
+    Spec { names: &["part", "partition"], opts: PART, args: OPT, open: false },
+    Spec { names: &["bootloader", "micboot"], opts: BOOTLOADER, args: ANY, open: false },
+    Spec { names: &["btrfs"], opts: BTRFS, args: ANY, open: false },
+    Spec { names: &["timezone"], opts: TIMEZONE, args: OPT, open: false },
+    Spec { names: &["rootpw"], opts: ROOTPW, args: OPT, open: false },
+    Spec { names: &["user"], opts: USER, args: NONE, open: false },
+    Spec { names: &["desktop"], opts: DESKTOP, args: NONE, open: false },
+    Spec { names: &["lang"], opts: LANG, args: ONE, open: false },
+    Spec { names: &["keyboard"], opts: KEYBOARD, args: OPT, open: false },
+    Spec { names: &["selinux"], opts: SELINUX, args: NONE, open: false },
+    Spec { names: &["firewall"], opts: FIREWALL, args: NONE, open: false },
+    Spec { names: &["services"], opts: SERVICES, args: NONE, open: false },
+    Spec { names: &["xconfig"], opts: XCONFIG, args: NONE, open: false },
+    Spec { names: &["clearpart"], opts: CLEARPART, args: NONE, open: false },
+    Spec { names: &["logging"], opts: LOGGING, args: NONE, open: false },
+    Spec { names: &["url"], opts: URL, args: NONE, open: false },
+    Spec { names: &["firstboot"], opts: FIRSTBOOT, args: NONE, open: false },
+    Spec { names: &["autopart"], opts: AUTOPART, args: NONE, open: false },
+    Spec {
+        names: &[
+            "zerombr",
+            "install",
+            "upgrade",
+            "text",
+            "graphical",
+            "cmdline",
+            "shutdown",
+            "reboot",
+            "poweroff",
+            "halt",
+            "skipx",
+            "interactive",
+            "mediacheck",
+            "rescue",
+        ],
+        opts: &[flag(&["eject"]), flag(&["kexec"])],
+        args: NONE,
+        open: false,
+    },
+    // Large option sets IMG only passes through.
+    Spec {
+        names: &[
+            "auth",
+            "authconfig",
+            "authselect",
+            "network",
+            "installerfw",
+            "installerfw_plugins",
+            "sshpw",
+            "sshkey",
+            "reqpart",
+            "ostreesetup",
+            "eula",
+            "device",
+            "driverdisk",
+            "iscsi",
+            "iscsiname",
+            "ignoredisk",
+            "volgroup",
+            "logvol",
+            "raid",
+            "module",
+            "realm",
+            "liveimg",
+            "vnc",
+            "timesource",
+            "snapshot",
+            "zfcp",
+            "zipl",
+            "mount",
+            "nfs",
+            "harddrive",
+            "cdrom",
+            "fcoe",
+            "group",
+            "monitor",
+            "mouse",
+            "deviceprobe",
+            "lilo",
+            "lilocheck",
+            "method",
+            "langsupport",
+            "key",
+            "multipath",
+            "dmraid",
+            "updates",
+            "hmc",
+            "nvdimm",
+            "pwpolicy",
+            "ostreecontainer",
+            "bootc",
+            "xconfig_",
+            "vmlinuz",
+        ],
+        opts: &[],
+        args: ANY,
+        open: true,
+    },
+];
+
+/// Result of interpreting one command line.
+pub struct Interpreted {
+    pub kind: CommandKind,
+    pub problems: Vec<Problem>,
+}
+
+/// Interprets `name` with `args` (the words after it); `name_col` is the command's column.
+pub fn interpret(name: &str, args: &[Word], name_col: usize) -> Interpreted {
+    let Some(spec) = SPECS.iter().find(|s| s.names.contains(&name)) else {
+        let problems =
+            vec![Problem { column: name_col, message: format!("unknown command `{name}`, ignored"), is_error: false }];
+        return Interpreted { kind: CommandKind::Unknown, problems };
+    };
+    let mut m = match_options(name, args, spec.opts, spec.open);
+    check_arg_count(name, name_col, spec.args, &mut m);
+    let kind = match spec.names.first().copied().unwrap_or("") {
+        "repo" => CommandKind::Repo(repo(&mut m, name_col)),
+        "part" => CommandKind::Partition(partition(&mut m, name_col)),
+        "bootloader" => CommandKind::Bootloader(bootloader(&mut m)),
+        "btrfs" => CommandKind::Btrfs(btrfs(&mut m, name_col)),
+        "timezone" => CommandKind::Timezone(Timezone {
+            timezone: m.positionals.first().map(|w| w.text.clone()),
+            utc: m.flag("utc") || m.flag("isUTC"),
+            nontp: m.flag("nontp"),
+        }),
+        "rootpw" => CommandKind::Rootpw(rootpw(&mut m, name_col)),
+        "user" => CommandKind::User(user(&mut m, name_col)),
+        "desktop" => CommandKind::Desktop(Desktop {
+            defaultdesktop: m.string("defaultdesktop"),
+            autologinuser: m.string("autologinuser"),
+            defaultdm: m.string("defaultdm"),
+            session: m.string("session"),
+        }),
+        "lang" => CommandKind::Lang(m.positionals.first().map(|w| w.text.clone()).unwrap_or_default()),
+        _ => CommandKind::Generic,
+    };
+    Interpreted { kind, problems: m.problems }
+}
+
+fn check_arg_count(name: &str, name_col: usize, args: Args, m: &mut Matched) {
+    let count = m.positionals.len();
+    if count < args.min {
+        m.error(name_col, format!("{name} requires an argument"));
+    } else if count > args.max {
+        let column = m.positionals.get(args.max).map(|w| w.column).unwrap_or(name_col);
+        let extra: Vec<&str> = m.positionals.iter().skip(args.max).map(|w| w.text.as_str()).collect();
+        m.warn(column, format!("unexpected argument(s) to {name} ignored: {}", extra.join(" ")));
+    }
+}
+
+fn list(m: &Matched, name: &str) -> Vec<String> {
+    m.string(name)
+        .map(|v| v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect())
+        .unwrap_or_default()
+}
+
+fn repo(m: &mut Matched, name_col: usize) -> Repo {
+    let name = m.string("name");
+    if name.as_deref().is_none_or(str::is_empty) {
+        m.error(name_col, "repo requires --name");
+    }
+    let baseurl = m.string("baseurl");
+    let mirrorlist = m.string("mirrorlist");
+    if baseurl.is_none() && mirrorlist.is_none() && m.string("metalink").is_none() {
+        m.error(name_col, "repo requires --baseurl or --mirrorlist");
+    }
+    Repo {
+        name: name.unwrap_or_default(),
+        baseurl,
+        mirrorlist,
+        save: m.flag("save"),
+        debuginfo: m.flag("debuginfo"),
+        source: m.flag("source"),
+        gpgkey: m.string("gpgkey"),
+        ssl_verify: m.string("ssl_verify"),
+        priority: m.int("priority", "repository priority"),
+        cost: m.int("cost", "repository cost"),
+        includepkgs: list(m, "includepkgs"),
+        excludepkgs: list(m, "excludepkgs"),
+        proxy: m.string("proxy"),
+        proxyuser: m.string("proxyuser"),
+        proxypasswd: m.string("proxypasswd"),
+        disable: m.flag("disable"),
+        user: m.string("user"),
+        passwd: m.string("passwd"),
+        nocache: m.flag("nocache"),
+    }
+}
+
+fn partition(m: &mut Matched, name_col: usize) -> Partition {
+    let mountpoint = m.positionals.first().map(|w| w.text.clone());
+    if mountpoint.is_none() {
+        m.error(name_col, "part requires a mountpoint");
+    }
+    Partition {
+        mountpoint: mountpoint.unwrap_or_default(),
+        size: m.int("size", "size in MiB"),
+        fstype: m.string("fstype"),
+        ondisk: m.string("ondisk"),
+        label: m.string("label"),
+        align: m.int("align", "alignment in KiB"),
+        active: m.flag("active"),
+        fsoptions: m.string("fsoptions"),
+        extoptions: m.string("extoptions"),
+        part_type: m.string("part-type"),
+        uuid: m.string("uuid"),
+        grow: m.flag("grow"),
+        asprimary: m.flag("asprimary"),
+    }
+}
+
+fn bootloader(m: &mut Matched) -> Bootloader {
+    Bootloader {
+        append: m.string("append"),
+        timeout: m.int("timeout", "seconds"),
+        location: m.string("location"),
+        ptable: m.string("ptable"),
+        menus: m.string("menus"),
+        disabled: m.flag("disabled"),
+        password_set: m.string("password").is_some() || m.string("md5pass").is_some(),
+    }
+}
+
+fn btrfs(m: &mut Matched, name_col: usize) -> Btrfs {
+    let b = Btrfs {
+        mountpoint: m.positionals.first().map(|w| w.text.clone()),
+        devices: m.positionals.iter().skip(1).map(|w| w.text.clone()).collect(),
+        label: m.string("label"),
+        name: m.string("name").filter(|n| !n.is_empty()),
+        parent: m.string("parent"),
+        base: m.string("base"),
+        subvol: m.flag("subvol"),
+        snapshot: m.flag("snapshot"),
+        quota: m.flag("quota"),
+        data: m.string("data"),
+        metadata: m.string("metadata"),
+    };
+    // mic's rules (custom_commands/btrfs.py).
+    let problem = if b.mountpoint.is_none() && !b.snapshot {
+        Some("btrfs must be given a mountpoint")
+    } else if b.devices.is_empty() && b.mountpoint.is_some() && !b.subvol {
+        Some("btrfs must be given a list of partitions")
+    } else if b.subvol && b.devices.is_empty() {
+        Some("btrfs subvol requires specification of parent volume")
+    } else if (b.subvol || b.snapshot) && b.name.is_none() {
+        Some("btrfs subvolume or snapshot requires --name")
+    } else if b.snapshot && b.subvol {
+        Some("btrfs subvolume cannot be a snapshot at the same time")
+    } else if b.snapshot && b.base.is_none() {
+        Some("btrfs snapshot requires --base")
+    } else {
+        None
+    };
+    if let Some(message) = problem {
+        m.error(name_col, message);
+    }
+    b
+}
+
+fn rootpw(m: &mut Matched, name_col: usize) -> Rootpw {
+    let password = m.positionals.first().map(|w| w.text.clone());
+    let lock = m.flag("lock");
+    if password.is_none() && !lock {
+        m.error(name_col, "rootpw requires a password (or --lock)");
+    }
+    Rootpw { password, iscrypted: m.flag("iscrypted"), lock }
+}
+
+fn user(m: &mut Matched, name_col: usize) -> User {
+    let name = m.string("name");
+    if name.as_deref().is_none_or(str::is_empty) {
+        m.error(name_col, "user requires --name");
+    }
+    User {
+        name: name.unwrap_or_default(),
+        password: m.string("password"),
+        groups: list(m, "groups"),
+        iscrypted: m.flag("iscrypted"),
+    }
+}
