@@ -1,28 +1,120 @@
-//! `img-client ks render`. Being written.
+//! `img-client ks render`: kickstarter YAML → kickstart(s) on stdout.
+use crate::files::FsLoader;
+use img_core::diag::has_errors;
+use img_core::kickstarter::{self, Input, RenderRequest, Select};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+/// Render kickstarts from a kickstarter configuration. With several images, each
+/// kickstart is preceded by a line `# ---- <FileName>.ks ----`. Diagnostics go to stderr
+/// as `file:line:col: severity: message`; exit 1 on errors. `--list` prints one line per
+/// platform (`platform NAME`) and per image (`image NAME<TAB>platform P<TAB>active|inactive`).
 #[derive(Debug, clap::Args)]
 pub struct RenderArgs {
     /// Kickstarter configuration (configurations.yaml or a Mer-style YAML).
     #[arg(long)]
-    pub config: std::path::PathBuf,
-    /// Repositories file (repos.yaml); MeeGo/Tizen dialect only.
+    pub config: PathBuf,
+    /// Repositories file (repos.yaml); default: repos.yaml next to the config, if any.
     #[arg(long)]
-    pub repos: Option<std::path::PathBuf>,
-    /// Render every image of this platform.
+    pub repos: Option<PathBuf>,
+    /// Further section files loaded as if in an ExternalConfigs folder (e.g. Mer's
+    /// 00base.yaml for a config naming /usr/share/kickstarter-configs/mer). Repeatable;
+    /// must be in the config's folder.
+    #[arg(long = "with")]
+    pub with: Vec<PathBuf>,
+    /// Render the active images of this platform (or inheriting this section).
     #[arg(long, conflicts_with = "name")]
     pub platform: Option<String>,
-    /// Render the image with this name.
+    /// Render the image with this name (or FileName), active or not.
     #[arg(long)]
     pub name: Option<String>,
     /// Overlay applied first: `gcc,@Some Group,-pkg`.
     #[arg(long)]
     pub overlay: Option<String>,
+    /// Extra repository names appended to `Repos` (repeatable).
+    #[arg(long = "extra-repo")]
+    pub extra_repos: Vec<String>,
     /// List platforms and images instead of rendering.
     #[arg(long)]
     pub list: bool,
 }
 
-pub fn run(_args: &RenderArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not written yet")
+/// `path` relative to `root` when it lies below it, so FsLoader can confine reads.
+fn rel_to(root: &Path, path: &Path) -> anyhow::Result<String> {
+    let canon_root = root.canonicalize()?;
+    let canon = path.canonicalize().map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let rel = canon
+        .strip_prefix(&canon_root)
+        .map_err(|_| anyhow::anyhow!("{} is not in the configuration's folder {}", path.display(), root.display()))?;
+    Ok(rel.to_string_lossy().into_owned())
+}
+
+pub fn run(args: &RenderArgs) -> anyhow::Result<ExitCode> {
+    let (loader, config_name) = FsLoader::for_file(&args.config);
+    let root = args.config.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
+    let config_text = loader.read_top(&config_name).map_err(|e| anyhow::anyhow!("{e}"))?.text;
+    let mut fragments = Vec::new();
+    for w in &args.with {
+        let rel = rel_to(&root, w)?;
+        let text = loader.read_top(&rel).map_err(|e| anyhow::anyhow!("{e}"))?.text;
+        fragments.push((rel, text));
+    }
+    let repos = match &args.repos {
+        Some(r) => {
+            let rel = rel_to(&root, r)?;
+            let text = loader.read_top(&rel).map_err(|e| anyhow::anyhow!("{e}"))?.text;
+            Some((rel, text))
+        }
+        None => None,
+    };
+    let frag_inputs: Vec<Input<'_>> = fragments.iter().map(|(f, t)| Input { text: t, file: f }).collect();
+    let loaded = kickstarter::load_with_fragments(
+        Input { text: &config_text, file: &config_name },
+        &frag_inputs,
+        repos.as_ref().map(|(f, t)| Input { text: t, file: f }),
+        &loader,
+    );
+    for d in &loaded.diagnostics {
+        eprintln!("{d}");
+    }
+    let Some(config) = loaded.config else {
+        return Ok(ExitCode::from(1));
+    };
+    if args.list {
+        for p in config.platforms() {
+            println!("platform {p}");
+        }
+        for i in config.images() {
+            let platform = i.platform.clone().unwrap_or_else(|| i.inherit.join(" + "));
+            println!("image {}\tplatform {}\t{}", i.name, platform, if i.active { "active" } else { "inactive" });
+        }
+        return Ok(if has_errors(&loaded.diagnostics) { ExitCode::from(1) } else { ExitCode::SUCCESS });
+    }
+    let overlay = match args.overlay.as_deref().map(img_core::overlay::parse) {
+        Some(Ok(o)) => Some(o),
+        Some(Err(e)) => {
+            eprintln!("--overlay:1:0: error: {e}");
+            return Ok(ExitCode::from(1));
+        }
+        None => None,
+    };
+    let select = match (&args.platform, &args.name) {
+        (Some(p), _) => Select::Platform(p.clone()),
+        (None, Some(n)) => Select::Name(n.clone()),
+        (None, None) => Select::All,
+    };
+    let req = RenderRequest { select, overlay: overlay.as_ref(), extra_repos: &args.extra_repos };
+    let rendered = kickstarter::render(&config, &req, &loader);
+    for d in &rendered.diagnostics {
+        eprintln!("{d}");
+    }
+    let several = rendered.kickstarts.len() > 1;
+    for ks in &rendered.kickstarts {
+        if several {
+            println!("# ---- {} ----", ks.file_name);
+        }
+        print!("{}", ks.text);
+    }
+    let failed = has_errors(&loaded.diagnostics) || has_errors(&rendered.diagnostics);
+    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
