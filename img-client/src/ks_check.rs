@@ -3,6 +3,7 @@
 use crate::files::FsLoader;
 use img_core::diag::has_errors;
 use img_core::kickstart::{parse, parse_token_map, ParseOptions, TokenMap};
+use std::io::Write;
 use std::process::ExitCode;
 
 #[derive(Debug, clap::Args)]
@@ -38,7 +39,12 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
         eprintln!("{diag}");
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&parsed.kickstart.summary())?);
+        let json = serde_json::to_string_pretty(&parsed.kickstart.summary())?;
+        // `ks check --json | head` must not panic when the reader goes away.
+        match writeln!(std::io::stdout().lock(), "{json}") {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(e.into()),
+            _ => {}
+        }
     }
     Ok(if has_errors(&parsed.diagnostics) { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }

@@ -1,0 +1,79 @@
+//! `img-client ks check` as users run it: exit codes, diagnostics on stderr, JSON on stdout.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn data(path: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../img-core/tests/data/kickstart").join(path)
+}
+
+fn check(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_img-client")).arg("ks").arg("check").args(args).output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn ok_file_exits_zero_with_warnings_on_stderr() {
+    let out = check(&[data("ok/no-end.ks").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stderr),
+        "no-end.ks:2:1: warning: %packages at line 2 has no %end\nno-end.ks:8:1: warning: %pre at line 8 has no %end\n"
+    );
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn json_uses_the_token_map_and_includes() {
+    let out = check(&["--json", "--tokenmap", "RELEASE:9.9", data("ok/include.ks").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["repos"][0]["baseurl"], "http://example.org/9.9/");
+    assert_eq!(json["packages"], serde_json::json!(["vim"]));
+    assert_eq!(json["tokens"], serde_json::json!([]));
+}
+
+#[test]
+fn err_file_exits_one_and_still_prints_json() {
+    let out = check(&["--json", data("err/include-outside.ks").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.starts_with(
+            "include-outside.ks:1:10: error: cannot include \"../../etc/passwd\": path ../../etc/passwd is outside the allowed folder\n"
+        ),
+        "{stderr}"
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["diagnostics"].as_array().map(Vec::len), Some(2));
+}
+
+#[test]
+fn missing_file_and_bad_token_map_are_one_line_errors() {
+    let out = check(&["/nonexistent/dir/x.ks"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(text(&out.stderr), "img-client: error: /nonexistent/dir/x.ks: file not found: x.ks\n");
+
+    let out = check(&["--tokenmap", "NOCOLON", data("ok/tokens.ks").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(text(&out.stderr).lines().count(), 1, "{}", text(&out.stderr));
+}
+
+#[test]
+fn example_kickstarts_check_clean() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../kickstarts");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "ks") {
+            let out = check(&["--tokenmap", "RELEASE:1.0", path.to_str().unwrap()]);
+            assert_eq!(out.status.code(), Some(0), "{}: {}", path.display(), text(&out.stderr));
+            assert!(out.stderr.is_empty(), "{}: {}", path.display(), text(&out.stderr));
+            checked += 1;
+        }
+    }
+    assert!(checked >= 2);
+}
