@@ -66,7 +66,8 @@ pub struct KickstarterConfig {
     pub(crate) lines: BTreeMap<String, LineIndex>,
 }
 
-/// What [`load`] returns: the configuration (None on fatal errors) and every problem found.
+/// What [`load`] returns: the configuration (None when the main file cannot be parsed) and
+/// every problem found; callers must treat error diagnostics as failure even with a config.
 #[derive(Debug, Clone)]
 pub struct Loaded {
     pub config: Option<KickstarterConfig>,
@@ -150,8 +151,9 @@ pub fn load_with_fragments(
             "no image entries (no `Configurations` list and no file with a top-level `Name`): nothing to render",
         ));
     }
-    let fatal = crate::diag::has_errors(&b.diags);
-    Loaded { config: if fatal { None } else { Some(b.cfg) }, diagnostics: b.diags }
+    // Problems in other files (a missing ExternalConfigs folder, a bad fragment) are
+    // errors, but the images that do not depend on them can still be rendered and listed.
+    Loaded { config: Some(b.cfg), diagnostics: b.diags }
 }
 
 struct Builder<'l> {
