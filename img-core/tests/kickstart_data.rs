@@ -201,3 +201,33 @@ fn changed_commands_are_regenerated_with_quoting() {
     let s = parse_text(&out).kickstart.summary();
     assert_eq!(s.repos[0].gpgkey.as_deref(), Some("file:///a b#c"));
 }
+
+#[test]
+fn every_prefix_of_every_case_parses_without_panic() {
+    // Truncation cuts quotes, sections and includes at every possible point.
+    let mut parsed_count = 0;
+    for kind in ["ok", "err"] {
+        for (name, path) in cases(kind) {
+            let text = fs::read_to_string(&path).unwrap();
+            let files = memory_files(path.parent().unwrap(), &name, &text);
+            for (cut, _) in text.char_indices() {
+                let prefix = &text[..cut];
+                let parsed = parse(prefix, &ParseOptions { file: &name, tokens: &TokenMap::new() }, &files);
+                assert_eq!(parsed.kickstart.to_text(), prefix, "{name} cut at {cut}");
+                parsed_count += 1;
+            }
+        }
+    }
+    assert!(parsed_count > 1000);
+}
+
+#[test]
+fn odd_lines_are_diagnostics_not_panics() {
+    for text in
+        ["%", "%\n%end", "\"", "'", "\\", "--", "repo --", "part / --size", "@", "@@@", "%packages\n@\n-\n-@\n@^\n"]
+    {
+        let parsed = parse_text(text);
+        assert_eq!(parsed.kickstart.to_text(), text);
+        let _ = parsed.kickstart.summary();
+    }
+}
