@@ -135,7 +135,11 @@ fn run(loader: &dyn SourceLoader, fs: &FsLoader, job: &(&str, Option<&str>, &[&s
     let out = kickstarter::render(&cfg, &req, loader);
     diags.extend(out.diagnostics);
     for ks in &out.kickstarts {
-        assert!(ks.text.contains("%packages") && ks.text.contains("%end"), "{config}: {}", ks.file_name);
+        let tokens = img_core::kickstart::TokenMap::new();
+        let opts = img_core::kickstart::ParseOptions { file: &ks.file_name, tokens: &tokens };
+        let parsed = img_core::kickstart::parse(&ks.text, &opts, &img_core::source::NoFiles);
+        let errors: Vec<String> = parsed.diagnostics.iter().filter(|d| d.is_error()).map(|d| d.to_string()).collect();
+        assert!(errors.is_empty(), "{config}: {} does not parse:\n{}\n{}", ks.file_name, errors.join("\n"), ks.text);
     }
     let fmt = |e: &img_core::Diagnostic| e.to_string();
     JobResult {

@@ -120,9 +120,13 @@ fn run_case(dir: &Path) -> Outcome {
     Outcome { output, output_name, diags }
 }
 
-/// Every rendered kickstart must be valid. Hook for `img_core::kickstart::parse` once it
-/// lands: parse `text` and assert no error diagnostics. Until then, structural checks.
+/// Every rendered kickstart must be valid: img-core's kickstart parser finds no error.
 fn check_kickstart(name: &str, text: &str) {
+    let tokens = img_core::kickstart::TokenMap::new();
+    let opts = img_core::kickstart::ParseOptions { file: name, tokens: &tokens };
+    let parsed = img_core::kickstart::parse(text, &opts, &img_core::source::NoFiles);
+    let errors: Vec<String> = parsed.diagnostics.iter().filter(|d| d.is_error()).map(|d| d.to_string()).collect();
+    assert!(errors.is_empty(), "{name}: rendered kickstart has errors:\n{}\n{text}", errors.join("\n"));
     let opens = text.lines().filter(|l| l.starts_with('%') && *l != "%end").count();
     let ends = text.lines().filter(|l| *l == "%end").count();
     assert_eq!(opens, ends, "{name}: every section needs its %end\n{text}");
