@@ -7,7 +7,6 @@
 //!    Counts are asserted exactly, so a change in behaviour shows up here.
 
 use img_client::files::FsLoader;
-use img_core::diag::has_errors;
 use img_core::kickstarter::{self, Input, RenderRequest, Select};
 use img_core::source::{LoadError, Loaded, SourceLoader};
 use std::path::Path;
