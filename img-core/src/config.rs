@@ -170,11 +170,16 @@ pub enum ConfigError {
 
 impl Config {
     /// Defaults, then `file` (name and TOML text), then the `IMG_*` variables in `env`.
-    pub fn load(file: Option<(&str, &str)>, env: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
+    pub fn load(
+        file: Option<(&str, &str)>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
         let base = match file {
             // toml's message already says "unknown field `x`, expected one of …" with line and column.
-            Some((name, text)) => toml::from_str::<Config>(text)
-                .map_err(|e| ConfigError::File { file: name.to_owned(), message: e.to_string().trim_end().to_owned() })?,
+            Some((name, text)) => toml::from_str::<Config>(text).map_err(|e| ConfigError::File {
+                file: name.to_owned(),
+                message: e.to_string().trim_end().to_owned(),
+            })?,
             None => Config::default(),
         };
         let mut table = toml::Table::try_from(&base).map_err(|e| invalid("config", e))?;
@@ -197,10 +202,20 @@ impl Config {
                 Err(ConfigError::Invalid { setting: setting.into(), message: message.into() })
             }
         };
-        check(matches!(self.queue.backend.as_str(), "database" | "amqp"), "queue.backend", "must be `database` or `amqp`")?;
-        check(matches!(self.worker.kvm.as_str(), "auto" | "always" | "never"), "worker.kvm", "must be `auto`, `always` or `never`")?;
         check(
-            self.database_url.starts_with("sqlite://") || self.database_url.starts_with("postgres://") || self.database_url.starts_with("postgresql://"),
+            matches!(self.queue.backend.as_str(), "database" | "amqp"),
+            "queue.backend",
+            "must be `database` or `amqp`",
+        )?;
+        check(
+            matches!(self.worker.kvm.as_str(), "auto" | "always" | "never"),
+            "worker.kvm",
+            "must be `auto`, `always` or `never`",
+        )?;
+        check(
+            self.database_url.starts_with("sqlite://")
+                || self.database_url.starts_with("postgres://")
+                || self.database_url.starts_with("postgresql://"),
             "database_url",
             "must start with sqlite:// or postgres://",
         )?;
@@ -212,7 +227,8 @@ impl Config {
     pub fn to_documented_toml(&self) -> String {
         let table = toml::Table::try_from(self.redacted()).unwrap_or_default();
         let schema = serde_json::to_value(schemars::schema_for!(Config)).unwrap_or_default();
-        let mut out = String::from("# IMG configuration. Every key can also be set as IMG_<SECTION>_<KEY> in the environment.\n");
+        let mut out =
+            String::from("# IMG configuration. Every key can also be set as IMG_<SECTION>_<KEY> in the environment.\n");
         write_table(&mut out, &schema, &schema, &table, "");
         out
     }
@@ -284,7 +300,12 @@ fn apply_env(table: &mut toml::Table, var: &str, value: &str) -> Result<(), Conf
                     .map(toml::Value::Integer)
                     .map_err(|_| env_err(format!("`{value}` is not a whole number")))?,
                 toml::Value::Array(_) => toml::Value::Array(
-                    value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|s| toml::Value::String(s.into())).collect(),
+                    value
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(|s| toml::Value::String(s.into()))
+                        .collect(),
                 ),
                 _ => toml::Value::String(value.to_owned()),
             };
@@ -311,7 +332,13 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-fn write_table(out: &mut String, root: &serde_json::Value, schema: &serde_json::Value, table: &toml::Table, prefix: &str) {
+fn write_table(
+    out: &mut String,
+    root: &serde_json::Value,
+    schema: &serde_json::Value,
+    table: &toml::Table,
+    prefix: &str,
+) {
     let props = &schema["properties"];
     let mut sections = Vec::new();
     for (key, value) in table {
@@ -354,8 +381,11 @@ mod tests {
     #[test]
     fn defaults_then_file_then_env() {
         let file = "listen = \"0.0.0.0:9000\"\n[worker]\nconcurrency = 3\n";
-        let c = Config::load(Some(("img.toml", file)), env(&[("IMG_WORKER_CONCURRENCY", "5"), ("IMG_SMTP_URL", "smtp://h:25")]))
-            .unwrap();
+        let c = Config::load(
+            Some(("img.toml", file)),
+            env(&[("IMG_WORKER_CONCURRENCY", "5"), ("IMG_SMTP_URL", "smtp://h:25")]),
+        )
+        .unwrap();
         assert_eq!(c.listen, "0.0.0.0:9000");
         assert_eq!(c.worker.concurrency, 5);
         assert_eq!(c.smtp.url, "smtp://h:25");
@@ -374,8 +404,11 @@ mod tests {
     #[test]
     fn env_values_are_typed() {
         assert!(Config::load(None, env(&[("IMG_WORKER_CONCURRENCY", "many")])).is_err());
-        let c = Config::load(None, env(&[("IMG_WORKER_EMBEDDED", "false"), ("IMG_KICKSTARTER_OVERLAY_REPOS", "internal, x")]))
-            .unwrap();
+        let c = Config::load(
+            None,
+            env(&[("IMG_WORKER_EMBEDDED", "false"), ("IMG_KICKSTARTER_OVERLAY_REPOS", "internal, x")]),
+        )
+        .unwrap();
         assert!(!c.worker.embedded);
         assert_eq!(c.kickstarter.overlay_repos, vec!["internal", "x"]);
         assert!(Config::load(None, env(&[("IMG_QUEUE_BACKEND", "kafka")])).is_err());

@@ -8,7 +8,8 @@ use std::path::PathBuf;
 
 #[test]
 fn accepts_the_wikis_kickstarter_message() {
-    let body = br#"{"config": "Default:\n  Active: True\n", "email": "a@example.org", "imagetype": "livecd", "id": "42"}"#;
+    let body =
+        br#"{"config": "Default:\n  Active: True\n", "email": "a@example.org", "imagetype": "livecd", "id": "42"}"#;
     let job: KickstarterJob = wire::decode("kickstarter", body).unwrap();
     assert_eq!(job.imagetype, ImageType::Livecd);
     assert!(matches!(job.config, KickstarterConfig::Yaml(ref y) if y.starts_with("Default:")));
@@ -57,7 +58,8 @@ fn what_we_send_has_every_key_the_original_worker_reads() {
 
 #[test]
 fn status_messages_in_the_original_form_are_accepted() {
-    let m: StatusMessage = wire::decode("status", br#"{"status": "IN QUEUE", "id": "5", "url": "http://x/5"}"#).unwrap();
+    let m: StatusMessage =
+        wire::decode("status", br#"{"status": "IN QUEUE", "id": "5", "url": "http://x/5"}"#).unwrap();
     assert_eq!(m.status, "IN QUEUE");
     assert_eq!(m.log, None);
 }
@@ -67,8 +69,9 @@ fn bad_messages_get_a_positioned_error() {
     let err = wire::decode::<ImageJob>("image", b"{\"id\": \"1\",\n \"imagetype\": \"floppy\"}").unwrap_err();
     assert_eq!(err.line, 2);
     assert!(err.to_string().contains("floppy"), "{err}");
-    let err = wire::decode::<ImageJob>("image", br#"{"id":"1","email":"","imagetype":"raw","ksfile":"","wire_version":9}"#)
-        .unwrap_err();
+    let err =
+        wire::decode::<ImageJob>("image", br#"{"id":"1","email":"","imagetype":"raw","ksfile":"","wire_version":9}"#)
+            .unwrap_err();
     assert!(err.to_string().contains("newer"), "{err}");
 }
 

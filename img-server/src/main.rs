@@ -30,7 +30,9 @@ enum Command {
 
 fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
     let text = match path {
-        Some(p) => Some(std::fs::read_to_string(p).with_context(|| format!("cannot read config file {}", p.display()))?),
+        Some(p) => {
+            Some(std::fs::read_to_string(p).with_context(|| format!("cannot read config file {}", p.display()))?)
+        }
         None => None,
     };
     let name = path.map(|p| p.display().to_string()).unwrap_or_default();

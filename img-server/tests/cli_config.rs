@@ -18,7 +18,8 @@ fn default_config_prints_a_loadable_documented_file() {
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("img.toml");
     std::fs::write(&file, &text).unwrap();
-    let out = server().arg("check-config").arg("--config").arg(&file).env("IMG_WORKER_CONCURRENCY", "4").output().unwrap();
+    let out =
+        server().arg("check-config").arg("--config").arg(&file).env("IMG_WORKER_CONCURRENCY", "4").output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8(out.stdout).unwrap().contains("concurrency = 4"));
 }
