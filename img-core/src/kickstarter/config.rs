@@ -435,9 +435,10 @@ impl KickstarterConfig {
         &self.file
     }
 
-    /// Section names in load order: MeeGo platforms (and `Default`), Mer inheritable blocks.
+    /// Section names in load order: MeeGo platforms and Mer inheritable blocks; `Default`,
+    /// which every image takes, is not one to choose.
     pub fn platforms(&self) -> Vec<String> {
-        self.sections.iter().map(|s| s.name.clone()).collect()
+        self.sections.iter().map(|s| s.name.clone()).filter(|s| s != "Default").collect()
     }
 
     /// Every image entry with its merged facts (platform, activity, architecture).

@@ -79,13 +79,11 @@ pub fn render(config: &KickstarterConfig, req: &RenderRequest<'_>, loader: &dyn 
         }
         Select::Platform(p) => {
             if cfg.section(p).is_none() {
-                let names: Vec<String> =
-                    cfg.sections.iter().map(|s| s.name.clone()).filter(|s| s != "Default").collect();
                 out.diagnostics.push(Diagnostic::error(
                     &cfg.file,
                     0,
                     0,
-                    format!("unknown platform `{p}`; available: {}", available(&names)),
+                    format!("unknown platform `{p}`; available: {}", available(&cfg.platforms())),
                 ));
                 return out;
             }
