@@ -16,11 +16,8 @@ use std::hint::black_box;
 use std::time::Duration;
 
 fn run(conf: &str, repos: &str, files: &MemoryFiles, select: Select) -> usize {
-    let loaded = load(
-        Input { text: conf, file: "configurations.yaml" },
-        Some(Input { text: repos, file: "repos.yaml" }),
-        files,
-    );
+    let loaded =
+        load(Input { text: conf, file: "configurations.yaml" }, Some(Input { text: repos, file: "repos.yaml" }), files);
     let config = loaded.config.expect("generated template loads");
     let overlay = img_core::overlay::parse(gen::OVERLAY).expect("overlay parses");
     let req = RenderRequest { select, overlay: Some(&overlay), extra_repos: &[] };
@@ -51,7 +48,8 @@ fn bench(c: &mut Criterion) {
     for ks in &one.kickstarts {
         assert!(ks.text.contains("strace") && ks.text.contains("-google-chrome"), "overlay applied:\n{}", ks.text);
     }
-    let all = render(&config, &RenderRequest { select: Select::All, overlay: Some(&overlay), extra_repos: &[] }, &files);
+    let all =
+        render(&config, &RenderRequest { select: Select::All, overlay: Some(&overlay), extra_repos: &[] }, &files);
     assert_eq!(all.kickstarts.len(), 60, "all images render: {:?}", all.diagnostics.first());
 
     c.bench_function("kickstarter_render_50", |b| {

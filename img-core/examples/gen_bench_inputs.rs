@@ -6,9 +6,10 @@
 mod gen;
 
 fn main() -> std::io::Result<()> {
-    let dir = std::env::args().nth(1).map(std::path::PathBuf::from).unwrap_or_else(|| {
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-inputs")
-    });
+    let dir = std::env::args()
+        .nth(1)
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-inputs"));
     std::fs::create_dir_all(&dir)?;
     let ks = gen::kickstart();
     assert_eq!(ks.lines().count(), gen::KS_LINES);

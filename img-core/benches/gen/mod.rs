@@ -26,9 +26,36 @@ impl Rng {
 }
 
 const STEMS: &[&str] = &[
-    "qt5", "kf5", "glib2", "gstreamer1.0", "python3", "perl", "systemd", "connman", "ofono", "pulseaudio", "mesa",
-    "libdrm", "wayland", "lipstick", "nemo", "sailfish", "jolla", "mce", "dsme", "usb-moded", "bluez5", "telepathy",
-    "contactsd", "maliit", "harbour", "tracker", "buteo", "ambienced", "ngfd", "timed",
+    "qt5",
+    "kf5",
+    "glib2",
+    "gstreamer1.0",
+    "python3",
+    "perl",
+    "systemd",
+    "connman",
+    "ofono",
+    "pulseaudio",
+    "mesa",
+    "libdrm",
+    "wayland",
+    "lipstick",
+    "nemo",
+    "sailfish",
+    "jolla",
+    "mce",
+    "dsme",
+    "usb-moded",
+    "bluez5",
+    "telepathy",
+    "contactsd",
+    "maliit",
+    "harbour",
+    "tracker",
+    "buteo",
+    "ambienced",
+    "ngfd",
+    "timed",
 ];
 const SUFFIXES: &[&str] =
     &["", "-devel", "-tools", "-plugins", "-qml-plugin", "-tests", "-l10n", "-doc", "-common", "-utils", "-config"];
@@ -71,7 +98,9 @@ pub fn kickstart() -> String {
             2 => " --priority=50 --cost=100",
             _ => "",
         };
-        l.push(format!("repo --name=bench-repo-{i} --baseurl=https://repo.example.org/releases/@RELEASE@/repo{i}/@ARCH@/{opts}"));
+        l.push(format!(
+            "repo --name=bench-repo-{i} --baseurl=https://repo.example.org/releases/@RELEASE@/repo{i}/@ARCH@/{opts}"
+        ));
     }
     l.push("".into());
     l.push("# Disk layout".into());
@@ -167,7 +196,9 @@ pub fn kickstarter() -> (String, String) {
     }
     let mut r = String::from("Repositories:\n");
     for name in ["core", "extra"].iter().map(|s| s.to_string()).chain((0..PLATFORMS).map(|p| format!("platform{p}"))) {
-        r.push_str(&format!("    -   Name: {name}\n        Url: http://repo.example.org/MeeGo/releases/1.2/{name}/ia32/packages/\n"));
+        r.push_str(&format!(
+            "    -   Name: {name}\n        Url: http://repo.example.org/MeeGo/releases/1.2/{name}/ia32/packages/\n"
+        ));
     }
     (y, r)
 }
