@@ -8,6 +8,7 @@ use super::yaml::{self, LineIndex, Node};
 use crate::diag::Diagnostic;
 use crate::source::{LoadError, SourceLoader};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// How deep `ExternalConfigs` may nest (a folder's file naming further folders).
 const MAX_EXTERNAL_DEPTH: usize = 4;
@@ -32,7 +33,7 @@ pub struct Origin {
 #[derive(Debug, Clone)]
 pub struct Section {
     pub name: String,
-    pub body: Node,
+    pub body: Arc<Node>,
     pub origin: Origin,
 }
 
@@ -40,7 +41,7 @@ pub struct Section {
 #[derive(Debug, Clone)]
 pub struct Image {
     pub name: String,
-    pub body: Node,
+    pub body: Arc<Node>,
     pub origin: Origin,
     /// True when the entry is a whole file (Tizen's one-image-per-file ExternalConfigs).
     pub whole_file: bool,
@@ -63,7 +64,8 @@ pub struct KickstarterConfig {
     pub(crate) images: Vec<Image>,
     pub(crate) repos: Vec<Repository>,
     pub(crate) url_vars: Vec<(String, String)>,
-    pub(crate) lines: BTreeMap<String, LineIndex>,
+    /// Shared so per-entry checks need not copy a whole file's lines.
+    pub(crate) lines: BTreeMap<String, Arc<LineIndex>>,
 }
 
 /// What [`load`] returns: the configuration (None when the main file cannot be parsed) and
@@ -115,10 +117,10 @@ pub fn load_with_fragments(
     let Some(root) = b.parse(config.text, config.file) else {
         return Loaded { config: None, diagnostics: b.diags };
     };
-    b.add_doc(&root, config.file, 0);
+    b.add_doc(root, config.file, 0);
     for f in fragments {
         if let Some(root) = b.parse(f.text, f.file) {
-            b.add_doc(&root, f.file, 0);
+            b.add_doc(root, f.file, 0);
         }
     }
     match repos {
@@ -166,8 +168,12 @@ struct Builder<'l> {
 
 impl Builder<'_> {
     fn parse(&mut self, text: &str, file: &str) -> Option<Node> {
-        self.cfg.lines.insert(file.to_owned(), LineIndex::new(text));
-        match yaml::parse(text, file) {
+        let parsed = yaml::parse(text, file);
+        // Indexed only once the limits have accepted the text.
+        if parsed.is_ok() {
+            self.cfg.lines.insert(file.to_owned(), Arc::new(LineIndex::new(text)));
+        }
+        match parsed {
             Ok(Node::Map(e)) => Some(Node::Map(e)),
             Ok(Node::Null) => Some(Node::Map(Vec::new())),
             Ok(_) => {
@@ -190,33 +196,33 @@ impl Builder<'_> {
         self.cfg.lines.get(file).map_or(0, |l| l.top_key(key))
     }
 
-    fn add_doc(&mut self, root: &Node, file: &str, depth: usize) {
+    fn add_doc(&mut self, root: Node, file: &str, depth: usize) {
         // Tizen keeps one image per file in its ExternalConfigs folders: `Name:` on top.
         if root.get("Name").is_some() {
             let name = root.get("Name").and_then(Node::scalar).unwrap_or_default();
-            self.check_keys(root, file, 0, &format!("image `{name}`"), true);
+            self.check_keys(&root, file, 0, &format!("image `{name}`"), true);
             self.cfg.images.push(Image {
                 name,
-                body: root.clone(),
+                body: Arc::new(root),
                 origin: Origin { file: file.into(), line: 1 },
                 whole_file: true,
             });
             return;
         }
-        for (key, value) in root.entries() {
-            let line = self.line_of_top(file, key);
+        for (key, value) in root.into_entries() {
+            let line = self.line_of_top(file, &key);
             match key.as_str() {
-                "ExternalConfigs" => self.external(value, file, line, depth),
+                "ExternalConfigs" => self.external(&value, file, line, depth),
                 "Configurations" => self.configurations(value, file, line),
-                "Repositories" => self.repositories(value, file, line),
-                "RepositoryURLVariables" => self.url_vars(value, file, line),
+                "Repositories" => self.repositories(&value, file, line),
+                "RepositoryURLVariables" => self.url_vars(&value, file, line),
                 _ => match value {
                     Node::Map(_) => {
-                        self.check_keys(value, file, line, &format!("section `{key}`"), false);
-                        self.cfg.sections.retain(|s| s.name != *key);
+                        self.check_keys(&value, file, line, &format!("section `{key}`"), false);
+                        self.cfg.sections.retain(|s| s.name != key);
                         self.cfg.sections.push(Section {
-                            name: key.clone(),
-                            body: value.clone(),
+                            name: key,
+                            body: Arc::new(value),
                             origin: Origin { file: file.into(), line },
                         });
                     }
@@ -244,10 +250,10 @@ impl Builder<'_> {
         }
     }
 
-    fn configurations(&mut self, value: &Node, file: &str, line: usize) {
+    fn configurations(&mut self, value: Node, file: &str, line: usize) {
         let items = match value {
-            Node::Seq(items) => items.as_slice(),
-            Node::Null => &[],
+            Node::Seq(items) => items,
+            Node::Null => Vec::new(),
             _ => {
                 self.diags.push(Diagnostic::error(file, line, 1, "`Configurations` must be a list of image entries"));
                 return;
@@ -256,16 +262,16 @@ impl Builder<'_> {
         let li = self.cfg.lines.get(file).cloned().unwrap_or_default();
         for item in items {
             let name = item.get("Name").and_then(Node::scalar);
-            match (item, name) {
-                (Node::Map(_), Some(name)) => {
+            match (item.is_map(), name) {
+                (true, Some(name)) => {
                     let entry_line = match li.entry_named(&name) {
                         0 => line,
                         l => l,
                     };
-                    self.check_keys(item, file, entry_line, &format!("image `{name}`"), false);
+                    self.check_keys(&item, file, entry_line, &format!("image `{name}`"), false);
                     self.cfg.images.push(Image {
                         name,
-                        body: item.clone(),
+                        body: Arc::new(item),
                         origin: Origin { file: file.into(), line: entry_line },
                         whole_file: false,
                     });
@@ -414,7 +420,7 @@ impl Builder<'_> {
                 match self.loader.load(file, &rel) {
                     Ok(l) => {
                         if let Some(root) = self.parse(&l.text, &l.path) {
-                            self.add_doc(&root, &l.path, depth + 1);
+                            self.add_doc(root, &l.path, depth + 1);
                         }
                     }
                     Err(e) => self.diags.push(Diagnostic::error(
@@ -472,6 +478,6 @@ impl KickstarterConfig {
     }
 
     pub(crate) fn line_index(&self, file: &str) -> Option<&LineIndex> {
-        self.lines.get(file)
+        self.lines.get(file).map(|l| &**l)
     }
 }

@@ -9,6 +9,7 @@ use super::resolve::{ancestors, available, resolve, Effective};
 use crate::diag::{has_errors, Diagnostic};
 use crate::overlay::Overlay;
 use crate::source::{LoadError, SourceLoader};
+use std::sync::Arc;
 
 /// kickstarter's repo options when `SaveRepos: True` and the repository has none.
 const SAVE_REPOS_OPTIONS: &str = "--save --debuginfo --source --gpgkey=file:///etc/pki/rpm-gpg/RPM-GPG-KEY-meego";
@@ -106,13 +107,13 @@ pub fn render(config: &KickstarterConfig, req: &RenderRequest<'_>, loader: &dyn 
         match &req.select {
             Select::Platform(p) => {
                 if let Some(s) = cfg.sections.iter_mut().find(|s| s.name == *p) {
-                    s.body = apply_overlay(&s.body, overlay, req.extra_repos);
+                    s.body = Arc::new(apply_overlay(&s.body, overlay, req.extra_repos));
                 }
             }
             _ => {
                 for &i in &chosen {
                     if let Some(img) = cfg.images.get_mut(i) {
-                        img.body = apply_overlay(&img.body, overlay, req.extra_repos);
+                        img.body = Arc::new(apply_overlay(&img.body, overlay, req.extra_repos));
                     }
                 }
             }

@@ -38,6 +38,14 @@ impl Node {
         }
     }
 
+    /// The entries of a mapping, by value (empty for anything else).
+    pub fn into_entries(self) -> Vec<(String, Node)> {
+        match self {
+            Node::Map(entries) => entries,
+            _ => Vec::new(),
+        }
+    }
+
     pub fn is_map(&self) -> bool {
         matches!(self, Node::Map(_))
     }
@@ -315,12 +323,50 @@ fn quote_if_needed(s: &str) -> String {
 /// reads the block structure from indentation, which every kickstarter file uses.
 #[derive(Debug, Clone, Default)]
 pub struct LineIndex {
-    lines: Vec<String>,
+    /// The file's text and each line's byte range in it: one allocation, not one per line.
+    text: String,
+    lines: Vec<(usize, usize)>,
+    /// First line of each `Name: x`, so finding an entry is not a scan per entry.
+    names: std::collections::HashMap<String, usize>,
+    /// First line of each top-level `key:`, for the same reason.
+    top: std::collections::HashMap<String, usize>,
+    /// `ends[i]`: end (exclusive, 1-based) of the block starting on line i+1, computed once
+    /// because resolving asks for it per key.
+    ends: Vec<usize>,
 }
 
 impl LineIndex {
     pub fn new(text: &str) -> Self {
-        Self { lines: text.lines().map(str::to_owned).collect() }
+        let mut lines = Vec::new();
+        let mut at = 0;
+        for l in text.split_inclusive('\n') {
+            let body = l.strip_suffix('\n').map(|b| b.strip_suffix('\r').unwrap_or(b)).unwrap_or(l);
+            lines.push((at, at + body.len()));
+            at += l.len();
+        }
+        let mut names = std::collections::HashMap::new();
+        let mut top = std::collections::HashMap::new();
+        for (i, &(a, b)) in lines.iter().enumerate() {
+            let l = &text[a..b];
+            if Self::indent(l) == 0 {
+                if let Some(k) = Self::key_of(l) {
+                    top.entry(k.to_owned()).or_insert(i + 1);
+                }
+            }
+            if Self::key_of(l) == Some("Name") {
+                if let Some((_, v)) = l.split_once(':') {
+                    names.entry(v.trim().trim_matches('"').trim_matches('\'').to_owned()).or_insert(i + 1);
+                }
+            }
+        }
+        let mut index = Self { text: text.to_owned(), lines, names, top, ends: Vec::new() };
+        index.ends = index.block_ends();
+        index
+    }
+
+    /// Line `i` (0-based) without its line ending.
+    fn line(&self, i: usize) -> Option<&str> {
+        self.lines.get(i).and_then(|&(a, b)| self.text.get(a..b))
     }
 
     fn indent(line: &str) -> usize {
@@ -341,37 +387,51 @@ impl LineIndex {
 
     /// 1-based line of a top-level `key:`; 0 when not found.
     pub fn top_key(&self, key: &str) -> usize {
-        self.lines.iter().position(|l| Self::indent(l) == 0 && Self::key_of(l) == Some(key)).map_or(0, |i| i + 1)
+        self.top.get(key).copied().unwrap_or(0)
     }
 
     /// Line of the Configurations entry whose `Name:` is `name`.
     pub fn entry_named(&self, name: &str) -> usize {
-        self.lines
-            .iter()
-            .position(|l| {
-                Self::key_of(l) == Some("Name")
-                    && l.split_once(':').map(|(_, v)| v.trim().trim_matches('"').trim_matches('\'')) == Some(name)
-            })
-            .map_or(0, |i| i + 1)
+        self.names.get(name).copied().unwrap_or(0)
     }
 
     /// End (exclusive, 1-based) of the block that starts on `start`.
     fn block_end(&self, start: usize) -> usize {
-        let Some(first) = start.checked_sub(1).and_then(|i| self.lines.get(i)) else {
-            return start;
-        };
-        let base = Self::indent(first);
-        let is_item = first.trim_start().starts_with("- ");
-        for (i, l) in self.lines.iter().enumerate().skip(start) {
+        start.checked_sub(1).and_then(|i| self.ends.get(i).copied()).unwrap_or(start)
+    }
+
+    /// Every line's block end in one pass. A block starting on a line of indent `b` ends at
+    /// the first later significant line indented less, or equally when the block is not a
+    /// `- ` item or that line is one. Open blocks form a stack in which closing a lower
+    /// block always closes the ones above it, so each line is pushed and popped once.
+    fn block_ends(&self) -> Vec<usize> {
+        let n = self.lines.len();
+        let mut ends: Vec<usize> = (2..=n + 1).collect();
+        let mut open: Vec<(usize, usize, bool)> = Vec::new(); // (0-based line, indent, is item)
+        for i in 0..n {
+            let Some(l) = self.line(i) else { continue };
             if !Self::significant(l) {
                 continue;
             }
-            let ind = Self::indent(l);
-            if ind < base || (ind == base && (!is_item || l.trim_start().starts_with("- "))) {
-                return i + 1;
+            let (ind, item) = (Self::indent(l), l.trim_start().starts_with("- "));
+            while let Some(&(j, base, is_item)) = open.last() {
+                if ind < base || (ind == base && (!is_item || item)) {
+                    if let Some(e) = ends.get_mut(j) {
+                        *e = i + 1;
+                    }
+                    open.pop();
+                } else {
+                    break;
+                }
+            }
+            open.push((i, ind, item));
+        }
+        for (j, _, _) in open {
+            if let Some(e) = ends.get_mut(j) {
+                *e = n + 1;
             }
         }
-        self.lines.len() + 1
+        ends
     }
 
     /// Line of the last `key:` inside the block starting at `start` (the block's own line
@@ -383,7 +443,7 @@ impl LineIndex {
         let end = self.block_end(start);
         let mut found = start;
         for line_no in start..end {
-            if let Some(l) = self.lines.get(line_no - 1) {
+            if let Some(l) = self.line(line_no - 1) {
                 let own_line = line_no == start;
                 let t = l.trim_start();
                 let candidate = if own_line { t.strip_prefix("- ").unwrap_or("") } else { t };
@@ -402,7 +462,7 @@ impl LineIndex {
         }
         let end = self.block_end(key_line);
         for line_no in key_line + 1..end {
-            if let Some(l) = self.lines.get(line_no - 1) {
+            if let Some(l) = self.line(line_no - 1) {
                 if let Some(v) = l.trim_start().strip_prefix("- ") {
                     if v.trim().trim_matches('"').trim_matches('\'') == item {
                         return line_no;
