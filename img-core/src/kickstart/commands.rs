@@ -3,6 +3,14 @@
 
 use super::lexer::Word;
 use super::options::{flag, match_options, value, Matched, OptSpec, Problem};
+use serde::Serialize;
+
+/// Shown in place of a password in any printed model.
+pub const SECRET: &str = "***";
+
+fn secret_if_set<S: serde::Serializer>(set: &bool, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_some(&set.then_some(SECRET))
+}
 
 /// What a command line means. Commands IMG does not interpret are `Generic`.
 #[derive(Debug, Clone, PartialEq)]
@@ -22,7 +30,7 @@ pub enum CommandKind {
     Unknown,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Repo {
     pub name: String,
     pub baseurl: Option<String>,
@@ -45,7 +53,7 @@ pub struct Repo {
     pub nocache: bool,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Partition {
     pub mountpoint: String,
     /// MiB.
@@ -64,7 +72,7 @@ pub struct Partition {
     pub asprimary: bool,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Bootloader {
     pub append: Option<String>,
     pub timeout: Option<i64>,
@@ -72,10 +80,12 @@ pub struct Bootloader {
     pub ptable: Option<String>,
     pub menus: Option<String>,
     pub disabled: bool,
+    /// Only whether one was given: the summary must not carry it.
+    #[serde(rename = "password", serialize_with = "secret_if_set")]
     pub password_set: bool,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Btrfs {
     pub mountpoint: Option<String>,
     pub devices: Vec<String>,

@@ -1,20 +1,18 @@
 //! The normalised view of a kickstart printed by `img-client ks check --json`; its shape is
 //! a contract (a pykickstart differential test compares against it).
 
-use super::commands::{Bootloader, Btrfs, CommandKind, Partition, Repo};
+use super::commands::{Bootloader, Btrfs, CommandKind, Partition, Repo, SECRET};
 use super::model::{walk, Entry, Item, Kickstart, PackagesOptions, SectionKind};
 use crate::diag::Diagnostic;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
-
-const SECRET: &str = "***";
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Summary {
     pub file: String,
     pub mic_options: BTreeMap<String, String>,
     pub headers: BTreeMap<String, String>,
-    pub repos: Vec<RepoSummary>,
+    pub repos: Vec<Repo>,
     pub packages: Vec<String>,
     pub groups: Vec<String>,
     pub exclusions: Vec<String>,
@@ -22,75 +20,13 @@ pub struct Summary {
     pub environment: Option<String>,
     pub packages_options: PackagesOptions,
     pub prepackages: Vec<String>,
-    pub partitions: Vec<PartitionSummary>,
-    pub btrfs: Vec<BtrfsSummary>,
-    pub bootloader: Option<BootloaderSummary>,
+    pub partitions: Vec<Partition>,
+    pub btrfs: Vec<Btrfs>,
+    pub bootloader: Option<Bootloader>,
     pub scripts: Vec<ScriptSummary>,
     pub attachments: Vec<String>,
     pub tokens: Vec<String>,
     pub diagnostics: Vec<Diagnostic>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct RepoSummary {
-    pub name: String,
-    pub baseurl: Option<String>,
-    pub mirrorlist: Option<String>,
-    pub save: bool,
-    pub debuginfo: bool,
-    pub source: bool,
-    pub gpgkey: Option<String>,
-    pub ssl_verify: Option<String>,
-    pub priority: Option<i64>,
-    pub cost: Option<i64>,
-    pub includepkgs: Vec<String>,
-    pub excludepkgs: Vec<String>,
-    pub proxy: Option<String>,
-    pub proxyuser: Option<String>,
-    pub proxypasswd: Option<String>,
-    pub disable: bool,
-    pub user: Option<String>,
-    pub passwd: Option<String>,
-    pub nocache: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct PartitionSummary {
-    pub mountpoint: String,
-    pub size: Option<i64>,
-    pub fstype: Option<String>,
-    pub ondisk: Option<String>,
-    pub label: Option<String>,
-    pub align: Option<i64>,
-    pub active: bool,
-    pub fsoptions: Option<String>,
-    pub extoptions: Option<String>,
-    pub part_type: Option<String>,
-    pub uuid: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct BtrfsSummary {
-    pub mountpoint: Option<String>,
-    pub devices: Vec<String>,
-    pub label: Option<String>,
-    pub name: Option<String>,
-    pub parent: Option<String>,
-    pub base: Option<String>,
-    pub subvol: bool,
-    pub snapshot: bool,
-    pub quota: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct BootloaderSummary {
-    pub append: Option<String>,
-    pub timeout: Option<i64>,
-    pub location: Option<String>,
-    pub ptable: Option<String>,
-    pub menus: Option<String>,
-    pub disabled: bool,
-    pub password: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -166,10 +102,10 @@ impl Summary {
             match item {
                 Item::Command(c) => match &c.kind {
                     CommandKind::Repo(r) => s.repos.push(repo(r)),
-                    CommandKind::Partition(p) => s.partitions.push(partition(p)),
-                    CommandKind::Btrfs(b) => s.btrfs.push(btrfs(b)),
+                    CommandKind::Partition(p) => s.partitions.push(p.clone()),
+                    CommandKind::Btrfs(b) => s.btrfs.push(b.clone()),
                     // Single commands: the last one wins, as in pykickstart.
-                    CommandKind::Bootloader(b) => s.bootloader = Some(bootloader(b)),
+                    CommandKind::Bootloader(b) => s.bootloader = Some(b.clone()),
                     _ => {}
                 },
                 Item::Section(sec) => {
@@ -230,68 +166,7 @@ impl Summary {
     }
 }
 
-fn repo(r: &Repo) -> RepoSummary {
-    RepoSummary {
-        name: r.name.clone(),
-        baseurl: r.baseurl.clone(),
-        mirrorlist: r.mirrorlist.clone(),
-        save: r.save,
-        debuginfo: r.debuginfo,
-        source: r.source,
-        gpgkey: r.gpgkey.clone(),
-        ssl_verify: r.ssl_verify.clone(),
-        priority: r.priority,
-        cost: r.cost,
-        includepkgs: r.includepkgs.clone(),
-        excludepkgs: r.excludepkgs.clone(),
-        proxy: r.proxy.clone(),
-        proxyuser: r.proxyuser.clone(),
-        proxypasswd: secret(&r.proxypasswd),
-        disable: r.disable,
-        user: r.user.clone(),
-        passwd: secret(&r.passwd),
-        nocache: r.nocache,
-    }
-}
-
-fn partition(p: &Partition) -> PartitionSummary {
-    PartitionSummary {
-        mountpoint: p.mountpoint.clone(),
-        size: p.size,
-        fstype: p.fstype.clone(),
-        ondisk: p.ondisk.clone(),
-        label: p.label.clone(),
-        align: p.align,
-        active: p.active,
-        fsoptions: p.fsoptions.clone(),
-        extoptions: p.extoptions.clone(),
-        part_type: p.part_type.clone(),
-        uuid: p.uuid.clone(),
-    }
-}
-
-fn btrfs(b: &Btrfs) -> BtrfsSummary {
-    BtrfsSummary {
-        mountpoint: b.mountpoint.clone(),
-        devices: b.devices.clone(),
-        label: b.label.clone(),
-        name: b.name.clone(),
-        parent: b.parent.clone(),
-        base: b.base.clone(),
-        subvol: b.subvol,
-        snapshot: b.snapshot,
-        quota: b.quota,
-    }
-}
-
-fn bootloader(b: &Bootloader) -> BootloaderSummary {
-    BootloaderSummary {
-        append: b.append.clone(),
-        timeout: b.timeout,
-        location: b.location.clone(),
-        ptable: b.ptable.clone(),
-        menus: b.menus.clone(),
-        disabled: b.disabled,
-        password: b.password_set.then(|| SECRET.to_owned()),
-    }
+/// The repo with its passwords masked.
+fn repo(r: &Repo) -> Repo {
+    Repo { passwd: secret(&r.passwd), proxypasswd: secret(&r.proxypasswd), ..r.clone() }
 }
