@@ -31,32 +31,41 @@ impl FsLoader {
     }
 
     fn read(&self, rel: String) -> Result<Loaded, LoadError> {
-        let full = self.root.join(&rel);
-        let unreadable = |e: std::io::Error| LoadError::Unreadable { path: rel.clone(), reason: e.to_string() };
-        let meta = match std::fs::metadata(&full) {
-            Ok(m) => m,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(LoadError::NotFound(rel)),
-            Err(e) => return Err(unreadable(e)),
-        };
-        // A symlink must not lead out of the root either.
-        let (canon_root, canon) =
-            (self.root.canonicalize().map_err(unreadable)?, full.canonicalize().map_err(unreadable)?);
-        if !canon.starts_with(&canon_root) {
-            return Err(LoadError::OutsideRoot(rel));
-        }
+        let (full, meta) = self.inside_root(&rel)?;
         if !meta.is_file() {
             return Err(LoadError::Unreadable { path: rel, reason: "not a regular file".into() });
         }
         if meta.len() > self.max_size {
             return Err(LoadError::TooLarge { path: rel, size: meta.len(), limit: self.max_size });
         }
-        let bytes = std::fs::read(&full).map_err(unreadable)?;
+        let bytes = std::fs::read(&full).map_err(|e| unreadable(&rel, e))?;
         let text = String::from_utf8(bytes).map_err(|e| LoadError::Unreadable {
             path: rel.clone(),
             reason: format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to()),
         })?;
         Ok(Loaded { path: rel, text })
     }
+
+    /// The full path of `rel` and its metadata, once it is known to exist and (symlinks
+    /// followed) to stay inside the root.
+    fn inside_root(&self, rel: &str) -> Result<(PathBuf, std::fs::Metadata), LoadError> {
+        let full = self.root.join(rel);
+        let meta = match std::fs::metadata(&full) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(LoadError::NotFound(rel.to_owned())),
+            Err(e) => return Err(unreadable(rel, e)),
+        };
+        let canon_root = self.root.canonicalize().map_err(|e| unreadable(rel, e))?;
+        let canon = full.canonicalize().map_err(|e| unreadable(rel, e))?;
+        if !canon.starts_with(&canon_root) {
+            return Err(LoadError::OutsideRoot(rel.to_owned()));
+        }
+        Ok((full, meta))
+    }
+}
+
+fn unreadable(path: &str, e: std::io::Error) -> LoadError {
+    LoadError::Unreadable { path: path.to_owned(), reason: e.to_string() }
 }
 
 impl SourceLoader for FsLoader {
@@ -68,19 +77,11 @@ impl SourceLoader for FsLoader {
         // Confine a child path so the folder itself may be the root's own subfolder.
         let child = confine(including_file, &format!("{}/x", dir.trim_end_matches('/')))?;
         let rel = child.strip_suffix("/x").unwrap_or("").to_owned();
-        let full = self.root.join(&rel);
-        let unreadable = |e: std::io::Error| LoadError::Unreadable { path: rel.clone(), reason: e.to_string() };
-        match std::fs::metadata(&full) {
-            Ok(m) if m.is_dir() => {}
-            Ok(_) => return Err(LoadError::Unreadable { path: rel, reason: "not a folder".into() }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(LoadError::NotFound(rel)),
-            Err(e) => return Err(unreadable(e)),
+        let (full, meta) = self.inside_root(&rel)?;
+        if !meta.is_dir() {
+            return Err(LoadError::Unreadable { path: rel, reason: "not a folder".into() });
         }
-        let (canon_root, canon) =
-            (self.root.canonicalize().map_err(unreadable)?, full.canonicalize().map_err(unreadable)?);
-        if !canon.starts_with(&canon_root) {
-            return Err(LoadError::OutsideRoot(rel));
-        }
+        let unreadable = |e| unreadable(&rel, e);
         let mut names = Vec::new();
         for entry in std::fs::read_dir(&full).map_err(unreadable)? {
             let entry = entry.map_err(unreadable)?;

@@ -9,7 +9,6 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use img_core::kickstart::{parse, ParseOptions, TokenMap};
 use img_core::source::NoFiles;
 use std::hint::black_box;
-use std::time::Duration;
 
 fn bench(c: &mut Criterion) {
     let text = gen::kickstart();
@@ -27,10 +26,7 @@ fn bench(c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default()
-        .sample_size(30)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(3));
+    config = gen::criterion();
     targets = bench
 }
 criterion_main!(benches);

@@ -13,7 +13,6 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use img_core::kickstarter::{load, render, Input, RenderRequest, Select};
 use img_core::source::MemoryFiles;
 use std::hint::black_box;
-use std::time::Duration;
 
 fn run(conf: &str, repos: &str, files: &MemoryFiles, select: Select) -> usize {
     let loaded =
@@ -72,10 +71,7 @@ fn bench(c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default()
-        .sample_size(30)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(3));
+    config = gen::criterion();
     targets = bench
 }
 criterion_main!(benches);

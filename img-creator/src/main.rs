@@ -1,6 +1,7 @@
 //! img-creator: kickstart → image, with mic's command-line interface.
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
+use img_core::job::{ImageType, ImageTypeError};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -12,18 +13,20 @@ struct Cli {
     command: Command,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
+/// What to build: an image type, or `auto` to read it from the kickstart's
+/// `-*-mic2-options-*-` line, as mic does.
+#[derive(Debug, Clone, Copy)]
 enum Format {
-    Fs,
-    Loop,
-    Raw,
-    Livecd,
-    Liveusb,
-    Qcow2,
-    Vdi,
-    Vmdk,
-    /// Read the format from the kickstart's `-*-mic2-options-*-` line, as mic does.
     Auto,
+    Type(ImageType),
+}
+
+fn parse_format(s: &str) -> Result<Format, String> {
+    if s == "auto" {
+        return Ok(Format::Auto);
+    }
+    let t: ImageType = s.parse().map_err(|e: ImageTypeError| e.to_string())?;
+    t.check_supported().map(Format::Type).map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Subcommand)]
@@ -31,6 +34,8 @@ enum Command {
     /// Create an image (as `mic create`).
     #[command(visible_alias = "cr")]
     Create {
+        /// fs, loop, raw, livecd, liveusb, qcow2, vdi, vmdk or auto.
+        #[arg(value_parser = parse_format)]
         format: Format,
         /// The kickstart file.
         ksfile: PathBuf,
@@ -69,6 +74,10 @@ enum Command {
 
 fn main() -> ExitCode {
     let Command::Create { format, .. } = Cli::parse().command;
-    eprintln!("img-creator: error: building {format:?} images arrives with issue [2/5]; `img-client ks check` validates kickstarts now");
+    let what = match format {
+        Format::Auto => "auto".to_owned(),
+        Format::Type(t) => t.to_string(),
+    };
+    eprintln!("img-creator: error: building {what} images arrives with issue [2/5]; `img-client ks check` validates kickstarts now");
     ExitCode::from(2)
 }

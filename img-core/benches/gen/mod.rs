@@ -10,6 +10,14 @@ pub const PLATFORMS: usize = 50;
 /// The overlay applied when rendering (original IMG form syntax).
 pub const OVERLAY: &str = "gcc,gdb,strace,@MeeGo Netbook Desktop,@Development Tools,-google-chrome,-flash-plugin";
 
+/// Criterion settings for both benches: short enough that `tests/bench/run` stays near a minute.
+pub fn criterion() -> criterion::Criterion {
+    criterion::Criterion::default()
+        .sample_size(30)
+        .warm_up_time(std::time::Duration::from_millis(500))
+        .measurement_time(std::time::Duration::from_secs(3))
+}
+
 /// A small deterministic generator (xorshift64*), so inputs never change between runs.
 struct Rng(u64);
 

@@ -96,6 +96,10 @@ pub struct JobExtras {
     pub extra_repos: Vec<String>,
 }
 
+// KickstarterJob and ImageJob repeat `email`, `id`, `imagetype` rather than flattening a
+// shared header: serde buffers flattened fields, and a bad `imagetype` would then be
+// reported at the end of the message instead of where it stands.
+
 /// To `kickstarter_queue` (routing key `ks`): render a kickstart, then build it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct KickstarterJob {
