@@ -135,7 +135,19 @@ fn parse_text(ctx: &mut Ctx, file: &str, text: &str, depth: usize) -> Vec<Item> 
                 continue;
             }
             if !is_known_header(first) {
-                section.body.push(body_line(&section.kind, raw, line));
+                let mut body = body_line(&section.kind, raw, line);
+                if first == "%include" {
+                    body.entry = super::model::Entry::Text;
+                    // pykickstart would read the file here, mid-section; we do not guess at that.
+                    let message = format!(
+                        "%include inside {} is not followed; put it outside the section",
+                        section.header_name()
+                    );
+                    ctx.warning(file, line_no, column_of(line), message);
+                } else if body.entry == super::model::Entry::Text && is_nameless_item(&section.kind, line) {
+                    ctx.warning(file, line_no, column_of(line), "package line names no package or group; ignored");
+                }
+                section.body.push(body);
                 open = Some(section);
                 continue;
             }
@@ -168,6 +180,12 @@ fn parse_text(ctx: &mut Ctx, file: &str, text: &str, depth: usize) -> Vec<Item> 
         items.push(Item::Section(section));
     }
     items
+}
+
+/// A `%packages` line that is not blank or a comment yet gave no entry (`@`, `-`, `-@`).
+fn is_nameless_item(kind: &SectionKind, line: &str) -> bool {
+    matches!(kind, SectionKind::Packages | SectionKind::Prepackages)
+        && !line.split('#').next().unwrap_or("").trim().is_empty()
 }
 
 /// Lines no kickstart has: over-long ones and binary data.

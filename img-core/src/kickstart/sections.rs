@@ -101,17 +101,19 @@ pub fn package_entry(line: &str) -> Entry {
     if text.is_empty() {
         return Entry::Text;
     }
+    // A bare `@`, `-` or `-@` names nothing: Text, which the parser reports.
+    let named = |name: String, entry: fn(String) -> Entry| if name.is_empty() { Entry::Text } else { entry(name) };
     if let Some(env) = text.strip_prefix("@^") {
-        return Entry::Environment(env.trim().to_owned());
+        return named(env.trim().to_owned(), Entry::Environment);
     }
     if let Some(group) = text.strip_prefix('@') {
-        return Entry::Group(group_name(group));
+        return named(group_name(group), Entry::Group);
     }
     if let Some(group) = text.strip_prefix("-@") {
-        return Entry::ExcludeGroup(group_name(group));
+        return named(group_name(group), Entry::ExcludeGroup);
     }
     if let Some(pkg) = text.strip_prefix('-') {
-        return Entry::Exclude(pkg.trim().to_owned());
+        return named(pkg.trim().to_owned(), Entry::Exclude);
     }
     Entry::Package(text.to_owned())
 }
@@ -142,6 +144,9 @@ mod tests {
         assert_eq!(package_entry("@^minimal-environment"), Entry::Environment("minimal-environment".into()));
         assert_eq!(package_entry("-@games"), Entry::ExcludeGroup("games".into()));
         assert_eq!(package_entry("-dracut"), Entry::Exclude("dracut".into()));
+        for empty in ["@", "-", "-@", "@^", "@ --optional"] {
+            assert_eq!(package_entry(empty), Entry::Text, "{empty}");
+        }
         assert_eq!(package_entry("# only a comment"), Entry::Text);
     }
 }
