@@ -25,6 +25,19 @@ impl FsLoader {
         (Self::new(root), name)
     }
 
+    /// Reads a file the user named by its own path (`--repos`, `--with`), which must lie
+    /// inside the root; it is known by its path relative to the root from then on.
+    pub fn read_path(&self, path: &Path) -> Result<Loaded, LoadError> {
+        let shown = path.display().to_string();
+        let canon = path.canonicalize().map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => LoadError::NotFound(shown.clone()),
+            _ => unreadable(&shown, e),
+        })?;
+        let root = self.root.canonicalize().map_err(|e| unreadable(&shown, e))?;
+        let rel = canon.strip_prefix(&root).map_err(|_| LoadError::OutsideRoot(shown.clone()))?;
+        self.read(rel.to_string_lossy().into_owned())
+    }
+
     /// Reads a file the user named directly (not through an include).
     pub fn read_top(&self, name: &str) -> Result<Loaded, LoadError> {
         self.read(name.to_owned())

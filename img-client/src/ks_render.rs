@@ -39,34 +39,12 @@ pub struct RenderArgs {
     pub list: bool,
 }
 
-/// `path` relative to `root` when it lies below it, so FsLoader can confine reads.
-fn rel_to(root: &Path, path: &Path) -> anyhow::Result<String> {
-    let canon_root = root.canonicalize()?;
-    let canon = path.canonicalize().map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    let rel = canon
-        .strip_prefix(&canon_root)
-        .map_err(|_| anyhow::anyhow!("{} is not in the configuration's folder {}", path.display(), root.display()))?;
-    Ok(rel.to_string_lossy().into_owned())
-}
-
 pub fn run(args: &RenderArgs) -> anyhow::Result<ExitCode> {
     let (loader, config_name) = FsLoader::for_file(&args.config);
-    let root = args.config.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
-    let config_text = loader.read_top(&config_name).map_err(|e| anyhow::anyhow!("{e}"))?.text;
-    let mut fragments = Vec::new();
-    for w in &args.with {
-        let rel = rel_to(&root, w)?;
-        let text = loader.read_top(&rel).map_err(|e| anyhow::anyhow!("{e}"))?.text;
-        fragments.push((rel, text));
-    }
-    let repos = match &args.repos {
-        Some(r) => {
-            let rel = rel_to(&root, r)?;
-            let text = loader.read_top(&rel).map_err(|e| anyhow::anyhow!("{e}"))?.text;
-            Some((rel, text))
-        }
-        None => None,
-    };
+    let read = |path: &Path| loader.read_path(path).map(|l| (l.path, l.text));
+    let (_, config_text) = read(&args.config)?;
+    let fragments = args.with.iter().map(|w| read(w)).collect::<Result<Vec<_>, _>>()?;
+    let repos = args.repos.as_deref().map(read).transpose()?;
     let frag_inputs: Vec<Input<'_>> = fragments.iter().map(|(f, t)| Input { text: t, file: f }).collect();
     let loaded = kickstarter::load_with_fragments(
         Input { text: &config_text, file: &config_name },

@@ -18,7 +18,7 @@ mod writer;
 pub use model::{Entry, Item, Kickstart, Section, SectionKind};
 pub use parser::{MAX_DIAGNOSTICS, MAX_INCLUDE_DEPTH, MAX_INPUT, MAX_LINE};
 pub use summary::Summary;
-pub use tokens::{parse_token_map, TokenMapError};
+pub use tokens::{is_token_name, parse_token_map, substitute, TokenMapError};
 
 use crate::diag::Diagnostic;
 use crate::source::SourceLoader;

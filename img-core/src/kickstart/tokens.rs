@@ -29,12 +29,17 @@ pub fn parse_token_map(text: &str) -> Result<TokenMap, TokenMapError> {
         if name.is_empty() {
             return Err(TokenMapError::EmptyName { item });
         }
-        if !name.chars().all(is_token_char) {
+        if !is_token_name(name) {
             return Err(TokenMapError::BadName { item, name: name.to_owned() });
         }
         map.insert(name.to_owned(), value.to_owned());
     }
     Ok(map)
+}
+
+/// A name that can stand between `@`s: letters, digits and `_`.
+pub fn is_token_name(name: &str) -> bool {
+    !name.is_empty() && name.chars().all(is_token_char)
 }
 
 fn is_token_char(c: char) -> bool {

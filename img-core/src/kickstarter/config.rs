@@ -63,7 +63,8 @@ pub struct KickstarterConfig {
     pub(crate) sections: Vec<Section>,
     pub(crate) images: Vec<Image>,
     pub(crate) repos: Vec<Repository>,
-    pub(crate) url_vars: Vec<(String, String)>,
+    /// `RepositoryURLVariables`, keyed by token name without its `@`s.
+    pub(crate) url_vars: crate::kickstart::TokenMap,
     /// Shared so per-entry checks need not copy a whole file's lines.
     pub(crate) lines: BTreeMap<String, Arc<LineIndex>>,
 }
@@ -328,9 +329,17 @@ impl Builder<'_> {
             return;
         };
         for (k, v) in entries {
-            let v = v.scalar().unwrap_or_default();
-            self.cfg.url_vars.retain(|(t, _)| t != k);
-            self.cfg.url_vars.push((k.clone(), v));
+            match k.strip_prefix('@').and_then(|t| t.strip_suffix('@')).filter(|t| crate::kickstart::is_token_name(t)) {
+                Some(token) => {
+                    self.cfg.url_vars.insert(token.to_owned(), v.scalar().unwrap_or_default());
+                }
+                None => self.diags.push(Diagnostic::warning(
+                    file,
+                    line,
+                    1,
+                    format!("`RepositoryURLVariables` key `{k}` is not an `@TOKEN@`; ignored"),
+                )),
+            }
         }
     }
 

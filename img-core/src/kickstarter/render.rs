@@ -7,6 +7,7 @@ use super::ks_writer::{self, Bootloader, Desktop, KsParts, RepoLine};
 use super::overlay::apply_overlay;
 use super::resolve::{ancestors, available, resolve, Effective};
 use crate::diag::{has_errors, Diagnostic};
+use crate::kickstart::substitute;
 use crate::overlay::Overlay;
 use crate::source::{LoadError, SourceLoader};
 use std::sync::Arc;
@@ -226,6 +227,10 @@ fn repo_lines(cfg: &KickstarterConfig, eff: &Effective, diags: &mut Vec<Diagnost
     let image_type = eff.scalar("ImageType");
     let global =
         eff.scalar("RepositoryOptions").or_else(|| eff.flag("SaveRepos").then(|| SAVE_REPOS_OPTIONS.to_owned()));
+    // The URL variables, then the image's own ARCH and RELEASE, which win.
+    let mut tokens = cfg.url_vars.clone();
+    tokens.extend(arch.map(|a| ("ARCH".to_owned(), a)));
+    tokens.extend(release.map(|r| ("RELEASE".to_owned(), r)));
     let mut out = Vec::new();
     for (name, origin) in eff.list("Repos") {
         let name = name.trim();
@@ -255,16 +260,7 @@ fn repo_lines(cfg: &KickstarterConfig, eff: &Effective, diags: &mut Vec<Diagnost
             ));
             continue;
         };
-        let mut url = url.clone();
-        if let Some(a) = &arch {
-            url = url.replace("@ARCH@", a);
-        }
-        if let Some(r) = &release {
-            url = url.replace("@RELEASE@", r);
-        }
-        for (token, value) in &cfg.url_vars {
-            url = url.replace(token.as_str(), value);
-        }
+        let url = substitute(url, &tokens);
         out.push(RepoLine { name: name.to_owned(), url, options: repo.options.clone().or_else(|| global.clone()) });
     }
     out
