@@ -40,11 +40,7 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     }
     if args.json {
         let json = serde_json::to_string_pretty(&parsed.kickstart.summary())?;
-        // `ks check --json | head` must not panic when the reader goes away.
-        match writeln!(std::io::stdout().lock(), "{json}") {
-            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(e.into()),
-            _ => {}
-        }
+        writeln!(crate::output::stdout(), "{json}")?;
     }
     Ok(if has_errors(&parsed.diagnostics) { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }

@@ -2,6 +2,7 @@
 use crate::files::FsLoader;
 use img_core::diag::has_errors;
 use img_core::kickstarter::{self, Input, RenderRequest, Select};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -58,13 +59,14 @@ pub fn run(args: &RenderArgs) -> anyhow::Result<ExitCode> {
     let Some(config) = loaded.config else {
         return Ok(ExitCode::from(1));
     };
+    let mut out = crate::output::stdout();
     if args.list {
         for p in config.platforms() {
-            println!("platform {p}");
+            writeln!(out, "platform {p}")?;
         }
         for i in config.images() {
             let platform = i.platform.clone().unwrap_or_else(|| i.inherit.join(" + "));
-            println!("image {}\tplatform {}\t{}", i.name, platform, if i.active { "active" } else { "inactive" });
+            writeln!(out, "image {}\tplatform {}\t{}", i.name, platform, if i.active { "active" } else { "inactive" })?;
         }
         return Ok(if has_errors(&loaded.diagnostics) { ExitCode::from(1) } else { ExitCode::SUCCESS });
     }
@@ -89,9 +91,9 @@ pub fn run(args: &RenderArgs) -> anyhow::Result<ExitCode> {
     let several = rendered.kickstarts.len() > 1;
     for ks in &rendered.kickstarts {
         if several {
-            println!("# ---- {} ----", ks.file_name);
+            writeln!(out, "# ---- {} ----", ks.file_name)?;
         }
-        print!("{}", ks.text);
+        write!(out, "{}", ks.text)?;
     }
     let failed = has_errors(&loaded.diagnostics) || has_errors(&rendered.diagnostics);
     Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })

@@ -4,3 +4,4 @@
 pub mod files;
 pub mod ks_check;
 pub mod ks_render;
+pub mod output;

@@ -77,3 +77,32 @@ fn example_kickstarts_check_clean() {
     }
     assert!(checked >= 2);
 }
+
+/// A reader that stops early (`| head`) ends the output, not the command: no panic, and
+/// the exit code is still the check's verdict.
+#[test]
+fn a_closed_stdout_keeps_the_verdict() {
+    use std::io::Read;
+    use std::process::Stdio;
+    let dir = std::env::temp_dir().join(format!("img-pipe-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // Enough packages that the JSON outgrows the pipe's buffer and the write must fail.
+    let packages: String = (0..20_000).map(|i| format!("package-number-{i}\n")).collect();
+    for (name, extra, verdict) in [("ok.ks", "", 0), ("bad.ks", "repo --name=x\n", 1)] {
+        let file = dir.join(name);
+        std::fs::write(&file, format!("{extra}%packages\n{packages}%end\n")).unwrap();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_img-client"))
+            .args(["ks", "check", "--json"])
+            .arg(&file)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = [0u8; 1];
+        child.stdout.take().unwrap().read_exact(&mut first).unwrap(); // then the pipe closes
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked") && !stderr.contains("Broken pipe"), "{name}: {stderr}");
+        assert_eq!(out.status.code(), Some(verdict), "{name}: {stderr}");
+    }
+}
