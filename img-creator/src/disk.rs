@@ -1,0 +1,1 @@
+//! Disks: raw, loop, converted (helper B fills this).

@@ -1,0 +1,167 @@
+//! Volumes from the kickstart's `part` lines: filesystem, size, label and UUID fixed once,
+//! so fstab, the bootloader's `root=` and mkfs all agree. Pure.
+
+use img_core::kickstart::commands::Partition;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Volume {
+    pub mountpoint: String,
+    /// ext2, ext3, ext4, btrfs, vfat or swap.
+    pub fstype: String,
+    pub size_mib: u64,
+    pub label: Option<String>,
+    /// Filesystem UUID (vfat: its 8-hex-digit volume id, written `XXXX-XXXX`).
+    pub fs_uuid: String,
+    /// Start alignment in KiB (mic's `--align`); 1024 when not given.
+    pub align_kib: u64,
+    pub active: bool,
+    pub fsoptions: String,
+    pub extoptions: Option<String>,
+    pub grow: bool,
+}
+
+pub const FILESYSTEMS: &[&str] = &["ext2", "ext3", "ext4", "btrfs", "vfat", "swap"];
+/// Size used when a `part` line gives none (mic's default is the content size; we need a number).
+pub const DEFAULT_SIZE_MIB: u64 = 512;
+
+impl Volume {
+    /// How fstab and the kernel find it.
+    pub fn source(&self) -> String {
+        format!("UUID={}", self.fs_uuid)
+    }
+
+    /// The loop image's file name: by label, as mic names them.
+    pub fn loop_name(&self) -> String {
+        let base = self.label.clone().unwrap_or_else(|| match self.mountpoint.as_str() {
+            "/" => "rootfs".to_owned(),
+            m => m.trim_matches('/').replace('/', "-"),
+        });
+        format!("{base}.img")
+    }
+}
+
+/// `uuid_seed` gives fresh UUIDs (random in production, fixed in tests).
+pub fn volumes(parts: &[Partition], mut uuid_seed: impl FnMut() -> [u8; 16]) -> Result<Vec<Volume>, String> {
+    let mut out: Vec<Volume> = Vec::new();
+    for p in parts {
+        let fstype = p.fstype.clone().unwrap_or_else(|| if p.mountpoint == "swap" { "swap".into() } else { "ext4".into() });
+        let fstype = if fstype == "efi" || fstype == "fat32" || fstype == "msdos" { "vfat".to_owned() } else { fstype };
+        if !FILESYSTEMS.contains(&fstype.as_str()) {
+            return Err(format!(
+                "part {}: filesystem `{fstype}` is not supported (supported: {})",
+                p.mountpoint,
+                FILESYSTEMS.join(", ")
+            ));
+        }
+        if p.mountpoint != "swap" && !p.mountpoint.starts_with('/') {
+            return Err(format!("part {}: mount point must be absolute or `swap`", p.mountpoint));
+        }
+        if out.iter().any(|v| v.mountpoint == p.mountpoint && p.mountpoint != "swap") {
+            return Err(format!("part {}: mount point given twice", p.mountpoint));
+        }
+        let size_mib = match p.size {
+            Some(s) if s > 0 => s as u64,
+            Some(s) => return Err(format!("part {}: size {s} MiB must be positive", p.mountpoint)),
+            None => DEFAULT_SIZE_MIB,
+        };
+        let bytes = uuid_seed();
+        let fs_uuid = match (&p.uuid, fstype.as_str()) {
+            (Some(u), _) => u.clone(),
+            (None, "vfat") => format!("{:02X}{:02X}-{:02X}{:02X}", bytes[0], bytes[1], bytes[2], bytes[3]),
+            (None, _) => format_uuid(bytes),
+        };
+        out.push(Volume {
+            mountpoint: p.mountpoint.clone(),
+            fstype,
+            size_mib,
+            label: p.label.clone(),
+            fs_uuid,
+            align_kib: p.align.filter(|a| *a > 0).map_or(1024, |a| a as u64),
+            active: p.active,
+            fsoptions: p.fsoptions.clone().unwrap_or_else(|| "defaults".into()),
+            extoptions: p.extoptions.clone(),
+            grow: p.grow,
+        });
+    }
+    if !out.is_empty() && !out.iter().any(|v| v.mountpoint == "/") {
+        return Err("the `part` lines have no `/` partition".into());
+    }
+    Ok(out)
+}
+
+fn format_uuid(mut b: [u8; 16]) -> String {
+    b[6] = (b[6] & 0x0f) | 0x40; // version 4
+    b[8] = (b[8] & 0x3f) | 0x80; // RFC 4122 variant
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+}
+
+/// /etc/fstab for the volumes, root first, as mic wrote it.
+pub fn fstab(volumes: &[Volume]) -> String {
+    let mut s = String::from("# Written by img-creator from the kickstart's part lines.\n");
+    let mut sorted: Vec<&Volume> = volumes.iter().collect();
+    sorted.sort_by_key(|v| (v.mountpoint != "/", v.mountpoint.matches('/').count(), v.mountpoint.clone()));
+    for v in sorted {
+        let (mp, pass) = match v.mountpoint.as_str() {
+            "swap" => ("none", 0),
+            "/" => ("/", 1),
+            m => (m, 2),
+        };
+        let pass = if v.fstype == "btrfs" || v.fstype == "swap" { 0 } else { pass };
+        s.push_str(&format!("{} {mp} {} {} 0 {pass}\n", v.source(), v.fstype, v.fsoptions));
+    }
+    s.push_str("proc /proc proc defaults 0 0\nsysfs /sys sysfs defaults 0 0\ndevpts /dev/pts devpts gid=5,mode=620 0 0\ntmpfs /dev/shm tmpfs defaults 0 0\n");
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn part(mp: &str, size: i64, fstype: Option<&str>, label: Option<&str>) -> Partition {
+        Partition {
+            mountpoint: mp.into(),
+            size: Some(size),
+            fstype: fstype.map(Into::into),
+            label: label.map(Into::into),
+            ..Default::default()
+        }
+    }
+
+    fn seq() -> impl FnMut() -> [u8; 16] {
+        let mut n = 0u8;
+        move || {
+            n += 1;
+            [n; 16]
+        }
+    }
+
+    #[test]
+    fn fixes_type_label_uuid_and_names() {
+        let v = volumes(&[part("/", 100, None, Some("root")), part("/boot/efi", 10, Some("efi"), None)], seq()).unwrap();
+        assert_eq!(v[0].fstype, "ext4");
+        assert_eq!(v[0].fs_uuid, "01010101-0101-4101-8101-010101010101");
+        assert_eq!(v[0].loop_name(), "root.img");
+        assert_eq!(v[1].fstype, "vfat");
+        assert_eq!(v[1].fs_uuid, "0202-0202");
+        assert_eq!(v[1].loop_name(), "boot-efi.img");
+        assert_eq!(v[0].align_kib, 1024);
+    }
+
+    #[test]
+    fn rejects_what_cannot_be_built() {
+        let e = volumes(&[part("/", 100, Some("xfs"), None)], seq()).unwrap_err();
+        assert!(e.contains("`xfs` is not supported"), "{e}");
+        assert!(volumes(&[part("/boot", 10, None, None)], seq()).unwrap_err().contains("no `/`"));
+        assert!(volumes(&[part("/", 0, None, None)], seq()).unwrap_err().contains("must be positive"));
+    }
+
+    #[test]
+    fn fstab_lists_root_first_by_uuid() {
+        let v = volumes(&[part("/boot", 50, Some("ext2"), None), part("/", 100, None, None)], seq()).unwrap();
+        let t = fstab(&v);
+        let lines: Vec<&str> = t.lines().skip(1).take(2).collect();
+        assert_eq!(lines[0], format!("UUID={} / ext4 defaults 0 1", v[1].fs_uuid));
+        assert_eq!(lines[1], format!("UUID={} /boot ext2 defaults 0 2", v[0].fs_uuid));
+    }
+}

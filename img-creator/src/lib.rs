@@ -1,0 +1,19 @@
+//! img-creator: builds OS images from a kickstart, doing mic's job with Debian's tools.
+//! The `img-creator` binary gives it mic's command line; the worker runs that binary
+//! inside the throwaway build VM.
+//!
+//! A build: parse → plan → install packages (dnf) → configure → scripts → image type →
+//! outputs (manifest, checksums, result.json). See ARCHITECTURE.md.
+
+pub mod boot;
+pub mod cmd;
+pub mod disk;
+pub mod error;
+pub mod files;
+pub mod layout;
+pub mod live;
+pub mod plan;
+pub mod qemu;
+pub mod workdir;
+
+pub use error::{CreateError, Result};

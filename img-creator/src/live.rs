@@ -1,0 +1,1 @@
+//! Live media: squashfs root, ISO (helper C fills this).

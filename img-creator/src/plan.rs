@@ -1,0 +1,237 @@
+//! What the kickstart asks the creator to do, read once from the model: repos, packages,
+//! partitions, settings, scripts. Pure: no I/O, so every rule here is unit-tested.
+
+use img_core::kickstart::commands::{Bootloader, CommandKind, Desktop, Partition, Repo, Rootpw, Timezone, User};
+use img_core::kickstart::model::{walk, PackagesOptions, ScriptKind};
+use img_core::kickstart::{Item, Kickstart, SectionKind};
+
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    pub repos: Vec<Repo>,
+    pub prepackages: Vec<String>,
+    pub packages: Vec<String>,
+    pub groups: Vec<String>,
+    pub excludes: Vec<String>,
+    pub packages_options: PackagesOptions,
+    pub partitions: Vec<Partition>,
+    pub bootloader: Bootloader,
+    pub settings: Settings,
+    pub scripts: Vec<Script>,
+    /// `%attachment` paths inside the root.
+    pub attachments: Vec<String>,
+}
+
+/// System settings mic applied after installing packages.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    pub lang: Option<String>,
+    pub keyboard: Option<String>,
+    pub timezone: Option<Timezone>,
+    pub rootpw: Option<Rootpw>,
+    pub users: Vec<User>,
+    pub groups: Vec<Group>,
+    pub services_enabled: Vec<String>,
+    pub services_disabled: Vec<String>,
+    pub hostname: Option<String>,
+    /// `firewall --enabled/--disabled`: Some(true) when enabled.
+    pub firewall: Option<bool>,
+    /// `selinux --enforcing|--permissive|--disabled`.
+    pub selinux: Option<String>,
+    pub desktop: Option<Desktop>,
+    /// `xconfig --startxonboot`.
+    pub start_x: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Group {
+    pub name: String,
+    pub gid: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Script {
+    pub kind: ScriptKind,
+    pub nochroot: bool,
+    pub interpreter: String,
+    pub erroronfail: bool,
+    /// Kickstart line of the section header, for error messages.
+    pub line: usize,
+    pub body: String,
+}
+
+impl Plan {
+    pub fn of(ks: &Kickstart) -> Plan {
+        let summary = ks.summary();
+        let mut plan = Plan {
+            repos: Vec::new(),
+            prepackages: summary.prepackages,
+            packages: summary.packages,
+            groups: summary.groups,
+            excludes: summary.exclusions,
+            packages_options: summary.packages_options,
+            partitions: summary.partitions,
+            bootloader: summary.bootloader.unwrap_or_default(),
+            settings: Settings::default(),
+            scripts: Vec::new(),
+            attachments: summary.attachments,
+        };
+        let mut items = Vec::new();
+        walk(&ks.items, &mut items);
+        for item in items {
+            match item {
+                // The summary masks passwords; the build needs the real ones.
+                Item::Command(c) => match &c.kind {
+                    CommandKind::Repo(r) => plan.repos.push(r.clone()),
+                    _ => apply_command(&mut plan.settings, &c.name, &c.args, &c.kind),
+                },
+                Item::Section(sec) => {
+                    if let SectionKind::Script(kind) = sec.kind {
+                        let opts = sec.script.clone().unwrap_or_default();
+                        plan.scripts.push(Script {
+                            kind,
+                            nochroot: opts.nochroot,
+                            interpreter: opts.interpreter,
+                            erroronfail: opts.erroronfail,
+                            line: sec.line,
+                            body: sec.body.iter().filter_map(|b| b.raw.as_deref()).collect(),
+                        });
+                    }
+                }
+                Item::Text { .. } | Item::Include(_) => {}
+            }
+        }
+        plan
+    }
+
+    pub fn scripts_of(&self, kind: ScriptKind, nochroot: bool) -> impl Iterator<Item = &Script> {
+        self.scripts.iter().filter(move |s| s.kind == kind && s.nochroot == nochroot)
+    }
+
+    /// Partitions in the order their contents nest: `/` first, then deeper mount points.
+    pub fn partitions_by_depth(&self) -> Vec<&Partition> {
+        let mut parts: Vec<&Partition> = self.partitions.iter().filter(|p| p.mountpoint.starts_with('/')).collect();
+        parts.sort_by_key(|p| p.mountpoint.trim_end_matches('/').matches('/').count() + usize::from(p.mountpoint != "/"));
+        parts
+    }
+}
+
+fn apply_command(s: &mut Settings, name: &str, args: &[String], kind: &CommandKind) {
+    match kind {
+        CommandKind::Timezone(t) => s.timezone = Some(t.clone()),
+        CommandKind::Rootpw(r) => s.rootpw = Some(r.clone()),
+        CommandKind::User(u) => s.users.push(u.clone()),
+        CommandKind::Desktop(d) => s.desktop = Some(d.clone()),
+        CommandKind::Lang(l) if !l.is_empty() => s.lang = Some(l.clone()),
+        _ => match name {
+            "keyboard" => s.keyboard = positional(args).or_else(|| option(args, "vckeymap")).or(s.keyboard.take()),
+            "services" => {
+                s.services_enabled.extend(list(option(args, "enabled")));
+                s.services_disabled.extend(list(option(args, "disabled")));
+            }
+            "network" => {
+                if let Some(h) = option(args, "hostname") {
+                    s.hostname = Some(h);
+                }
+            }
+            "firewall" => s.firewall = Some(!has_flag(args, "disabled")),
+            "selinux" => {
+                s.selinux = ["enforcing", "permissive", "disabled"]
+                    .into_iter()
+                    .find(|m| has_flag(args, m))
+                    .map(str::to_owned)
+                    .or(s.selinux.take())
+            }
+            "xconfig" => s.start_x |= has_flag(args, "startxonboot"),
+            "group" => {
+                if let Some(name) = option(args, "name") {
+                    let gid = option(args, "gid").and_then(|g| g.parse().ok());
+                    s.groups.push(Group { name, gid });
+                }
+            }
+            _ => {}
+        },
+    }
+}
+
+/// `--name=value` or `--name value`.
+fn option(args: &[String], name: &str) -> Option<String> {
+    let long = format!("--{name}");
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if let Some(v) = a.strip_prefix(&long).and_then(|rest| rest.strip_prefix('=')) {
+            return Some(v.to_owned());
+        }
+        if *a == long {
+            return it.next().cloned();
+        }
+    }
+    None
+}
+
+fn has_flag(args: &[String], name: &str) -> bool {
+    let long = format!("--{name}");
+    args.iter().any(|a| *a == long)
+}
+
+/// The first argument that is neither an option nor an option's value.
+fn positional(args: &[String]) -> Option<String> {
+    let takes_value = |a: &String| a.starts_with("--") && !a.contains('=');
+    args.iter().enumerate().find(|(i, a)| !a.starts_with('-') && (*i == 0 || !takes_value(&args[i - 1]))).map(|(_, a)| a.clone())
+}
+
+fn list(v: Option<String>) -> Vec<String> {
+    v.map(|v| v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use img_core::kickstart::{parse, ParseOptions, TokenMap};
+    use img_core::source::NoFiles;
+
+    fn plan(text: &str) -> Plan {
+        let parsed = parse(text, &ParseOptions { file: "t.ks", tokens: &TokenMap::new() }, &NoFiles);
+        Plan::of(&parsed.kickstart)
+    }
+
+    #[test]
+    fn reads_settings_mic_applies() {
+        let p = plan(
+            "lang en_GB.UTF-8\nkeyboard fi\ntimezone --utc Europe/Helsinki\nrootpw --iscrypted $6$x$y\n\
+             user --name=alice --groups=wheel --password=pw\ngroup --name=builders --gid=1500\n\
+             services --enabled=sshd,chronyd --disabled=kdump\nnetwork --bootproto=dhcp --hostname=box\n\
+             firewall --disabled\nselinux --permissive\nxconfig --startxonboot\n",
+        );
+        let s = &p.settings;
+        assert_eq!(s.lang.as_deref(), Some("en_GB.UTF-8"));
+        assert_eq!(s.keyboard.as_deref(), Some("fi"));
+        assert_eq!(s.timezone.as_ref().and_then(|t| t.timezone.as_deref()), Some("Europe/Helsinki"));
+        assert!(s.rootpw.as_ref().is_some_and(|r| r.iscrypted));
+        assert_eq!(s.users[0].name, "alice");
+        assert_eq!(s.groups, [Group { name: "builders".into(), gid: Some(1500) }]);
+        assert_eq!(s.services_enabled, ["sshd", "chronyd"]);
+        assert_eq!(s.services_disabled, ["kdump"]);
+        assert_eq!(s.hostname.as_deref(), Some("box"));
+        assert_eq!(s.firewall, Some(false));
+        assert_eq!(s.selinux.as_deref(), Some("permissive"));
+        assert!(s.start_x);
+    }
+
+    #[test]
+    fn keeps_repo_passwords_and_script_options() {
+        let p = plan(
+            "repo --name=r --baseurl=http://h/ --user=u --passwd=secret\n%post --nochroot --erroronfail\necho hi\n%end\n",
+        );
+        assert_eq!(p.repos[0].passwd.as_deref(), Some("secret"));
+        let s = &p.scripts[0];
+        assert!(s.nochroot && s.erroronfail);
+        assert_eq!((s.kind, s.line, s.body.as_str()), (ScriptKind::Post, 2, "echo hi\n"));
+    }
+
+    #[test]
+    fn partitions_nest_root_first() {
+        let p = plan("part /boot/efi --size=10\npart /boot --size=10\npart / --size=100\n");
+        let order: Vec<&str> = p.partitions_by_depth().iter().map(|p| p.mountpoint.as_str()).collect();
+        assert_eq!(order, ["/", "/boot", "/boot/efi"]);
+    }
+}

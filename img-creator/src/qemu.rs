@@ -1,0 +1,1 @@
+//! qemu: KVM probe and boot-to-marker (helper C fills this).
