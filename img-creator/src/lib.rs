@@ -7,9 +7,11 @@
 
 pub mod boot;
 pub mod cmd;
+pub mod configure;
 pub mod disk;
 pub mod error;
 pub mod files;
+pub mod install;
 pub mod layout;
 pub mod live;
 pub mod plan;

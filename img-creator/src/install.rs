@@ -1,0 +1,301 @@
+//! Package installation into an empty root with dnf (`--installroot`), rpm underneath.
+//! Hermetic: our own dnf.conf (no host repos), rpm's database inside the root, and the
+//! package cache outside the root so builds share it.
+
+use crate::cmd::{Cmd, CmdError};
+use crate::error::{CreateError, Result};
+use crate::plan::Plan;
+use img_core::kickstart::commands::Repo;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+/// Where rpm keeps its database inside the image (Debian's rpm defaults to ~/.rpmdb).
+pub const RPM_DBPATH: &str = "/var/lib/rpm";
+/// The cache as seen from inside the root while dnf runs; a link to the shared cache.
+const ROOT_CACHE: &str = "var/cache/dnf";
+
+pub struct Install<'a> {
+    pub root: &'a Path,
+    pub plan: &'a Plan,
+    /// rpm's arch name (x86_64, i686, …) for `--forcearch`.
+    pub arch: &'a str,
+    pub releasever: &'a str,
+    /// Shared package cache; `None` keeps it in `work` (thrown away).
+    pub cachedir: Option<&'a Path>,
+    pub work: &'a Path,
+}
+
+impl Install<'_> {
+    pub fn run(&self) -> Result<()> {
+        let conf = self.work.join("dnf.conf");
+        write_file(&conf, &dnf_conf(self.plan, self.cachedir.is_some()))?;
+        let home = self.work.join("rpm-home");
+        std::fs::create_dir_all(&home).map_err(CreateError::io("cannot create", &home))?;
+        // rpm reads ~/.rpmmacros: this is how the database lands in the root without touching the host.
+        write_file(&home.join(".rpmmacros"), &format!("%_dbpath {RPM_DBPATH}\n"))?;
+        let cache = self.cachedir.map(Path::to_owned).unwrap_or_else(|| self.work.join("dnf-cache"));
+        let _link = CacheLink::new(self.root, &cache)?;
+
+        if !self.plan.prepackages.is_empty() {
+            tracing::info!("installing {} prepackage(s)", self.plan.prepackages.len());
+            self.dnf(&conf, &home, &self.plan.prepackages, &[])?;
+        }
+        let mut specs: Vec<String> = self.plan.packages.clone();
+        specs.extend(self.plan.groups.iter().map(|g| format!("@{g}")));
+        if specs.is_empty() {
+            return Err(CreateError::Packages("the kickstart's %packages section names no packages".into()));
+        }
+        tracing::info!(
+            "installing {} package(s) and {} group(s) from {} repo(s)",
+            self.plan.packages.len(),
+            self.plan.groups.len(),
+            self.plan.repos.iter().filter(|r| !r.disable).count()
+        );
+        self.dnf(&conf, &home, &specs, &self.plan.excludes)?;
+        drop(_link);
+        clean_root(self.root)?;
+        run_depmod(self.root)
+    }
+
+    fn dnf(&self, conf: &Path, home: &Path, specs: &[String], excludes: &[String]) -> Result<()> {
+        let mut cmd = Cmd::new("dnf")
+            .env("HOME", home)
+            .env("LC_ALL", "C.UTF-8")
+            .arg("-c")
+            .arg(conf)
+            .arg("--installroot")
+            .arg(self.root)
+            .args(["--releasever", self.releasever, "--forcearch", self.arch, "-y", "--noplugins"])
+            .arg("--setopt=cachedir=/".to_owned() + ROOT_CACHE);
+        for x in excludes {
+            cmd = cmd.arg(format!("--exclude={x}"));
+        }
+        cmd.arg("install").args(specs).run().map_err(dnf_error)?;
+        Ok(())
+    }
+}
+
+/// dnf's own message is in the log; the error names the cause in one line.
+fn dnf_error(e: CmdError) -> CreateError {
+    let tail = e.tail().to_vec();
+    let find = |needle: &str| tail.iter().find(|l| l.contains(needle)).map(|l| l.trim().to_owned());
+    if let Some(l) = find("No match for argument") {
+        let what = l.rsplit(':').next().unwrap_or("").trim();
+        return CreateError::Packages(format!("package `{what}` is not in any enabled repo (dnf: {l})"));
+    }
+    if let Some(l) = find("Failed to download metadata for repo").or_else(|| find("Cannot download repomd.xml")) {
+        return CreateError::Packages(format!("a repo is unreachable: {l}"));
+    }
+    if let Some(l) = find("Problem:").or_else(|| find("nothing provides")) {
+        return CreateError::Packages(format!("packages cannot be installed together: {l}"));
+    }
+    if let Some(l) = find("Error: Transaction test error").or_else(|| find("needs")).filter(|l| l.contains("disk")) {
+        return CreateError::NoSpace(format!("not enough disk space to install: {l}"));
+    }
+    CreateError::in_phase("installing packages")(e)
+}
+
+/// dnf's configuration: only the kickstart's repos, nothing from the host.
+pub fn dnf_conf(plan: &Plan, keepcache: bool) -> String {
+    let o = &plan.packages_options;
+    let mut s = String::from("[main]\nreposdir=/dev/null\nplugins=0\ninstallonly_limit=0\nskip_if_unavailable=False\n");
+    let _ = writeln!(s, "keepcache={}", u8::from(keepcache));
+    if o.excludedocs {
+        // dnf has no --excludedocs; this is rpm's own flag for it.
+        s.push_str("tsflags=nodocs\n");
+    }
+    if o.ignoremissing {
+        s.push_str("strict=False\n");
+    }
+    let _ = writeln!(s, "install_weak_deps={}", if o.exclude_weakdeps { "False" } else { "True" });
+    if let Some(langs) = &o.inst_langs {
+        let _ = writeln!(s, "# %packages --instLangs={langs}");
+    }
+    for r in plan.repos.iter().filter(|r| !r.disable) {
+        s.push('\n');
+        s.push_str(&repo_section(r));
+    }
+    s
+}
+
+/// One repo as dnf reads it; `$basearch` and `$releasever` are left for dnf to expand.
+pub fn repo_section(r: &Repo) -> String {
+    let mut s = format!("[{}]\nname={}\n", repo_id(&r.name), r.name);
+    let mut kv = |k: &str, v: &str| {
+        let _ = writeln!(s, "{k}={v}");
+    };
+    if let Some(u) = &r.baseurl {
+        kv("baseurl", u);
+    }
+    if let Some(u) = &r.mirrorlist {
+        kv("mirrorlist", u);
+    }
+    match &r.gpgkey {
+        Some(k) => {
+            kv("gpgcheck", "1");
+            kv("gpgkey", k);
+        }
+        None => kv("gpgcheck", "0"),
+    }
+    if let Some(v) = &r.ssl_verify {
+        kv("sslverify", if v == "no" || v == "0" || v == "false" { "0" } else { "1" });
+    }
+    if let Some(p) = r.priority {
+        kv("priority", &p.to_string());
+    }
+    if let Some(c) = r.cost {
+        kv("cost", &c.to_string());
+    }
+    if !r.includepkgs.is_empty() {
+        kv("includepkgs", &r.includepkgs.join(","));
+    }
+    if !r.excludepkgs.is_empty() {
+        kv("excludepkgs", &r.excludepkgs.join(","));
+    }
+    if let Some(p) = &r.proxy {
+        kv("proxy", p);
+    }
+    if let Some(u) = &r.proxyuser {
+        kv("proxy_username", u);
+    }
+    if let Some(p) = &r.proxypasswd {
+        kv("proxy_password", p);
+    }
+    if let Some(u) = &r.user {
+        kv("username", u);
+    }
+    if let Some(p) = &r.passwd {
+        kv("password", p);
+    }
+    s
+}
+
+/// dnf repo ids allow letters, digits and `-_.:`.
+fn repo_id(name: &str) -> String {
+    name.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.:".contains(c) { c } else { '_' }).collect()
+}
+
+/// `ROOT/var/cache/dnf` → the shared cache while dnf runs; removed afterwards so the
+/// image carries neither the link nor the packages.
+struct CacheLink {
+    link: PathBuf,
+}
+
+impl CacheLink {
+    fn new(root: &Path, cache: &Path) -> Result<CacheLink> {
+        std::fs::create_dir_all(cache).map_err(CreateError::io("cannot create the package cache", cache))?;
+        let cache = std::fs::canonicalize(cache).map_err(CreateError::io("cannot open the package cache", cache))?;
+        let link = root.join(ROOT_CACHE);
+        if let Some(parent) = link.parent() {
+            std::fs::create_dir_all(parent).map_err(CreateError::io("cannot create", parent))?;
+        }
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&cache, &link).map_err(CreateError::io("cannot link the package cache at", &link))?;
+        Ok(CacheLink { link })
+    }
+}
+
+impl Drop for CacheLink {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.link);
+    }
+}
+
+/// What dnf leaves in the root that does not belong in an image.
+fn clean_root(root: &Path) -> Result<()> {
+    for rel in ["var/cache/dnf", "var/log/hawkey.log", "var/log/dnf.log", "var/log/dnf.librepo.log", "var/log/dnf.rpm.log"]
+    {
+        let p = root.join(rel);
+        let _ = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
+    }
+    Ok(())
+}
+
+/// busybox's depmod writes only text indexes; the host's writes what kmod needs.
+fn run_depmod(root: &Path) -> Result<()> {
+    let Ok(dir) = std::fs::read_dir(root.join("lib/modules")) else { return Ok(()) };
+    for entry in dir.flatten() {
+        let kver = entry.file_name().to_string_lossy().into_owned();
+        if !crate::cmd::exists("depmod") {
+            return Err(CreateError::MissingTool {
+                tool: "depmod".into(),
+                package: "kmod".into(),
+                purpose: "kernel module indexes".into(),
+            });
+        }
+        Cmd::new("depmod").arg("-b").arg(root).arg(&kver).run().map_err(CreateError::in_phase("depmod"))?;
+    }
+    Ok(())
+}
+
+fn write_file(path: &Path, text: &str) -> Result<()> {
+    std::fs::write(path, text).map_err(CreateError::io("cannot write", path))
+}
+
+/// Installed packages as `name version-release.arch`, sorted, from the root's rpm database.
+pub fn installed_packages(root: &Path) -> Result<Vec<String>> {
+    let out = Cmd::new("rpm")
+        .arg("--root")
+        .arg(root)
+        .args(["--dbpath", RPM_DBPATH, "-qa", "--qf", "%{NAME} %{VERSION}-%{RELEASE}.%{ARCH}\\n"])
+        .capture()
+        .map_err(CreateError::in_phase("reading the package list"))?;
+    let mut v: Vec<String> = out.lines().map(str::to_owned).collect();
+    v.sort();
+    Ok(v)
+}
+
+/// Every package's files, `name path` per line (`--record-pkgs content`).
+pub fn installed_files(root: &Path) -> Result<String> {
+    Cmd::new("rpm")
+        .arg("--root")
+        .arg(root)
+        .args(["--dbpath", RPM_DBPATH, "-qa", "--qf", "[%{NAME} %{FILENAMES}\\n]"])
+        .capture()
+        .map_err(CreateError::in_phase("reading package contents"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use img_core::kickstart::{parse, ParseOptions, TokenMap};
+    use img_core::source::NoFiles;
+
+    #[test]
+    fn conf_carries_repo_options_and_package_options() {
+        let ks = "repo --name=\"os main\" --baseurl=http://h/$basearch/ --includepkgs=a,b --excludepkgs=c --priority=5 \
+                  --cost=100 --ssl_verify=no --proxy=http://p:3128 --gpgkey=file:///k\n\
+                  repo --name=off --baseurl=file:///x --disable\n%packages --excludedocs --ignoremissing\na\n%end\n";
+        let parsed = parse(ks, &ParseOptions { file: "t.ks", tokens: &TokenMap::new() }, &NoFiles);
+        let conf = dnf_conf(&Plan::of(&parsed.kickstart), true);
+        for line in [
+            "reposdir=/dev/null",
+            "keepcache=1",
+            "tsflags=nodocs",
+            "strict=False",
+            "[os_main]",
+            "baseurl=http://h/$basearch/",
+            "includepkgs=a,b",
+            "excludepkgs=c",
+            "priority=5",
+            "cost=100",
+            "sslverify=0",
+            "proxy=http://p:3128",
+            "gpgcheck=1",
+            "gpgkey=file:///k",
+        ] {
+            assert!(conf.lines().any(|l| l == line), "missing {line:?} in\n{conf}");
+        }
+        assert!(!conf.contains("[off]"), "disabled repos are left out");
+    }
+
+    #[test]
+    fn missing_package_is_named() {
+        let e = dnf_error(CmdError::Failed {
+            program: "dnf".into(),
+            status: "exited with status 1".into(),
+            tail: vec!["No match for argument: nosuchpkg".into(), "Error: Unable to find a match: nosuchpkg".into()],
+        });
+        assert!(e.to_string().starts_with("package `nosuchpkg` is not in any enabled repo"), "{e}");
+    }
+}
