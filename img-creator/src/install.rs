@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 /// Where rpm keeps its database inside the image (Debian's rpm defaults to ~/.rpmdb).
 pub const RPM_DBPATH: &str = "/var/lib/rpm";
-/// The cache as seen from inside the root while dnf runs; a link to the shared cache.
+/// dnf's cache as seen inside the root (its default); a link to the shared cache while dnf runs.
 const ROOT_CACHE: &str = "var/cache/dnf";
 
 pub struct Install<'a> {
@@ -65,8 +65,7 @@ impl Install<'_> {
             .arg(conf)
             .arg("--installroot")
             .arg(self.root)
-            .args(["--releasever", self.releasever, "--forcearch", self.arch, "-y", "--noplugins"])
-            .arg("--setopt=cachedir=/".to_owned() + ROOT_CACHE);
+            .args(["--releasever", self.releasever, "--forcearch", self.arch, "-y", "--noplugins"]);
         for x in excludes {
             cmd = cmd.arg(format!("--exclude={x}"));
         }
@@ -203,8 +202,7 @@ impl Drop for CacheLink {
 
 /// What dnf leaves in the root that does not belong in an image.
 fn clean_root(root: &Path) -> Result<()> {
-    for rel in ["var/cache/dnf", "var/log/hawkey.log", "var/log/dnf.log", "var/log/dnf.librepo.log", "var/log/dnf.rpm.log"]
-    {
+    for rel in ["var/cache/dnf", "var/log/hawkey.log", "var/log/dnf.log", "var/log/dnf.librepo.log", "var/log/dnf.rpm.log"] {
         let p = root.join(rel);
         let _ = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
     }

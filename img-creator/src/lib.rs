@@ -6,6 +6,7 @@
 //! outputs (manifest, checksums, result.json). See ARCHITECTURE.md.
 
 pub mod boot;
+// pub mod build; (enabled once disk/boot/live land)
 pub mod cmd;
 pub mod configure;
 pub mod disk;
@@ -14,8 +15,11 @@ pub mod files;
 pub mod install;
 pub mod layout;
 pub mod live;
+pub mod outputs;
 pub mod plan;
 pub mod qemu;
+pub mod scripts;
+pub mod tools;
 pub mod workdir;
 
 pub use error::{CreateError, Result};

@@ -1,0 +1,109 @@
+//! What a build leaves in `--outdir` besides the image: checksums (`sha256sum -c` reads
+//! them), and `result.json`, the machine-readable account the worker reports from.
+
+use crate::error::{CreateError, Result};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::io::Read;
+use std::path::Path;
+
+pub const RESULT_FILE: &str = "result.json";
+pub const CHECKSUM_FILE: &str = "SHA256SUMS";
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BuildResult {
+    /// `done` or `failed`.
+    pub status: &'static str,
+    pub name: String,
+    pub image_type: String,
+    pub arch: String,
+    /// One line: why the build failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub files: Vec<OutputFile>,
+    pub phases: Vec<Phase>,
+    pub packages: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OutputFile {
+    /// Relative to the output folder.
+    pub name: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Phase {
+    pub name: &'static str,
+    pub seconds: f64,
+}
+
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let mut f = std::fs::File::open(path).map_err(CreateError::io("cannot read", path))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).map_err(CreateError::io("cannot read", path))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Every regular file directly in `dir` (the fs type's tree is listed as its packed form
+/// only), with size and checksum, sorted by name.
+pub fn describe_files(dir: &Path) -> Result<Vec<OutputFile>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(CreateError::io("cannot list", dir))? {
+        let entry = entry.map_err(CreateError::io("cannot list", dir))?;
+        let meta = entry.metadata().map_err(CreateError::io("cannot stat", entry.path()))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !meta.is_file() || name == CHECKSUM_FILE || name == RESULT_FILE {
+            continue;
+        }
+        files.push(OutputFile { sha256: sha256_file(&entry.path())?, size: meta.len(), name });
+    }
+    files.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(files)
+}
+
+pub fn write_checksums(dir: &Path, files: &[OutputFile]) -> Result<()> {
+    let text: String = files.iter().map(|f| format!("{}  {}\n", f.sha256, f.name)).collect();
+    let p = dir.join(CHECKSUM_FILE);
+    std::fs::write(&p, text).map_err(CreateError::io("cannot write", &p))
+}
+
+pub fn write_result(dir: &Path, result: &BuildResult) -> Result<()> {
+    let p = dir.join(RESULT_FILE);
+    let text = serde_json::to_string_pretty(result).map_err(|e| CreateError::Image(e.to_string()))?;
+    std::fs::write(&p, text + "\n").map_err(CreateError::io("cannot write", &p))
+}
+
+/// Peak resident memory of this process, in KiB.
+pub fn peak_rss_kib() -> u64 {
+    // SAFETY: getrusage only writes the struct we pass.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) } != 0 {
+        return 0;
+    }
+    u.ru_maxrss.max(0) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checksums_match_sha256sum_format() {
+        let d = crate::workdir::TempDir::new_in(&std::env::temp_dir(), "img-out-").unwrap();
+        std::fs::write(d.path().join("a.img"), "abc").unwrap();
+        let files = describe_files(d.path()).unwrap();
+        assert_eq!(files[0].sha256, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        write_checksums(d.path(), &files).unwrap();
+        let ok = std::process::Command::new("sha256sum").arg("-c").arg(CHECKSUM_FILE).current_dir(d.path()).status();
+        assert!(ok.unwrap().success());
+    }
+}

@@ -1,0 +1,125 @@
+//! `%pre`, `%post`, `%post --nochroot` and `%pack` scripts, run as mic ran them.
+//! Chroot scripts see /proc, /sys and /dev through mounts made in a private mount
+//! namespace (`unshare`): they vanish with the script, so nothing can be left mounted.
+
+use crate::cmd::Cmd;
+use crate::error::{CreateError, Result};
+use crate::plan::Script;
+use img_core::kickstart::TokenMap;
+use std::path::Path;
+
+/// What every script's environment carries besides the kickstart's tokens.
+pub struct ScriptEnv<'a> {
+    pub root: &'a Path,
+    pub name: &'a str,
+    pub out_dir: &'a Path,
+    pub tokens: &'a TokenMap,
+}
+
+const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+pub fn run(script: &Script, env: &ScriptEnv) -> Result<()> {
+    let what = describe(script);
+    tracing::info!("running {what}");
+    let result = if script.nochroot { run_outside(script, env) } else { run_chrooted(script, env) };
+    match result {
+        Ok(()) => Ok(()),
+        Err(CreateError::Command { source: crate::cmd::CmdError::Failed { status, tail, .. }, .. }) => {
+            let last = tail.iter().rev().find(|l| !l.trim().is_empty()).map(|l| format!(": {}", l.trim()));
+            let msg = format!("{what} {status}{}", last.unwrap_or_default());
+            if script.erroronfail {
+                Err(CreateError::Script(msg))
+            } else {
+                tracing::warn!("{msg} (continuing: no --erroronfail)");
+                Ok(())
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn describe(s: &Script) -> String {
+    let chroot = if s.nochroot { " --nochroot" } else { "" };
+    format!("%{}{chroot} (line {})", s.kind.name(), s.line)
+}
+
+fn with_env(mut cmd: Cmd, env: &ScriptEnv) -> Cmd {
+    cmd = cmd.env_clear().env("PATH", PATH).env("HOME", "/root").env("LANG", "C.UTF-8");
+    for (k, v) in env.tokens {
+        cmd = cmd.env(k, v);
+    }
+    cmd.env("INSTALL_ROOT", env.root).env("IMG_NAME", env.name).env("IMG_OUT_DIR", env.out_dir)
+}
+
+fn run_outside(script: &Script, env: &ScriptEnv) -> Result<()> {
+    let file = env.out_dir.parent().unwrap_or(env.out_dir).join(format!("script-{}-{}.sh", script.kind.name(), script.line));
+    std::fs::write(&file, &script.body).map_err(CreateError::io("cannot write", &file))?;
+    let cmd = with_env(Cmd::new(&script.interpreter).arg(&file), env).current_dir(env.out_dir);
+    let r = cmd.run().map(drop).map_err(CreateError::in_phase("script"));
+    let _ = std::fs::remove_file(&file);
+    r
+}
+
+fn run_chrooted(script: &Script, env: &ScriptEnv) -> Result<()> {
+    let interp = env.root.join(script.interpreter.trim_start_matches('/'));
+    if std::fs::symlink_metadata(&interp).is_err() {
+        return Err(CreateError::Script(format!(
+            "{}: interpreter {} is not in the image (add its package to %packages)",
+            describe(script),
+            script.interpreter
+        )));
+    }
+    let rel = format!("tmp/img-script-{}-{}.sh", script.kind.name(), script.line);
+    let file = env.root.join(&rel);
+    if let Some(dir) = file.parent() {
+        std::fs::create_dir_all(dir).map_err(CreateError::io("cannot create", dir))?;
+    }
+    std::fs::write(&file, &script.body).map_err(CreateError::io("cannot write", &file))?;
+    let r = with_env(chroot_cmd(env.root, &[&script.interpreter, &format!("/{rel}")]), env)
+        .env("INSTALL_ROOT", "/")
+        .run()
+        .map(drop)
+        .map_err(CreateError::in_phase("script"));
+    let _ = std::fs::remove_file(&file);
+    r
+}
+
+/// `argv` run chrooted in `root` with /proc, /sys and /dev mounted for it alone.
+pub fn chroot_cmd(root: &Path, argv: &[&str]) -> Cmd {
+    const SETUP: &str = r#"r="$1"; shift
+mkdir -p "$r/proc" "$r/sys" "$r/dev"
+mount -t proc proc "$r/proc" && mount -t sysfs sysfs "$r/sys" && mount --rbind /dev "$r/dev" || exit 125
+exec chroot "$r" "$@""#;
+    Cmd::new("unshare").args(["--mount", "--propagation", "private", "--", "sh", "-c", SETUP, "img-chroot"]).arg(root).args(argv)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use img_core::kickstart::model::ScriptKind;
+
+    fn script(body: &str, nochroot: bool, erroronfail: bool) -> Script {
+        Script { kind: ScriptKind::Post, nochroot, interpreter: "/bin/sh".into(), erroronfail, line: 7, body: body.into() }
+    }
+
+    #[test]
+    fn nochroot_script_sees_mic_variables_and_tokens() {
+        let dir = crate::workdir::TempDir::new_in(&std::env::temp_dir(), "img-scripts-").unwrap();
+        let out = dir.path().join("out");
+        std::fs::create_dir_all(&out).unwrap();
+        let tokens: TokenMap = [("RELEASE".to_owned(), "1.2".to_owned())].into();
+        let env = ScriptEnv { root: Path::new("/the/root"), name: "img1", out_dir: &out, tokens: &tokens };
+        run(&script("echo \"$INSTALL_ROOT $IMG_NAME $RELEASE\" > \"$IMG_OUT_DIR/seen\"\n", true, true), &env).unwrap();
+        assert_eq!(std::fs::read_to_string(out.join("seen")).unwrap(), "/the/root img1 1.2\n");
+    }
+
+    #[test]
+    fn erroronfail_decides_whether_failure_stops_the_build() {
+        let dir = crate::workdir::TempDir::new_in(&std::env::temp_dir(), "img-scripts-").unwrap();
+        let tokens = TokenMap::new();
+        let env = ScriptEnv { root: Path::new("/"), name: "x", out_dir: dir.path(), tokens: &tokens };
+        let e = run(&script("echo broken >&2; exit 1\n", true, true), &env).unwrap_err();
+        assert_eq!(e.to_string(), "%post --nochroot (line 7) exited with status 1: broken");
+        run(&script("exit 1\n", true, false), &env).unwrap();
+    }
+}
