@@ -78,12 +78,14 @@ impl Install<'_> {
 fn dnf_error(e: CmdError) -> CreateError {
     let tail = e.tail().to_vec();
     let find = |needle: &str| tail.iter().find(|l| l.contains(needle)).map(|l| l.trim().to_owned());
-    if let Some(l) = find("No match for argument") {
-        let what = l.rsplit(':').next().unwrap_or("").trim();
+    if let Some(l) = find("Unable to find a match:").or_else(|| find("No match for argument:")) {
+        let what = l.rsplit(':').next().unwrap_or("").trim().replace(' ', "`, `");
         return CreateError::Packages(format!("package `{what}` is not in any enabled repo (dnf: {l})"));
     }
-    if let Some(l) = find("Failed to download metadata for repo").or_else(|| find("Cannot download repomd.xml")) {
-        return CreateError::Packages(format!("a repo is unreachable: {l}"));
+    if let Some(l) = find("Failed to download metadata for repo") {
+        let repo = l.split('\'').nth(1).unwrap_or("?");
+        let why = l.split_once("': ").map_or("", |(_, why)| why);
+        return CreateError::Packages(format!("repo `{repo}` is unreachable: {why}"));
     }
     if let Some(l) = find("Problem:").or_else(|| find("nothing provides")) {
         return CreateError::Packages(format!("packages cannot be installed together: {l}"));
@@ -292,8 +294,14 @@ mod tests {
         let e = dnf_error(CmdError::Failed {
             program: "dnf".into(),
             status: "exited with status 1".into(),
-            tail: vec!["No match for argument: nosuchpkg".into(), "Error: Unable to find a match: nosuchpkg".into()],
+            tail: vec!["Error: Unable to find a match: nosuchpkg".into()],
         });
         assert!(e.to_string().starts_with("package `nosuchpkg` is not in any enabled repo"), "{e}");
+        let e = dnf_error(CmdError::Failed {
+            program: "dnf".into(),
+            status: "exited with status 1".into(),
+            tail: vec!["Error: Failed to download metadata for repo 'gone': Cannot download repomd.xml: x".into()],
+        });
+        assert_eq!(e.to_string(), "repo `gone` is unreachable: Cannot download repomd.xml: x");
     }
 }

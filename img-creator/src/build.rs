@@ -1,0 +1,346 @@
+//! One build, phase by phase: check → %pre → install → configure → %post → image →
+//! extras → %pack → checksums. Work happens in a temporary folder; only a finished
+//! build's files move into `--outdir`, so a failed one leaves nothing half-written.
+
+use crate::error::{CreateError, Result};
+use crate::layout::Volume;
+use crate::outputs::{self, BuildResult, Phase};
+use crate::plan::Plan;
+use crate::scripts::{self, ScriptEnv};
+use crate::workdir::{check_cancelled, TempDir};
+use crate::{boot, disk, install, live, tools};
+use img_core::job::{Arch, ImageType};
+use img_core::kickstart::model::ScriptKind;
+use img_core::kickstart::{Kickstart, TokenMap};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub kickstart: Kickstart,
+    /// Base name of the outputs (mic: the kickstart's file name without `.ks`).
+    pub name: String,
+    pub image_type: ImageType,
+    pub arch: Arch,
+    pub release: Option<String>,
+    pub tokens: TokenMap,
+    pub outdir: PathBuf,
+    pub cachedir: Option<PathBuf>,
+    /// Where the work folder goes; default: inside `outdir`, so results move by rename.
+    pub tmpdir: Option<PathBuf>,
+    pub pack_to: Option<String>,
+    pub copy_kernel: bool,
+    pub record_names: bool,
+    pub record_content: bool,
+    pub compress_gz: bool,
+}
+
+/// Builds the image; `result.json` is written to `outdir` whether it succeeds or not.
+pub fn create(req: &Request) -> Result<BuildResult> {
+    let mut result = BuildResult {
+        status: "done",
+        name: req.name.clone(),
+        image_type: req.image_type.to_string(),
+        arch: req.arch.to_string(),
+        error: None,
+        files: Vec::new(),
+        phases: Vec::new(),
+        packages: 0,
+    };
+    std::fs::create_dir_all(&req.outdir).map_err(CreateError::io("cannot create", &req.outdir))?;
+    let outcome = build(req, &mut result);
+    if let Err(e) = &outcome {
+        result.status = "failed";
+        result.error = Some(e.to_string());
+        result.files.clear();
+    }
+    outputs::write_result(&req.outdir, &result)?;
+    outcome.map(|()| result)
+}
+
+struct Phases<'a> {
+    list: &'a mut Vec<Phase>,
+}
+
+impl Phases<'_> {
+    fn run<T>(&mut self, name: &'static str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        check_cancelled()?;
+        tracing::info!("phase: {name}");
+        let started = Instant::now();
+        let r = f();
+        let seconds = (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
+        self.list.push(Phase { name, seconds });
+        r
+    }
+}
+
+fn build(req: &Request, result: &mut BuildResult) -> Result<()> {
+    let plan = Plan::of(&req.kickstart);
+    tools::check(req.image_type, req.arch, &plan)?;
+    let volumes = volumes_for(req.image_type, &plan)?;
+    let work = TempDir::new_in(req.tmpdir.as_deref().unwrap_or(&req.outdir), ".img-creator-")?;
+    let root = work.path().join("root");
+    let out = work.path().join("out");
+    for d in [&root, &out] {
+        std::fs::create_dir_all(d).map_err(CreateError::io("cannot create", d))?;
+    }
+    let env = ScriptEnv { root: &root, name: &req.name, out_dir: &out, tokens: &req.tokens };
+    let mut phases = Phases { list: &mut result.phases };
+
+    phases.run("pre-scripts", || run_scripts(&plan, ScriptKind::Pre, &env))?;
+    let releasever = req.release.clone().unwrap_or_else(|| "1".to_owned());
+    phases.run("install", || {
+        install::Install {
+            root: &root,
+            plan: &plan,
+            arch: req.arch.as_str(),
+            releasever: &releasever,
+            cachedir: req.cachedir.as_deref(),
+            work: work.path(),
+        }
+        .run()
+    })?;
+    phases.run("configure", || crate::configure::apply(&root, &plan, &volumes))?;
+    phases.run("post-scripts", || run_scripts(&plan, ScriptKind::Post, &env))?;
+    let packages = phases.run("manifest", || record_packages(req, &root, &out))?;
+    result.packages = packages;
+    phases.run("attachments", || copy_attachments(&plan, &root, &out))?;
+    let boot = phases.run("image", || make_image(req, &plan, &volumes, &root, work.path(), &out))?;
+    phases.run("extras", || extras(req, boot.as_ref(), &out))?;
+    phases.run("pack-scripts", || run_scripts(&plan, ScriptKind::Pack, &env))?;
+    phases.run("checksums", || {
+        result.files = outputs::describe_files(&out)?;
+        outputs::write_checksums(&out, &result.files)
+    })?;
+    publish(&out, &req.outdir)
+}
+
+fn volumes_for(t: ImageType, plan: &Plan) -> Result<Vec<Volume>> {
+    let needs_parts = matches!(t, ImageType::Loop | ImageType::Raw) || t.is_converted_disk();
+    if needs_parts && plan.partitions.is_empty() {
+        return Err(CreateError::Image(format!(
+            "{t} images are made from the kickstart's `part` lines and it has none \
+             (e.g. `part / --size=1024 --fstype=ext4 --label=root`)"
+        )));
+    }
+    crate::layout::volumes(&plan.partitions, random_bytes).map_err(CreateError::Image)
+}
+
+fn random_bytes() -> [u8; 16] {
+    let mut b = [0u8; 16];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        let _ = std::io::Read::read_exact(&mut f, &mut b);
+    }
+    b
+}
+
+/// mic runs chroot and `--nochroot` scripts of one kind in document order.
+fn run_scripts(plan: &Plan, kind: ScriptKind, env: &ScriptEnv) -> Result<()> {
+    for s in plan.scripts.iter().filter(|s| s.kind == kind) {
+        check_cancelled()?;
+        // %pre and %pack run before there is a root to chroot into, or after it is packed.
+        let s = if kind == ScriptKind::Post { s.clone() } else { crate::plan::Script { nochroot: true, ..s.clone() } };
+        scripts::run(&s, env)?;
+    }
+    Ok(())
+}
+
+fn record_packages(req: &Request, root: &Path, out: &Path) -> Result<usize> {
+    let pkgs = install::installed_packages(root)?;
+    // Always kept: the manifest is what the worker shows; --record-pkgs=name also asks for it.
+    let path = out.join(format!("{}.packages", req.name));
+    std::fs::write(&path, pkgs.iter().map(|p| format!("{p}\n")).collect::<String>())
+        .map_err(CreateError::io("cannot write", &path))?;
+    if req.record_content {
+        let path = out.join(format!("{}.files", req.name));
+        std::fs::write(&path, install::installed_files(root)?).map_err(CreateError::io("cannot write", &path))?;
+    }
+    Ok(pkgs.len())
+}
+
+/// `%attachment` files, copied from the root to the output folder; never from outside it.
+fn copy_attachments(plan: &Plan, root: &Path, out: &Path) -> Result<()> {
+    let real_root = std::fs::canonicalize(root).map_err(CreateError::io("cannot open", root))?;
+    for a in &plan.attachments {
+        let src = root.join(a.trim_start_matches('/'));
+        let real = std::fs::canonicalize(&src)
+            .map_err(|_| CreateError::Image(format!("%attachment {a}: no such file in the image")))?;
+        if !real.starts_with(&real_root) {
+            return Err(CreateError::Image(format!("%attachment {a}: points outside the image")));
+        }
+        let name = real.file_name().map(|n| n.to_owned()).unwrap_or_default();
+        let dst = out.join(&name);
+        std::fs::copy(&real, &dst).map_err(CreateError::io("cannot copy attachment to", &dst))?;
+    }
+    Ok(())
+}
+
+/// Builds the image files in `out`; returns the boot files for `--copy-kernel`.
+fn make_image(
+    req: &Request,
+    plan: &Plan,
+    volumes: &[Volume],
+    root: &Path,
+    work: &Path,
+    out: &Path,
+) -> Result<Option<boot::BootFiles>> {
+    let name = &req.name;
+    match req.image_type {
+        ImageType::Fs => {
+            let boot = kernel_files(root)?;
+            let dst = out.join(name);
+            std::fs::rename(root, &dst).map_err(CreateError::io("cannot move the tree to", &dst))?;
+            Ok(boot.map(|b| relocate(b, root, &dst)))
+        }
+        ImageType::Loop => {
+            disk::build_loop(root, volumes, work, out)?;
+            kernel_files(root)
+        }
+        ImageType::Livecd | ImageType::Liveusb => {
+            let (kver, kernel) = boot::find_kernel(root)?;
+            let initrd = work.join("initrd.img");
+            boot::live_initramfs(root, &kver, &initrd)?;
+            let files = boot::BootFiles { kernel, initrd, kver };
+            let label = live::volume_label(name);
+            let append = plan.bootloader.append.clone().unwrap_or_default();
+            let timeout = plan.bootloader.timeout.unwrap_or(1).clamp(0, 600) as u32;
+            let medium = live::stage_medium(root, &files, &label, &append, timeout, work)?;
+            if req.image_type == ImageType::Livecd {
+                live::build_iso(&medium, &out.join(format!("{name}.iso")))?;
+            } else {
+                disk::build_liveusb(&medium.dir, &label, work, &out.join(format!("{name}.usbimg")))?;
+            }
+            Ok(Some(files))
+        }
+        t => {
+            let entry = disk_boot_entry(plan, root)?;
+            let raw = if t == ImageType::Raw { out.join(format!("{name}.raw")) } else { work.join(format!("{name}.raw")) };
+            disk::build_raw(root, volumes, &plan.bootloader, entry.as_ref().map(|e| &e.0), work, &raw)?;
+            if t != ImageType::Raw {
+                disk::convert(&raw, t.as_str(), &out.join(format!("{name}.{t}")))?;
+                let _ = std::fs::remove_file(&raw);
+            }
+            Ok(entry.map(|e| e.1))
+        }
+    }
+}
+
+/// The kernel the disk boots, and an initramfs for it: the image's own, else one made
+/// from the image's busybox and modules (written into the image's /boot).
+fn disk_boot_entry(plan: &Plan, root: &Path) -> Result<Option<(disk::BootEntry, boot::BootFiles)>> {
+    if plan.bootloader.disabled {
+        return Ok(None);
+    }
+    let (kver, kernel) = boot::find_kernel(root)?;
+    let initrd = match existing_initramfs(root, &kver) {
+        Some(p) => p,
+        None => {
+            let p = root.join(format!("boot/initramfs-{kver}.img"));
+            boot::disk_initramfs(root, &kver, &p)?;
+            p
+        }
+    };
+    let in_image = |p: &Path| format!("/{}", p.strip_prefix(root).unwrap_or(p).display());
+    let entry = disk::BootEntry { kernel: in_image(&kernel), initrd: in_image(&initrd), label: "linux".into() };
+    Ok(Some((entry, boot::BootFiles { kernel, initrd, kver })))
+}
+
+/// The image's kernel and initramfs if it has them (for `--copy-kernel` on fs/loop).
+fn kernel_files(root: &Path) -> Result<Option<boot::BootFiles>> {
+    let Ok((kver, kernel)) = boot::find_kernel(root) else { return Ok(None) };
+    let initrd = existing_initramfs(root, &kver).unwrap_or_default();
+    Ok(Some(boot::BootFiles { kernel, initrd, kver }))
+}
+
+fn extras(req: &Request, boot: Option<&boot::BootFiles>, out: &Path) -> Result<()> {
+    let images = image_files(req, out)?;
+    if req.copy_kernel {
+        copy_kernel(req, boot, out)?;
+    }
+    if req.compress_gz {
+        for f in &images {
+            crate::cmd::Cmd::new("gzip").args(["-n", "-f"]).arg(f).run().map_err(CreateError::in_phase("compressing"))?;
+        }
+    }
+    if let Some(pack) = &req.pack_to {
+        pack_to(req, pack, out)?;
+    }
+    Ok(())
+}
+
+/// The image outputs (what --compress-image and --pack-to act on), not the companions.
+fn image_files(req: &Request, out: &Path) -> Result<Vec<PathBuf>> {
+    let companions = [format!("{}.packages", req.name), format!("{}.files", req.name)];
+    let mut v = Vec::new();
+    for e in std::fs::read_dir(out).map_err(CreateError::io("cannot list", out))?.flatten() {
+        let n = e.file_name().to_string_lossy().into_owned();
+        if e.path().is_file() && !companions.contains(&n) {
+            v.push(e.path());
+        }
+    }
+    Ok(v)
+}
+
+fn copy_kernel(req: &Request, boot: Option<&boot::BootFiles>, out: &Path) -> Result<()> {
+    let Some(b) = boot else {
+        return Err(CreateError::Image("--copy-kernel: the image has no kernel in /boot".into()));
+    };
+    let dst = out.join(format!("{}-vmlinuz-{}", req.name, b.kver));
+    std::fs::copy(&b.kernel, &dst).map_err(CreateError::io("cannot copy the kernel to", &dst))?;
+    if b.initrd.is_file() {
+        let dst = out.join(format!("{}-initrd-{}.img", req.name, b.kver));
+        std::fs::copy(&b.initrd, &dst).map_err(CreateError::io("cannot copy the initramfs to", &dst))?;
+    }
+    Ok(())
+}
+
+/// `--pack-to NAME.tar.gz`: the outputs (for `fs`, the tree) in one archive, replacing them.
+fn pack_to(req: &Request, pack: &str, out: &Path) -> Result<()> {
+    if pack.contains('/') || pack.starts_with('.') {
+        return Err(CreateError::Image(format!("--pack-to {pack}: give a file name, not a path")));
+    }
+    let mut members: Vec<String> = image_files(req, out)?
+        .iter()
+        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect();
+    if req.image_type == ImageType::Fs {
+        members = vec![req.name.clone()];
+    }
+    let compress = if pack.ends_with(".tar") { "--no-auto-compress" } else { "--auto-compress" };
+    crate::cmd::Cmd::new("tar")
+        .current_dir(out)
+        .args(["--numeric-owner", "--xattrs", compress, "-cf", pack])
+        .args(&members)
+        .run()
+        .map_err(CreateError::in_phase("packing"))?;
+    for m in members {
+        let p = out.join(m);
+        let _ = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
+    }
+    Ok(())
+}
+
+/// Moves the finished outputs into place, replacing files of an earlier build.
+fn publish(out: &Path, outdir: &Path) -> Result<()> {
+    for e in std::fs::read_dir(out).map_err(CreateError::io("cannot list", out))?.flatten() {
+        let dst = outdir.join(e.file_name());
+        if dst.is_dir() {
+            let _ = std::fs::remove_dir_all(&dst);
+        }
+        std::fs::rename(e.path(), &dst).map_err(CreateError::io("cannot move the result to", &dst))?;
+    }
+    Ok(())
+}
+
+/// An initramfs the image brings itself (dracut's or mkinitrd's name for it).
+fn existing_initramfs(root: &Path, kver: &str) -> Option<PathBuf> {
+    [format!("boot/initramfs-{kver}.img"), format!("boot/initrd.img-{kver}"), format!("boot/initrd-{kver}")]
+        .into_iter()
+        .map(|rel| root.join(rel))
+        .find(|p| p.is_file())
+}
+
+fn relocate(b: boot::BootFiles, from: &Path, to: &Path) -> boot::BootFiles {
+    let moved = |p: PathBuf| p.strip_prefix(from).map(|rel| to.join(rel)).unwrap_or(p);
+    boot::BootFiles { kernel: moved(b.kernel), initrd: moved(b.initrd), kver: b.kver }
+}
