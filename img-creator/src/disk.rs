@@ -1,1 +1,0 @@
-//! Disks: raw, loop, converted (helper B fills this).

@@ -1,0 +1,226 @@
+//! Disks from the installed root tree, built without mounting anything on the host:
+//! `loop` (one filesystem image per volume), `raw` (a partitioned disk with extlinux),
+//! the converted formats (qcow2, vdi, vmdk) and the `liveusb` stick.
+//!
+//! Filesystems are written straight into their files (`mkfs -d`, `mkfs.ext4 -E offset=`,
+//! `mkfs.vfat --offset` + mtools). The one step that needs a mount, `extlinux --install`,
+//! runs in a private mount namespace so nothing is left mounted or attached if we die.
+//! Sizes are the kickstart's: `--grow` does not enlarge a volume (mic's raw did not either),
+//! and contents that do not fit are a NoSpace error naming the partition.
+
+mod extlinux;
+mod liveusb;
+mod mkfs;
+mod stage;
+mod table;
+
+use crate::cmd::Cmd;
+use crate::error::{CreateError, Result};
+use crate::layout::Volume;
+use crate::workdir::{check_cancelled, TempDir};
+use img_core::kickstart::commands::Bootloader;
+use std::path::{Path, PathBuf};
+
+pub use liveusb::build_liveusb;
+pub use stage::stage;
+pub use table::TableKind;
+
+/// What the bootloader starts. Paths are as seen in the installed root (`/boot/vmlinuz-X`);
+/// when `/boot` is its own volume they are rewritten relative to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootEntry {
+    pub kernel: String,
+    pub initrd: String,
+    /// The menu entry's title.
+    pub label: String,
+}
+
+/// `loop`: one filesystem image per volume, named [`Volume::loop_name`], in `outdir`.
+pub fn build_loop(root: &Path, volumes: &[Volume], work: &Path, outdir: &Path) -> Result<Vec<PathBuf>> {
+    let tmp = TempDir::new_in(work, "stage-")?;
+    let staged = stage::stage_into(root, volumes, tmp.path())?;
+    for (v, dir) in volumes.iter().zip(&staged) {
+        mkfs::check_fits(v, dir)?;
+    }
+    std::fs::create_dir_all(outdir).map_err(CreateError::io("cannot create", outdir))?;
+    // All files are built under temporary names first: a failure leaves none behind.
+    let mut parts = Vec::new();
+    for (v, dir) in volumes.iter().zip(&staged) {
+        check_cancelled()?;
+        let dest = outdir.join(v.loop_name());
+        tracing::info!("loop: {} ({} {} MiB) → {}", v.mountpoint, v.fstype, v.size_mib, dest.display());
+        let part = Partial::new(&dest)?;
+        part.create(mib(v.size_mib)?)?;
+        mkfs::make(v, dir, mkfs::Target::File(part.path()), tmp.path())?;
+        parts.push((part, dest));
+    }
+    let mut files = Vec::new();
+    for (part, dest) in parts {
+        part.finish(&dest)?;
+        files.push(dest);
+    }
+    Ok(files)
+}
+
+/// `raw`: a partitioned disk (MBR, or GPT with `bootloader --ptable=gpt`), one partition
+/// per volume in kickstart order, and extlinux unless the bootloader is disabled.
+pub fn build_raw(
+    root: &Path,
+    volumes: &[Volume],
+    bootloader: &Bootloader,
+    boot: Option<&BootEntry>,
+    work: &Path,
+    out: &Path,
+) -> Result<()> {
+    let kind = TableKind::of(bootloader)?;
+    let want_boot = extlinux::wanted(bootloader)?;
+    let entry =
+        match (want_boot, boot) {
+            (false, _) => None,
+            (true, Some(e)) => Some(e),
+            (true, None) => return Err(CreateError::Image(
+                "the raw disk needs a kernel to boot but none was given; install one or use `bootloader --disabled`"
+                    .into(),
+            )),
+        };
+    let boot_idx = holder(volumes, "/boot").ok_or_else(|| CreateError::Image("the volumes have no `/`".into()))?;
+    let tmp = TempDir::new_in(work, "stage-")?;
+    let staged = stage::stage_into(root, volumes, tmp.path())?;
+    if let Some(e) = entry {
+        extlinux::prepare(volumes, boot_idx, &staged[boot_idx], e, bootloader)?;
+    }
+    for (v, dir) in volumes.iter().zip(&staged) {
+        mkfs::check_fits(v, dir)?;
+    }
+    let layout = table::plan(volumes, kind, boot_idx)?;
+    tracing::info!("raw: {} partition table, {} MiB disk → {}", kind, layout.disk_bytes() >> 20, out.display());
+    let part = Partial::new(out)?;
+    part.create(layout.disk_bytes())?;
+    table::write(&layout, volumes, part.path())?;
+    for (i, (v, dir)) in volumes.iter().zip(&staged).enumerate() {
+        check_cancelled()?;
+        let slot = &layout.slots[i];
+        tracing::info!(
+            "raw: partition {} {} ({} {} MiB) at {} MiB",
+            slot.number,
+            v.mountpoint,
+            v.fstype,
+            v.size_mib,
+            slot.offset() >> 20
+        );
+        mkfs::make(v, dir, mkfs::Target::At { disk: part.path(), offset: slot.offset() }, tmp.path())?;
+    }
+    if entry.is_some() {
+        let slot = &layout.slots[boot_idx];
+        extlinux::install(&volumes[boot_idx], part.path(), slot.offset(), slot.bytes(), kind, tmp.path())?;
+    }
+    part.finish(out)
+}
+
+/// qcow2, vdi or vmdk from a raw disk.
+pub fn convert(raw: &Path, format: &str, out: &Path) -> Result<()> {
+    if !matches!(format, "qcow2" | "vdi" | "vmdk") {
+        return Err(CreateError::Unsupported(format!("disk format `{format}` is not supported (qcow2, vdi, vmdk)")));
+    }
+    check_cancelled()?;
+    tracing::info!("convert: {} → {} ({format})", raw.display(), out.display());
+    let part = Partial::new(out)?;
+    Cmd::new("qemu-img")
+        .args(["convert", "-f", "raw", "-O", format])
+        .arg(raw)
+        .arg(part.path())
+        .run()
+        .map_err(CreateError::in_phase("converting the disk"))?;
+    part.finish(out)
+}
+
+/// The volume whose filesystem holds `path`: the deepest mount point above it.
+fn holder(volumes: &[Volume], path: &str) -> Option<usize> {
+    let above = |mp: &str| mp == "/" || path == mp || path.starts_with(&format!("{mp}/"));
+    volumes
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| v.fstype != "swap" && v.mountpoint != "swap" && above(&v.mountpoint))
+        .max_by_key(|(_, v)| v.mountpoint.len())
+        .map(|(i, _)| i)
+}
+
+fn mib(size_mib: u64) -> Result<u64> {
+    size_mib.checked_mul(1 << 20).ok_or_else(|| CreateError::Image(format!("size {size_mib} MiB is too large")))
+}
+
+/// An output being written under a temporary name next to its final one; removed unless
+/// [`Partial::finish`] renames it into place.
+struct Partial {
+    tmp: PathBuf,
+    done: bool,
+}
+
+impl Partial {
+    fn new(dest: &Path) -> Result<Partial> {
+        let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        if name.is_empty() {
+            return Err(CreateError::Image(format!("output path {} names no file", dest.display())));
+        }
+        if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(CreateError::io("cannot create", dir))?;
+        }
+        let tmp = dest.with_file_name(format!(".{name}.partial"));
+        let _ = std::fs::remove_file(&tmp);
+        Ok(Partial { tmp, done: false })
+    }
+
+    fn path(&self) -> &Path {
+        &self.tmp
+    }
+
+    /// A sparse file of `len` bytes: no zeros are written.
+    fn create(&self, len: u64) -> Result<()> {
+        let f = std::fs::File::create(&self.tmp).map_err(CreateError::io("cannot create", &self.tmp))?;
+        f.set_len(len).map_err(CreateError::io("cannot size", &self.tmp))
+    }
+
+    fn finish(mut self, dest: &Path) -> Result<()> {
+        std::fs::rename(&self.tmp, dest).map_err(CreateError::io("cannot move into place", dest))?;
+        self.done = true;
+        Ok(())
+    }
+}
+
+impl Drop for Partial {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vol(mp: &str, fstype: &str) -> Volume {
+        Volume {
+            mountpoint: mp.into(),
+            fstype: fstype.into(),
+            size_mib: 10,
+            label: None,
+            fs_uuid: "x".into(),
+            align_kib: 1024,
+            active: false,
+            fsoptions: "defaults".into(),
+            extoptions: None,
+            grow: false,
+        }
+    }
+
+    #[test]
+    fn holder_is_the_deepest_mount_point_above() {
+        let v = [vol("/", "ext4"), vol("/boot/efi", "vfat"), vol("swap", "swap"), vol("/bootx", "ext4")];
+        assert_eq!(holder(&v, "/boot"), Some(0));
+        let v2 = [vol("/", "ext4"), vol("/boot", "ext2"), vol("/boot/efi", "vfat")];
+        assert_eq!(holder(&v2, "/boot"), Some(1));
+        assert_eq!(holder(&v2, "/boot/efi/EFI"), Some(2));
+        assert_eq!(holder(&[vol("/home", "ext4")], "/boot"), None);
+    }
+}
