@@ -110,7 +110,9 @@ impl Plan {
     /// Partitions in the order their contents nest: `/` first, then deeper mount points.
     pub fn partitions_by_depth(&self) -> Vec<&Partition> {
         let mut parts: Vec<&Partition> = self.partitions.iter().filter(|p| p.mountpoint.starts_with('/')).collect();
-        parts.sort_by_key(|p| p.mountpoint.trim_end_matches('/').matches('/').count() + usize::from(p.mountpoint != "/"));
+        parts.sort_by_key(|p| {
+            p.mountpoint.trim_end_matches('/').matches('/').count() + usize::from(p.mountpoint != "/")
+        });
         parts
     }
 }
@@ -170,13 +172,16 @@ fn option(args: &[String], name: &str) -> Option<String> {
 
 fn has_flag(args: &[String], name: &str) -> bool {
     let long = format!("--{name}");
-    args.iter().any(|a| *a == long)
+    args.contains(&long)
 }
 
 /// The first argument that is neither an option nor an option's value.
 fn positional(args: &[String]) -> Option<String> {
     let takes_value = |a: &String| a.starts_with("--") && !a.contains('=');
-    args.iter().enumerate().find(|(i, a)| !a.starts_with('-') && (*i == 0 || !takes_value(&args[i - 1]))).map(|(_, a)| a.clone())
+    args.iter()
+        .enumerate()
+        .find(|(i, a)| !a.starts_with('-') && (*i == 0 || !takes_value(&args[i - 1])))
+        .map(|(_, a)| a.clone())
 }
 
 fn list(v: Option<String>) -> Vec<String> {

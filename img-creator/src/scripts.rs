@@ -52,7 +52,8 @@ fn with_env(mut cmd: Cmd, env: &ScriptEnv) -> Cmd {
 }
 
 fn run_outside(script: &Script, env: &ScriptEnv) -> Result<()> {
-    let file = env.out_dir.parent().unwrap_or(env.out_dir).join(format!("script-{}-{}.sh", script.kind.name(), script.line));
+    let file =
+        env.out_dir.parent().unwrap_or(env.out_dir).join(format!("script-{}-{}.sh", script.kind.name(), script.line));
     std::fs::write(&file, &script.body).map_err(CreateError::io("cannot write", &file))?;
     let cmd = with_env(Cmd::new(&script.interpreter).arg(&file), env).current_dir(env.out_dir);
     let r = cmd.run().map(drop).map_err(CreateError::in_phase("script"));
@@ -84,13 +85,29 @@ fn run_chrooted(script: &Script, env: &ScriptEnv) -> Result<()> {
     r
 }
 
-/// `argv` run chrooted in `root` with /proc, /sys and /dev mounted for it alone.
+/// `argv` run chrooted in `root` with /proc, /sys and /dev mounted for it alone; its own pid
+/// namespace means a daemon the script starts dies with it instead of holding the mounts.
 pub fn chroot_cmd(root: &Path, argv: &[&str]) -> Cmd {
     const SETUP: &str = r#"r="$1"; shift
 mkdir -p "$r/proc" "$r/sys" "$r/dev"
 mount -t proc proc "$r/proc" && mount -t sysfs sysfs "$r/sys" && mount --rbind /dev "$r/dev" || exit 125
 exec chroot "$r" "$@""#;
-    Cmd::new("unshare").args(["--mount", "--propagation", "private", "--", "sh", "-c", SETUP, "img-chroot"]).arg(root).args(argv)
+    Cmd::new("unshare")
+        .args([
+            "--mount",
+            "--propagation",
+            "private",
+            "--pid",
+            "--fork",
+            "--kill-child",
+            "--",
+            "sh",
+            "-c",
+            SETUP,
+            "img-chroot",
+        ])
+        .arg(root)
+        .args(argv)
 }
 
 #[cfg(test)]
@@ -99,7 +116,14 @@ mod tests {
     use img_core::kickstart::model::ScriptKind;
 
     fn script(body: &str, nochroot: bool, erroronfail: bool) -> Script {
-        Script { kind: ScriptKind::Post, nochroot, interpreter: "/bin/sh".into(), erroronfail, line: 7, body: body.into() }
+        Script {
+            kind: ScriptKind::Post,
+            nochroot,
+            interpreter: "/bin/sh".into(),
+            erroronfail,
+            line: 7,
+            body: body.into(),
+        }
     }
 
     #[test]
