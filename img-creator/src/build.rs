@@ -225,30 +225,21 @@ fn make_image(
     }
 }
 
-/// The kernel the disk boots, and an initramfs for it: the image's own, else one made
-/// from the image's busybox and modules (written into the image's /boot).
+/// The kernel the disk boots and its initramfs (the image's own, else one IMG makes).
 fn disk_boot_entry(plan: &Plan, root: &Path) -> Result<Option<(disk::BootEntry, boot::BootFiles)>> {
     if plan.bootloader.disabled {
         return Ok(None);
     }
-    let (kver, kernel) = boot::find_kernel(root)?;
-    let initrd = match existing_initramfs(root, &kver) {
-        Some(p) => p,
-        None => {
-            let p = root.join(format!("boot/initramfs-{kver}.img"));
-            boot::disk_initramfs(root, &kver, &p)?;
-            p
-        }
-    };
+    let files = boot::disk_boot_files(root)?;
     let in_image = |p: &Path| format!("/{}", p.strip_prefix(root).unwrap_or(p).display());
-    let entry = disk::BootEntry { kernel: in_image(&kernel), initrd: in_image(&initrd), label: "linux".into() };
-    Ok(Some((entry, boot::BootFiles { kernel, initrd, kver })))
+    let entry = disk::BootEntry { kernel: in_image(&files.kernel), initrd: in_image(&files.initrd), label: "linux".into() };
+    Ok(Some((entry, files)))
 }
 
 /// The image's kernel and initramfs if it has them (for `--copy-kernel` on fs/loop).
 fn kernel_files(root: &Path) -> Result<Option<boot::BootFiles>> {
     let Ok((kver, kernel)) = boot::find_kernel(root) else { return Ok(None) };
-    let initrd = existing_initramfs(root, &kver).unwrap_or_default();
+    let initrd = boot::existing_initramfs(root, &kver).unwrap_or_default();
     Ok(Some(boot::BootFiles { kernel, initrd, kver }))
 }
 
@@ -330,14 +321,6 @@ fn publish(out: &Path, outdir: &Path) -> Result<()> {
         std::fs::rename(e.path(), &dst).map_err(CreateError::io("cannot move the result to", &dst))?;
     }
     Ok(())
-}
-
-/// An initramfs the image brings itself (dracut's or mkinitrd's name for it).
-fn existing_initramfs(root: &Path, kver: &str) -> Option<PathBuf> {
-    [format!("boot/initramfs-{kver}.img"), format!("boot/initrd.img-{kver}"), format!("boot/initrd-{kver}")]
-        .into_iter()
-        .map(|rel| root.join(rel))
-        .find(|p| p.is_file())
 }
 
 fn relocate(b: boot::BootFiles, from: &Path, to: &Path) -> boot::BootFiles {

@@ -6,7 +6,7 @@
 //! outputs (manifest, checksums, result.json). See ARCHITECTURE.md.
 
 pub mod boot;
-// pub mod build; (enabled once disk/boot/live land)
+pub mod build;
 pub mod cmd;
 pub mod configure;
 pub mod disk;
