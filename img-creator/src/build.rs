@@ -214,7 +214,8 @@ fn make_image(
         }
         t => {
             let entry = disk_boot_entry(plan, root)?;
-            let raw = if t == ImageType::Raw { out.join(format!("{name}.raw")) } else { work.join(format!("{name}.raw")) };
+            let raw =
+                if t == ImageType::Raw { out.join(format!("{name}.raw")) } else { work.join(format!("{name}.raw")) };
             disk::build_raw(root, volumes, &plan.bootloader, entry.as_ref().map(|e| &e.0), work, &raw)?;
             if t != ImageType::Raw {
                 disk::convert(&raw, t.as_str(), &out.join(format!("{name}.{t}")))?;
@@ -232,7 +233,8 @@ fn disk_boot_entry(plan: &Plan, root: &Path) -> Result<Option<(disk::BootEntry, 
     }
     let files = boot::disk_boot_files(root)?;
     let in_image = |p: &Path| format!("/{}", p.strip_prefix(root).unwrap_or(p).display());
-    let entry = disk::BootEntry { kernel: in_image(&files.kernel), initrd: in_image(&files.initrd), label: "linux".into() };
+    let entry =
+        disk::BootEntry { kernel: in_image(&files.kernel), initrd: in_image(&files.initrd), label: "linux".into() };
     Ok(Some((entry, files)))
 }
 
@@ -250,7 +252,11 @@ fn extras(req: &Request, boot: Option<&boot::BootFiles>, out: &Path) -> Result<(
     }
     if req.compress_gz {
         for f in &images {
-            crate::cmd::Cmd::new("gzip").args(["-n", "-f"]).arg(f).run().map_err(CreateError::in_phase("compressing"))?;
+            crate::cmd::Cmd::new("gzip")
+                .args(["-n", "-f"])
+                .arg(f)
+                .run()
+                .map_err(CreateError::in_phase("compressing"))?;
         }
     }
     if let Some(pack) = &req.pack_to {
@@ -290,10 +296,8 @@ fn pack_to(req: &Request, pack: &str, out: &Path) -> Result<()> {
     if pack.contains('/') || pack.starts_with('.') {
         return Err(CreateError::Image(format!("--pack-to {pack}: give a file name, not a path")));
     }
-    let mut members: Vec<String> = image_files(req, out)?
-        .iter()
-        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .collect();
+    let mut members: Vec<String> =
+        image_files(req, out)?.iter().filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned())).collect();
     if req.image_type == ImageType::Fs {
         members = vec![req.name.clone()];
     }

@@ -133,7 +133,11 @@ impl Cmd {
 
     /// The command line as a shell would show it.
     pub fn display(&self) -> String {
-        std::iter::once(&self.program).chain(&self.args).map(|a| shell_quote(&a.to_string_lossy())).collect::<Vec<_>>().join(" ")
+        std::iter::once(&self.program)
+            .chain(&self.args)
+            .map(|a| shell_quote(&a.to_string_lossy()))
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 
     fn program_name(&self) -> String {
@@ -339,7 +343,8 @@ mod tests {
     #[test]
     fn timeout_kills_the_whole_group() {
         let started = std::time::Instant::now();
-        let e = Cmd::new("sh").args(["-c", "sleep 30 & sleep 30"]).timeout(Duration::from_millis(200)).run().unwrap_err();
+        let e =
+            Cmd::new("sh").args(["-c", "sleep 30 & sleep 30"]).timeout(Duration::from_millis(200)).run().unwrap_err();
         assert!(matches!(e, CmdError::TimedOut { .. }), "{e}");
         assert!(started.elapsed() < Duration::from_secs(5));
     }

@@ -105,7 +105,8 @@ fn add_user(root: &Path, db: &mut Accounts, u: &User) -> Result<()> {
     let dir = root.join(home.trim_start_matches('/'));
     mkdir(&dir)?;
     std::os::unix::fs::chown(&dir, Some(uid), Some(gid)).map_err(CreateError::io("cannot chown", &dir))?;
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).map_err(CreateError::io("cannot chmod", &dir))
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(CreateError::io("cannot chmod", &dir))
 }
 
 /// SHA-512 crypt, what `rootpw` without `--iscrypted` becomes in /etc/shadow.
@@ -328,7 +329,10 @@ mod tests {
         assert!(read(&d, "etc/passwd").contains("alice:x:1000:1000::/home/alice:/bin/sh"));
         let group = read(&d, "etc/group");
         assert!(group.contains("wheel:x:10:root,alice") && group.contains("builders:x:1500:"), "{group}");
-        assert_eq!(std::fs::read_link(d.path().join("etc/localtime")).unwrap().to_str(), Some("../usr/share/zoneinfo/Europe/Helsinki"));
+        assert_eq!(
+            std::fs::read_link(d.path().join("etc/localtime")).unwrap().to_str(),
+            Some("../usr/share/zoneinfo/Europe/Helsinki")
+        );
         assert_eq!(read(&d, "etc/locale.conf"), "LANG=fi_FI.UTF-8\n");
         assert_eq!(read(&d, "etc/hostname"), "box\n");
         let home = d.path().join("home/alice").metadata().unwrap();

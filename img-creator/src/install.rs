@@ -191,7 +191,8 @@ impl CacheLink {
             std::fs::create_dir_all(parent).map_err(CreateError::io("cannot create", parent))?;
         }
         let _ = std::fs::remove_file(&link);
-        std::os::unix::fs::symlink(&cache, &link).map_err(CreateError::io("cannot link the package cache at", &link))?;
+        std::os::unix::fs::symlink(&cache, &link)
+            .map_err(CreateError::io("cannot link the package cache at", &link))?;
         Ok(CacheLink { link })
     }
 }
@@ -204,7 +205,9 @@ impl Drop for CacheLink {
 
 /// What dnf leaves in the root that does not belong in an image.
 fn clean_root(root: &Path) -> Result<()> {
-    for rel in ["var/cache/dnf", "var/log/hawkey.log", "var/log/dnf.log", "var/log/dnf.librepo.log", "var/log/dnf.rpm.log"] {
+    for rel in
+        ["var/cache/dnf", "var/log/hawkey.log", "var/log/dnf.log", "var/log/dnf.librepo.log", "var/log/dnf.rpm.log"]
+    {
         let p = root.join(rel);
         let _ = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
     }
@@ -263,7 +266,8 @@ mod tests {
 
     #[test]
     fn conf_carries_repo_options_and_package_options() {
-        let ks = "repo --name=\"os main\" --baseurl=http://h/$basearch/ --includepkgs=a,b --excludepkgs=c --priority=5 \
+        let ks =
+            "repo --name=\"os main\" --baseurl=http://h/$basearch/ --includepkgs=a,b --excludepkgs=c --priority=5 \
                   --cost=100 --ssl_verify=no --proxy=http://p:3128 --gpgkey=file:///k\n\
                   repo --name=off --baseurl=file:///x --disable\n%packages --excludedocs --ignoremissing\na\n%end\n";
         let parsed = parse(ks, &ParseOptions { file: "t.ks", tokens: &TokenMap::new() }, &NoFiles);

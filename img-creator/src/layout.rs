@@ -44,7 +44,8 @@ impl Volume {
 pub fn volumes(parts: &[Partition], mut uuid_seed: impl FnMut() -> [u8; 16]) -> Result<Vec<Volume>, String> {
     let mut out: Vec<Volume> = Vec::new();
     for p in parts {
-        let fstype = p.fstype.clone().unwrap_or_else(|| if p.mountpoint == "swap" { "swap".into() } else { "ext4".into() });
+        let fstype =
+            p.fstype.clone().unwrap_or_else(|| if p.mountpoint == "swap" { "swap".into() } else { "ext4".into() });
         let fstype = if fstype == "efi" || fstype == "fat32" || fstype == "msdos" { "vfat".to_owned() } else { fstype };
         if !FILESYSTEMS.contains(&fstype.as_str()) {
             return Err(format!(
@@ -138,7 +139,8 @@ mod tests {
 
     #[test]
     fn fixes_type_label_uuid_and_names() {
-        let v = volumes(&[part("/", 100, None, Some("root")), part("/boot/efi", 10, Some("efi"), None)], seq()).unwrap();
+        let v =
+            volumes(&[part("/", 100, None, Some("root")), part("/boot/efi", 10, Some("efi"), None)], seq()).unwrap();
         assert_eq!(v[0].fstype, "ext4");
         assert_eq!(v[0].fs_uuid, "01010101-0101-4101-8101-010101010101");
         assert_eq!(v[0].loop_name(), "root.img");

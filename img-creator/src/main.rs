@@ -213,13 +213,19 @@ fn read_kickstart(path: &Path, tokens: &TokenMap) -> anyhow::Result<Kickstart> {
 fn init_logging(log: &Path, extra: Option<&Path>) -> anyhow::Result<()> {
     use tracing_subscriber::filter::{LevelFilter, Targets};
     let open = |p: &Path| {
-        std::fs::OpenOptions::new().create(true).append(true).open(p).with_context(|| format!("cannot open {}", p.display()))
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)
+            .with_context(|| format!("cannot open {}", p.display()))
     };
     let _ = std::fs::remove_file(log);
     let files: Vec<std::fs::File> = std::iter::once(log).chain(extra).map(open).collect::<anyhow::Result<_>>()?;
     let writer = Tee(std::sync::Arc::new(files));
-    let file_layer =
-        tracing_subscriber::fmt::layer().with_ansi(false).with_writer(move || writer.clone()).with_filter(LevelFilter::DEBUG);
+    let file_layer = tracing_subscriber::fmt::layer()
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .with_filter(LevelFilter::DEBUG);
     let stderr_filter = Targets::new()
         .with_target("img::cmd", LevelFilter::OFF)
         .with_default(if std::env::var_os("IMG_LOG").is_some() { LevelFilter::DEBUG } else { LevelFilter::INFO });

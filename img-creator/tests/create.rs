@@ -55,7 +55,8 @@ fn fs_tree_carries_packages_settings_and_scripts() {
     assert!(!manifest.contains("bloat"), "{manifest}");
     assert!(read(&s.file("os-release")).contains("IMG Fixture OS"));
     assert!(read(&s.file("pack-saw.txt")).contains("fixture.packages"));
-    let sums = std::process::Command::new("sha256sum").args(["-c", "SHA256SUMS"]).current_dir(s.out()).output().unwrap();
+    let sums =
+        std::process::Command::new("sha256sum").args(["-c", "SHA256SUMS"]).current_dir(s.out()).output().unwrap();
     assert!(sums.status.success(), "{}", String::from_utf8_lossy(&sums.stdout));
     let r = result_json(&s);
     assert_eq!(r["status"], "done");
@@ -94,7 +95,10 @@ fn loop_makes_one_filesystem_per_partition() {
     let root_boot = debugfs(&root, "ls /boot");
     assert!(!root_boot.contains("vmlinuz"), "/boot contents belong to boot.img: {root_boot}");
     assert!(debugfs(&boot, "ls /").contains("vmlinuz-"), "kernel in boot.img");
-    assert!(std::fs::read_dir(s.out()).unwrap().flatten().any(|e| e.file_name().to_string_lossy().starts_with("fixture-vmlinuz-")));
+    assert!(std::fs::read_dir(s.out())
+        .unwrap()
+        .flatten()
+        .any(|e| e.file_name().to_string_lossy().starts_with("fixture-vmlinuz-")));
     s.assert_clean();
 }
 

@@ -110,7 +110,8 @@ fn livecd_boots_as_cd_and_as_disk() {
     let sq = s.dir.join("squashfs.img");
     tool("xorriso", &["-osirrox", "on", "-indev", &iso_s, "-extract", "/LiveOS/squashfs.img", &sq.to_string_lossy()]);
     let listing = tool("unsquashfs", &["-l", &sq.to_string_lossy()]);
-    for path in ["squashfs-root/usr/bin/greet", "squashfs-root/var/lib/hello-post/installed", "squashfs-root/sbin/init"] {
+    for path in ["squashfs-root/usr/bin/greet", "squashfs-root/var/lib/hello-post/installed", "squashfs-root/sbin/init"]
+    {
         assert!(listing.lines().any(|l| l == path), "{path} not in the live root");
     }
     assert!(!listing.contains("bloat"));
