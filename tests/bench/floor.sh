@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The floor img-creator is measured against: the same package install and filesystem
 # creation as tests/bench/creator.ks, done by hand with the same tools and nothing else.
-#   floor.sh loop|raw REPO CACHE OUTDIR
+#   floor.sh loop|raw REPO CACHE OUTDIR [--sha256]
+# --sha256 adds `sha256sum` of the image, the one output duty img-creator has beyond the floor.
 set -euo pipefail
-type=$1 repo=$2 cache=$3 out=$4
+type=$1 repo=$2 cache=$3 out=$4 sum=${5:-}
 work=$(mktemp -d -p "$out" .floor-XXXXXX)
 trap 'rm -rf "$work"' EXIT
 root=$work/root
@@ -31,3 +32,6 @@ case $type in
     echo 'start=2048, size=262144, type=83, bootable' | sfdisk -q "$disk"
     mkfs.ext4 -q -b 4096 -L root -E offset=1048576 -d "$root" "$disk" 131072k ;;
 esac
+if [ "$sum" = --sha256 ]; then
+  case $type in loop) sha256sum "$out/floor-root.img" ;; raw) sha256sum "$out/floor.raw" ;; esac >/dev/null
+fi
