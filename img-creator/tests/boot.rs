@@ -1,51 +1,17 @@
 //! Kernel, initramfs and qemu on a synthetic image root made from the host's busybox-static,
 //! kernel and a module subset: the disk initramfs boots an ext4 root under qemu (TCG).
 
-use img_creator::boot::{self, modules::ModuleDb};
+use img_creator::boot;
 use img_creator::cmd::Cmd;
 use img_creator::qemu::{self, Accel, BootSpec};
 use img_creator::workdir::TempDir;
 use std::path::Path;
 use std::time::Duration;
 
-const MARKER: &str = "IMG-TEST-BOOTED";
+mod support;
+
+use support::synthetic::{synthetic_root, MARKER};
 const UUID: &str = "6d1c7a52-8c1e-4f0b-9a57-2f4b1e0c9d11";
-
-/// An installed root as dnf leaves it: static busybox with a few applet links, /sbin/init (a
-/// script printing the marker), the host's kernel and the modules both initramfs kinds use.
-fn synthetic_root(root: &Path) -> String {
-    let (kver, vmlinuz) = boot::find_kernel(Path::new("/")).expect("host kernel (linux-image-amd64)");
-    for d in ["bin", "sbin", "boot", "dev", "proc", "sys", "etc", "tmp"] {
-        std::fs::create_dir_all(root.join(d)).unwrap();
-    }
-    std::fs::copy("/bin/busybox", root.join("bin/busybox")).expect("busybox-static");
-    for applet in ["sh", "echo", "poweroff"] {
-        std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
-    }
-    let init = format!("#!/bin/sh\necho {MARKER}\npoweroff -f\n");
-    std::fs::write(root.join("sbin/init"), init).unwrap();
-    Cmd::new("chmod").args(["755"]).arg(root.join("sbin/init")).run().unwrap();
-    std::fs::copy(&vmlinuz, root.join(format!("boot/vmlinuz-{kver}"))).unwrap();
-    // The kernel config tells the initramfs builder zstd is understood.
-    std::fs::copy(format!("/boot/config-{kver}"), root.join(format!("boot/config-{kver}"))).unwrap();
-    copy_modules(root, &kver);
-    kver
-}
-
-fn copy_modules(root: &Path, kver: &str) {
-    let host = ModuleDb::load(Path::new("/"), kver).unwrap().expect("host modules");
-    let mut names: Vec<&str> = boot::modules::DISK_DRIVERS.to_vec();
-    names.extend(boot::modules::DISK_FILESYSTEMS);
-    names.extend(boot::modules::LIVE_MODULES);
-    let dest = root.join("lib/modules").join(kver);
-    for rel in host.resolve(&names) {
-        let to = dest.join(&rel);
-        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-        std::fs::copy(host.dir.join(&rel), to).unwrap();
-    }
-    std::fs::copy(host.dir.join("modules.builtin"), dest.join("modules.builtin")).unwrap();
-    Cmd::new("depmod").args(["-b"]).arg(root).arg(kver).run().expect("depmod (kmod)");
-}
 
 fn cpio_listing(initrd: &Path, scratch: &Path) -> Vec<String> {
     let plain = scratch.join("initrd.cpio");

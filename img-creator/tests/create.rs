@@ -167,20 +167,7 @@ fn sigterm_cleans_up() {
         "repo --name=f --baseurl=file://@FIXTURE_REPO@\n%packages\n@core\n%end\n%post\necho slow-post-started\nsleep 60\n%end\n",
     )
     .unwrap();
-    let repo = fixture_repo();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_img-creator"))
-        .args(["create", "fs"])
-        .arg(&file)
-        .arg("--outdir")
-        .arg(s.out())
-        .arg("--cachedir")
-        .arg(s.cache())
-        .arg("--tokenmap")
-        .arg(format!("FIXTURE_REPO:{}", repo.display()))
-        .env("TMPDIR", s.dir.join("tmp"))
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = s.command("fs", &file, &[]).stderr(std::process::Stdio::null()).spawn().unwrap();
     let log = s.file("slow.log");
     let started = std::time::Instant::now();
     while !std::fs::read_to_string(&log).unwrap_or_default().contains("slow-post-started") {

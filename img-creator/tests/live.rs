@@ -1,41 +1,18 @@
 //! Live ISO from a synthetic image root (host busybox-static, kernel, module subset): layout,
 //! El Torito, squashfs contents, and real boots under qemu (TCG) as a CD and as a virtio disk.
 
-use img_creator::boot::{self, modules::ModuleDb, BootFiles};
+use img_creator::boot::{self, BootFiles};
 use img_creator::cmd::Cmd;
 use img_creator::live;
 use img_creator::qemu::{self, Attach, BootSpec, Drive};
 use img_creator::workdir::TempDir;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-const MARKER: &str = "IMG-TEST-BOOTED";
+mod support;
 
-/// An installed root as dnf leaves it (see tests/boot.rs).
-fn synthetic_root(root: &Path) -> String {
-    let (kver, vmlinuz) = boot::find_kernel(Path::new("/")).expect("host kernel (linux-image-amd64)");
-    for d in ["bin", "sbin", "boot", "dev", "proc", "sys", "etc", "tmp"] {
-        std::fs::create_dir_all(root.join(d)).unwrap();
-    }
-    std::fs::copy("/bin/busybox", root.join("bin/busybox")).expect("busybox-static");
-    for applet in ["sh", "echo", "poweroff"] {
-        std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
-    }
-    std::fs::write(root.join("sbin/init"), format!("#!/bin/sh\necho {MARKER}\npoweroff -f\n")).unwrap();
-    Cmd::new("chmod").args(["755"]).arg(root.join("sbin/init")).run().unwrap();
-    std::fs::copy(&vmlinuz, root.join(format!("boot/vmlinuz-{kver}"))).unwrap();
-    std::fs::copy(format!("/boot/config-{kver}"), root.join(format!("boot/config-{kver}"))).unwrap();
-    let host = ModuleDb::load(Path::new("/"), &kver).unwrap().expect("host modules");
-    let dest = root.join("lib/modules").join(&kver);
-    for rel in host.resolve(boot::modules::LIVE_MODULES) {
-        let to = dest.join(&rel);
-        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-        std::fs::copy(host.dir.join(&rel), to).unwrap();
-    }
-    Cmd::new("depmod").args(["-b"]).arg(root).arg(&kver).run().expect("depmod (kmod)");
-    kver
-}
+use support::synthetic::{synthetic_root, MARKER};
 
 struct Built {
     _tmp: TempDir,

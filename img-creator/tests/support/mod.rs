@@ -2,6 +2,8 @@
 //! and the checks that a build left nothing behind.
 #![allow(dead_code)]
 
+pub mod synthetic;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
@@ -50,9 +52,16 @@ impl Scratch {
 
     /// Runs `img-creator create TYPE KS --outdir OUT` with the fixture repo as @FIXTURE_REPO@.
     pub fn create(&self, image_type: &str, ks: &Path, extra: &[&str]) -> Output {
+        let out = self.command(image_type, ks, extra).output().expect("img-creator runs");
+        eprintln!("--- img-creator stderr ---\n{}", String::from_utf8_lossy(&out.stderr));
+        out
+    }
+
+    /// The `create` command line, to run some other way (spawned, signalled).
+    pub fn command(&self, image_type: &str, ks: &Path, extra: &[&str]) -> Command {
         let repo = fixture_repo();
-        let out = Command::new(env!("CARGO_BIN_EXE_img-creator"))
-            .args(["create", image_type])
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_img-creator"));
+        cmd.args(["create", image_type])
             .arg(ks)
             .arg("--outdir")
             .arg(self.out())
@@ -61,11 +70,8 @@ impl Scratch {
             .arg("--tokenmap")
             .arg(format!("FIXTURE_REPO:{}", repo.display()))
             .args(extra)
-            .env("TMPDIR", self.dir.join("tmp"))
-            .output()
-            .expect("img-creator runs");
-        eprintln!("--- img-creator stderr ---\n{}", String::from_utf8_lossy(&out.stderr));
-        out
+            .env("TMPDIR", self.dir.join("tmp"));
+        cmd
     }
 
     /// No mounts, loop devices or temporary folders of this test remain.
