@@ -8,6 +8,7 @@ pub mod paths;
 
 use crate::cmd::Cmd;
 use crate::error::{CreateError, Result};
+use crate::fsio;
 use crate::workdir::TempDir;
 use modules::ModuleDb;
 use paths::in_root;
@@ -261,7 +262,7 @@ fn read_modules(db: Option<&ModuleDb>, order: &[String], scratch: &Path) -> Resu
 
 /// Busybox's insmod takes plain modules only, and not every kernel decompresses them itself.
 fn decompress(src: &Path, tool: &str, package: &str, scratch: &Path) -> Result<Vec<u8>> {
-    require_tool(tool, package, "decompressing kernel modules")?;
+    crate::tools::require(tool, package, "decompressing kernel modules")?;
     let name = src.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let copy = scratch.join(&name);
     std::fs::copy(src, &copy).map_err(CreateError::io("cannot copy", src))?;
@@ -270,13 +271,6 @@ fn decompress(src: &Path, tool: &str, package: &str, scratch: &Path) -> Result<V
     let bytes = std::fs::read(&plain).map_err(CreateError::io("cannot read", &plain))?;
     let _ = std::fs::remove_file(&plain);
     Ok(bytes)
-}
-
-pub(crate) fn require_tool(tool: &str, package: &str, purpose: &str) -> Result<()> {
-    if crate::cmd::exists(tool) {
-        return Ok(());
-    }
-    Err(CreateError::MissingTool { tool: tool.into(), package: package.into(), purpose: purpose.into() })
 }
 
 fn write_archive<W: Write>(
@@ -339,15 +333,15 @@ fn compress(root: &Path, kver: &str, cpio_path: &Path, out: &Path) -> Result<()>
     let config = in_root(root, &format!("/boot/config-{kver}")).and_then(|p| std::fs::read_to_string(p).ok());
     let zstd = config.is_some_and(|c| c.lines().any(|l| l == "CONFIG_RD_ZSTD=y"));
     let (tool, package, level, ext) = if zstd { ("zstd", "zstd", "-10", "zst") } else { ("gzip", "gzip", "-6", "gz") };
-    require_tool(tool, package, "compressing the initramfs")?;
+    crate::tools::require(tool, package, "compressing the initramfs")?;
     // -n: gzip keeps no name or time; the image stays reproducible.
     let args = if zstd { vec![level, "-q", "-f", "-T0"] } else { vec![level, "-n", "-f"] };
     Cmd::new(tool).args(args).arg(cpio_path).run().map_err(CreateError::in_phase("initramfs"))?;
     let packed = cpio_path.with_extension(format!("cpio.{ext}"));
     // Copied beside `out` first: the scratch folder may be on another filesystem.
-    let tmp = out.with_extension("img-partial");
-    std::fs::copy(&packed, &tmp).map_err(CreateError::io("cannot write", &tmp))?;
-    std::fs::rename(&tmp, out).map_err(CreateError::io("cannot write", out))
+    let part = fsio::Partial::new(out)?;
+    std::fs::copy(&packed, part.path()).map_err(CreateError::io("cannot write", part.path()))?;
+    part.finish(out)
 }
 
 /// A throwaway initramfs whose init prints `marker` and powers off (the KVM probe's guest).

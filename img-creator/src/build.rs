@@ -3,6 +3,7 @@
 //! build's files move into `--outdir`, so a failed one leaves nothing half-written.
 
 use crate::error::{CreateError, Result};
+use crate::fsio;
 use crate::layout::Volume;
 use crate::outputs::{self, BuildResult, Phase};
 use crate::plan::Plan;
@@ -30,7 +31,6 @@ pub struct Request {
     pub tmpdir: Option<PathBuf>,
     pub pack_to: Option<String>,
     pub copy_kernel: bool,
-    pub record_names: bool,
     pub record_content: bool,
     pub compress_gz: bool,
 }
@@ -47,7 +47,7 @@ pub fn create(req: &Request) -> Result<BuildResult> {
         phases: Vec::new(),
         packages: 0,
     };
-    std::fs::create_dir_all(&req.outdir).map_err(CreateError::io("cannot create", &req.outdir))?;
+    fsio::create_dir_all(&req.outdir)?;
     let outcome = build(req, &mut result);
     if let Err(e) = &outcome {
         result.status = "failed";
@@ -82,7 +82,7 @@ fn build(req: &Request, result: &mut BuildResult) -> Result<()> {
     let root = work.path().join("root");
     let out = work.path().join("out");
     for d in [&root, &out] {
-        std::fs::create_dir_all(d).map_err(CreateError::io("cannot create", d))?;
+        fsio::create_dir_all(d)?;
     }
     let env = ScriptEnv { root: &root, name: &req.name, out_dir: &out, tokens: &req.tokens };
     let mut phases = Phases { list: &mut result.phases };
@@ -123,15 +123,12 @@ fn volumes_for(t: ImageType, plan: &Plan) -> Result<Vec<Volume>> {
              (e.g. `part / --size=1024 --fstype=ext4 --label=root`)"
         )));
     }
-    crate::layout::volumes(&plan.partitions, random_bytes).map_err(CreateError::Image)
-}
-
-fn random_bytes() -> [u8; 16] {
-    let mut b = [0u8; 16];
-    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
-        let _ = std::io::Read::read_exact(&mut f, &mut b);
+    let mut seeds = vec![[0u8; 16]; plan.partitions.len()];
+    for seed in &mut seeds {
+        fsio::random(seed)?;
     }
-    b
+    let mut seeds = seeds.into_iter();
+    crate::layout::volumes(&plan.partitions, || seeds.next().unwrap_or_default()).map_err(CreateError::Image)
 }
 
 /// mic runs chroot and `--nochroot` scripts of one kind in document order.
@@ -149,11 +146,10 @@ fn record_packages(req: &Request, root: &Path, out: &Path) -> Result<usize> {
     let pkgs = install::installed_packages(root)?;
     // Always kept: the manifest is what the worker shows; --record-pkgs=name also asks for it.
     let path = out.join(format!("{}.packages", req.name));
-    std::fs::write(&path, pkgs.iter().map(|p| format!("{p}\n")).collect::<String>())
-        .map_err(CreateError::io("cannot write", &path))?;
+    fsio::write(&path, pkgs.iter().map(|p| format!("{p}\n")).collect::<String>())?;
     if req.record_content {
         let path = out.join(format!("{}.files", req.name));
-        std::fs::write(&path, install::installed_files(root)?).map_err(CreateError::io("cannot write", &path))?;
+        fsio::write(&path, install::installed_files(root)?)?;
     }
     Ok(pkgs.len())
 }

@@ -2,8 +2,8 @@
 //! plain files written from Rust (passwd, shadow, locale, …), the image's own tools only
 //! where a setting needs them (systemctl for services), and a note when they are absent.
 
-use crate::cmd::Cmd;
 use crate::error::{CreateError, Result};
+use crate::fsio;
 use crate::install::repo_section;
 use crate::layout::{fstab, Volume};
 use crate::plan::{Plan, Settings};
@@ -14,7 +14,7 @@ use std::path::Path;
 pub fn apply(root: &Path, plan: &Plan, volumes: &[Volume]) -> Result<()> {
     let s = &plan.settings;
     let etc = root.join("etc");
-    mkdir(&etc)?;
+    fsio::create_dir_all(&etc)?;
     if let Some(lang) = &s.lang {
         write(root, "etc/locale.conf", &format!("LANG={lang}\n"))?;
     }
@@ -103,7 +103,7 @@ fn add_user(root: &Path, db: &mut Accounts, u: &User) -> Result<()> {
         db.add_member(g, &u.name);
     }
     let dir = root.join(home.trim_start_matches('/'));
-    mkdir(&dir)?;
+    fsio::create_dir_all(&dir)?;
     std::os::unix::fs::chown(&dir, Some(uid), Some(gid)).map_err(CreateError::io("cannot chown", &dir))?;
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
         .map_err(CreateError::io("cannot chmod", &dir))
@@ -113,9 +113,7 @@ fn add_user(root: &Path, db: &mut Accounts, u: &User) -> Result<()> {
 fn crypt(password: &str) -> Result<String> {
     use sha_crypt::password_hash::PasswordHasher;
     let mut salt = [0u8; 12];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut salt))
-        .map_err(CreateError::io("cannot read", "/dev/urandom"))?;
+    fsio::random(&mut salt)?;
     sha_crypt::ShaCrypt::SHA512
         .hash_password_with_salt(password.as_bytes(), &salt)
         .map(|h| h.to_string())
@@ -246,7 +244,7 @@ fn desktop(root: &Path, s: &Settings) -> Result<()> {
     if s.start_x {
         let target = root.join("etc/systemd/system/default.target");
         if root.join("usr/lib/systemd/system/graphical.target").exists() {
-            mkdir(target.parent().unwrap_or(root))?;
+            fsio::create_dir_all(target.parent().unwrap_or(root))?;
             let _ = std::fs::remove_file(&target);
             std::os::unix::fs::symlink("/usr/lib/systemd/system/graphical.target", &target)
                 .map_err(CreateError::io("cannot link", &target))?;
@@ -276,20 +274,17 @@ fn services(root: &Path, s: &Settings) -> Result<()> {
     Ok(())
 }
 
+/// The image's own tool, run as %post scripts are (/proc, /sys, /dev for it alone).
 fn chroot(root: &Path, argv: &[&str], phase: &'static str) -> Result<()> {
-    Cmd::new("chroot").arg(root).args(argv).run().map(drop).map_err(CreateError::in_phase(phase))
-}
-
-fn mkdir(p: &Path) -> Result<()> {
-    std::fs::create_dir_all(p).map_err(CreateError::io("cannot create", p))
+    crate::scripts::chroot_cmd(root, argv).run().map(drop).map_err(CreateError::in_phase(phase))
 }
 
 fn write(root: &Path, rel: &str, text: &str) -> Result<()> {
     let p = root.join(rel);
     if let Some(parent) = p.parent() {
-        mkdir(parent)?;
+        fsio::create_dir_all(parent)?;
     }
-    std::fs::write(&p, text).map_err(CreateError::io("cannot write", &p))
+    fsio::write(&p, text)
 }
 
 #[cfg(test)]

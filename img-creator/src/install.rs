@@ -4,6 +4,7 @@
 
 use crate::cmd::{Cmd, CmdError};
 use crate::error::{CreateError, Result};
+use crate::fsio;
 use crate::plan::Plan;
 use img_core::kickstart::commands::Repo;
 use std::fmt::Write as _;
@@ -28,11 +29,11 @@ pub struct Install<'a> {
 impl Install<'_> {
     pub fn run(&self) -> Result<()> {
         let conf = self.work.join("dnf.conf");
-        write_file(&conf, &dnf_conf(self.plan, self.cachedir.is_some()))?;
+        fsio::write(&conf, dnf_conf(self.plan, self.cachedir.is_some()))?;
         let home = self.work.join("rpm-home");
-        std::fs::create_dir_all(&home).map_err(CreateError::io("cannot create", &home))?;
+        fsio::create_dir_all(&home)?;
         // rpm reads ~/.rpmmacros: this is how the database lands in the root without touching the host.
-        write_file(&home.join(".rpmmacros"), &format!("%_dbpath {RPM_DBPATH}\n"))?;
+        fsio::write(&home.join(".rpmmacros"), format!("%_dbpath {RPM_DBPATH}\n"))?;
         let cache = self.cachedir.map(Path::to_owned).unwrap_or_else(|| self.work.join("dnf-cache"));
         let _link = CacheLink::new(self.root, &cache)?;
 
@@ -188,7 +189,7 @@ impl CacheLink {
         let cache = std::fs::canonicalize(cache).map_err(CreateError::io("cannot open the package cache", cache))?;
         let link = root.join(ROOT_CACHE);
         if let Some(parent) = link.parent() {
-            std::fs::create_dir_all(parent).map_err(CreateError::io("cannot create", parent))?;
+            fsio::create_dir_all(parent)?;
         }
         let _ = std::fs::remove_file(&link);
         std::os::unix::fs::symlink(&cache, &link)
@@ -219,20 +220,10 @@ fn run_depmod(root: &Path) -> Result<()> {
     let Ok(dir) = std::fs::read_dir(root.join("lib/modules")) else { return Ok(()) };
     for entry in dir.flatten() {
         let kver = entry.file_name().to_string_lossy().into_owned();
-        if !crate::cmd::exists("depmod") {
-            return Err(CreateError::MissingTool {
-                tool: "depmod".into(),
-                package: "kmod".into(),
-                purpose: "kernel module indexes".into(),
-            });
-        }
+        crate::tools::require("depmod", "kmod", "kernel module indexes")?;
         Cmd::new("depmod").arg("-b").arg(root).arg(&kver).run().map_err(CreateError::in_phase("depmod"))?;
     }
     Ok(())
-}
-
-fn write_file(path: &Path, text: &str) -> Result<()> {
-    std::fs::write(path, text).map_err(CreateError::io("cannot write", path))
 }
 
 /// Installed packages as `name version-release.arch`, sorted, from the root's rpm database.

@@ -12,6 +12,7 @@ pub mod configure;
 pub mod disk;
 pub mod error;
 pub mod files;
+pub mod fsio;
 pub mod install;
 pub mod layout;
 pub mod live;

@@ -1,9 +1,11 @@
 //! Live media: the root as a squashfs, a folder laid out for isolinux (CD/ISO) and syslinux
 //! (FAT stick) with one boot menu, and the isohybrid ISO that boots as a CD, disk or USB stick.
 
-use crate::boot::{require_tool, BootFiles};
+use crate::boot::BootFiles;
 use crate::cmd::Cmd;
 use crate::error::{CreateError, Result};
+use crate::fsio;
+use crate::tools::require;
 use std::path::{Path, PathBuf};
 
 /// Where Debian (and then Fedora) keep the BIOS syslinux files.
@@ -22,7 +24,7 @@ const SQUASHFS_ZSTD_LEVEL: &str = "8";
 
 /// The live root as a zstd squashfs.
 pub fn squashfs(root: &Path, out: &Path) -> Result<()> {
-    require_tool("mksquashfs", "squashfs-tools", "live images")?;
+    require("mksquashfs", "squashfs-tools", "live images")?;
     tracing::info!("squashfs (zstd) of {} → {}", root.display(), out.display());
     Cmd::new("mksquashfs")
         .arg(root)
@@ -72,17 +74,17 @@ pub fn stage_medium(
     let dir = work.join("medium");
     tracing::info!("live medium {label} in {}", dir.display());
     for sub in ["LiveOS", "boot", "isolinux", "syslinux"] {
-        mkdir(&dir.join(sub))?;
+        fsio::create_dir_all(&dir.join(sub))?;
     }
     squashfs(root, &dir.join("LiveOS/squashfs.img"))?;
-    copy(&boot.kernel, &dir.join("boot/vmlinuz"))?;
-    copy(&boot.initrd, &dir.join("boot/initrd.img"))?;
+    fsio::copy(&boot.kernel, &dir.join("boot/vmlinuz"))?;
+    fsio::copy(&boot.initrd, &dir.join("boot/initrd.img"))?;
     let cfg = menu(&label, append, timeout_s);
     for (sub, name) in [("isolinux", "isolinux.cfg"), ("syslinux", "syslinux.cfg")] {
-        write(&dir.join(sub).join(name), &cfg)?;
+        fsio::write(&dir.join(sub).join(name), &cfg)?;
         copy_c32_modules(&dir.join(sub))?;
     }
-    copy(&host_file(ISOLINUX_BIN, "isolinux")?, &dir.join("isolinux/isolinux.bin"))?;
+    fsio::copy(&host_file(ISOLINUX_BIN, "isolinux")?, &dir.join("isolinux/isolinux.bin"))?;
     Ok(Medium { dir, label })
 }
 
@@ -102,7 +104,7 @@ fn copy_c32_modules(to: &Path) -> Result<()> {
     for name in C32_MODULES {
         let candidates: Vec<String> = C32_DIRS.iter().map(|d| format!("{d}/{name}")).collect();
         let candidates: Vec<&str> = candidates.iter().map(String::as_str).collect();
-        copy(&host_file(&candidates, "syslinux-common")?, &to.join(name))?;
+        fsio::copy(&host_file(&candidates, "syslinux-common")?, &to.join(name))?;
     }
     Ok(())
 }
@@ -122,7 +124,7 @@ fn host_file(candidates: &[&str], package: &str) -> Result<PathBuf> {
 
 /// The medium as an isohybrid ISO: El Torito isolinux for CDs, an MBR for disks and sticks.
 pub fn build_iso(medium: &Medium, out: &Path) -> Result<()> {
-    require_tool("xorriso", "xorriso", "live ISO images")?;
+    require("xorriso", "xorriso", "live ISO images")?;
     let mbr = host_file(ISOHYBRID_MBR, "isolinux")?;
     tracing::info!("ISO {} → {}", medium.label, out.display());
     Cmd::new("xorriso")
@@ -139,18 +141,6 @@ pub fn build_iso(medium: &Medium, out: &Path) -> Result<()> {
         .run()
         .map_err(CreateError::in_phase("iso"))?;
     Ok(())
-}
-
-fn mkdir(p: &Path) -> Result<()> {
-    std::fs::create_dir_all(p).map_err(CreateError::io("cannot create", p))
-}
-
-fn copy(from: &Path, to: &Path) -> Result<()> {
-    std::fs::copy(from, to).map(|_| ()).map_err(CreateError::io("cannot copy", from))
-}
-
-fn write(p: &Path, text: &str) -> Result<()> {
-    std::fs::write(p, text).map_err(CreateError::io("cannot write", p))
 }
 
 #[cfg(test)]

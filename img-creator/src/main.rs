@@ -160,7 +160,6 @@ fn run(args: &CreateArgs) -> anyhow::Result<ExitCode> {
         tmpdir: args.tmpdir.clone(),
         pack_to: args.pack_to.clone(),
         copy_kernel: args.copy_kernel || mic("copy-kernel").is_some(),
-        record_names: record.contains(&"name"),
         record_content: record.contains(&"content"),
         compress_gz,
     };

@@ -2,6 +2,7 @@
 //! them), and `result.json`, the machine-readable account the worker reports from.
 
 use crate::error::{CreateError, Result};
+use crate::fsio;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::io::Read;
@@ -73,13 +74,13 @@ pub fn describe_files(dir: &Path) -> Result<Vec<OutputFile>> {
 pub fn write_checksums(dir: &Path, files: &[OutputFile]) -> Result<()> {
     let text: String = files.iter().map(|f| format!("{}  {}\n", f.sha256, f.name)).collect();
     let p = dir.join(CHECKSUM_FILE);
-    std::fs::write(&p, text).map_err(CreateError::io("cannot write", &p))
+    fsio::write(&p, text)
 }
 
 pub fn write_result(dir: &Path, result: &BuildResult) -> Result<()> {
     let p = dir.join(RESULT_FILE);
     let text = serde_json::to_string_pretty(result).map_err(|e| CreateError::Image(e.to_string()))?;
-    std::fs::write(&p, text + "\n").map_err(CreateError::io("cannot write", &p))
+    fsio::write(&p, text + "\n")
 }
 
 /// Peak resident memory of this process, in KiB.

@@ -102,19 +102,6 @@ impl Plan {
         }
         plan
     }
-
-    pub fn scripts_of(&self, kind: ScriptKind, nochroot: bool) -> impl Iterator<Item = &Script> {
-        self.scripts.iter().filter(move |s| s.kind == kind && s.nochroot == nochroot)
-    }
-
-    /// Partitions in the order their contents nest: `/` first, then deeper mount points.
-    pub fn partitions_by_depth(&self) -> Vec<&Partition> {
-        let mut parts: Vec<&Partition> = self.partitions.iter().filter(|p| p.mountpoint.starts_with('/')).collect();
-        parts.sort_by_key(|p| {
-            p.mountpoint.trim_end_matches('/').matches('/').count() + usize::from(p.mountpoint != "/")
-        });
-        parts
-    }
 }
 
 fn apply_command(s: &mut Settings, name: &str, args: &[String], kind: &CommandKind) {
@@ -231,12 +218,5 @@ mod tests {
         let s = &p.scripts[0];
         assert!(s.nochroot && s.erroronfail);
         assert_eq!((s.kind, s.line, s.body.as_str()), (ScriptKind::Post, 2, "echo hi\n"));
-    }
-
-    #[test]
-    fn partitions_nest_root_first() {
-        let p = plan("part /boot/efi --size=10\npart /boot --size=10\npart / --size=100\n");
-        let order: Vec<&str> = p.partitions_by_depth().iter().map(|p| p.mountpoint.as_str()).collect();
-        assert_eq!(order, ["/", "/boot", "/boot/efi"]);
     }
 }

@@ -185,7 +185,7 @@ pub struct BootOutcome {
 /// Boots `spec` and succeeds when the guest printed the marker and powered off by itself within
 /// the timeout; otherwise qemu is killed and the error quotes the last console lines.
 pub fn boot_until(spec: &BootSpec) -> Result<BootOutcome> {
-    crate::boot::require_tool(QEMU, "qemu-system-x86", "booting images")?;
+    crate::tools::require(QEMU, "qemu-system-x86", "booting images")?;
     let accel = spec.accel.unwrap_or_else(probe_kvm);
     let dir = TempDir::new_in(&std::env::temp_dir(), "img-qemu-")?;
     let console = dir.path().join("console.log");

@@ -4,6 +4,7 @@
 
 use crate::cmd::Cmd;
 use crate::error::{CreateError, Result};
+use crate::fsio;
 use crate::plan::Script;
 use img_core::kickstart::TokenMap;
 use std::path::Path;
@@ -54,7 +55,7 @@ fn with_env(mut cmd: Cmd, env: &ScriptEnv) -> Cmd {
 fn run_outside(script: &Script, env: &ScriptEnv) -> Result<()> {
     let file =
         env.out_dir.parent().unwrap_or(env.out_dir).join(format!("script-{}-{}.sh", script.kind.name(), script.line));
-    std::fs::write(&file, &script.body).map_err(CreateError::io("cannot write", &file))?;
+    fsio::write(&file, &script.body)?;
     let cmd = with_env(Cmd::new(&script.interpreter).arg(&file), env).current_dir(env.out_dir);
     let r = cmd.run().map(drop).map_err(CreateError::in_phase("script"));
     let _ = std::fs::remove_file(&file);
@@ -73,9 +74,9 @@ fn run_chrooted(script: &Script, env: &ScriptEnv) -> Result<()> {
     let rel = format!("tmp/img-script-{}-{}.sh", script.kind.name(), script.line);
     let file = env.root.join(&rel);
     if let Some(dir) = file.parent() {
-        std::fs::create_dir_all(dir).map_err(CreateError::io("cannot create", dir))?;
+        fsio::create_dir_all(dir)?;
     }
-    std::fs::write(&file, &script.body).map_err(CreateError::io("cannot write", &file))?;
+    fsio::write(&file, &script.body)?;
     let r = with_env(chroot_cmd(env.root, &[&script.interpreter, &format!("/{rel}")]), env)
         .env("INSTALL_ROOT", "/")
         .run()

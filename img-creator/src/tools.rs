@@ -61,15 +61,17 @@ pub fn check(t: ImageType, arch: Arch, plan: &Plan) -> Result<()> {
         needed.push(BTRFS);
     }
     for (tool, package, purpose) in needed.into_iter().flatten() {
-        if !cmd::exists(tool) {
-            return Err(CreateError::MissingTool {
-                tool: (*tool).into(),
-                package: (*package).into(),
-                purpose: format!("{purpose} ({t} images)"),
-            });
-        }
+        require(tool, package, &format!("{purpose} ({t} images)"))?;
     }
     Ok(())
+}
+
+/// The one check that `tool` is on PATH, naming the Debian package that brings it.
+pub fn require(tool: &str, package: &str, purpose: &str) -> Result<()> {
+    if cmd::exists(tool) {
+        return Ok(());
+    }
+    Err(CreateError::MissingTool { tool: tool.into(), package: package.into(), purpose: purpose.into() })
 }
 
 /// The host arch as mic names it.

@@ -2,6 +2,7 @@
 //! the signal handling that turns SIGTERM/SIGINT into a clean, cancelled build.
 
 use crate::error::{CreateError, Result};
+use crate::fsio;
 use std::path::{Path, PathBuf};
 
 /// A fresh folder removed with everything in it when dropped.
@@ -12,7 +13,7 @@ pub struct TempDir {
 
 impl TempDir {
     pub fn new_in(parent: &Path, prefix: &str) -> Result<TempDir> {
-        std::fs::create_dir_all(parent).map_err(CreateError::io("cannot create", parent))?;
+        fsio::create_dir_all(parent)?;
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
         for attempt in 0..100u32 {
             let path = parent.join(format!("{prefix}{}-{:08x}", std::process::id(), nanos.wrapping_add(attempt)));

@@ -5,6 +5,7 @@
 use super::table::TableKind;
 use crate::cmd::Cmd;
 use crate::error::{CreateError, Result};
+use crate::fsio;
 use crate::layout::Volume;
 use crate::workdir::TempDir;
 use img_core::kickstart::commands::Bootloader;
@@ -73,7 +74,7 @@ pub(crate) fn prepare(
     let conf = config(&Menu { kernel: &kernel, initrd: &initrd, label: &entry.label }, root, b);
     let dir = staged.join(install_dir(bv).trim_start_matches('/'));
     tracing::info!("extlinux: writing {}/extlinux.conf", install_dir(bv));
-    std::fs::create_dir_all(&dir).map_err(CreateError::io("cannot create", &dir))?;
+    fsio::create_dir_all(&dir)?;
     replace_file(&dir.join("extlinux.conf"), |p| std::fs::write(p, &conf))?;
     for m in modules_for(&conf) {
         let src = find_file(MODULE_DIRS, &m)?;

@@ -4,9 +4,9 @@
 use super::extlinux;
 use super::mkfs::{copy_to_fat, fat_label, mtools, mtools_image, FatCopy};
 use super::table::{self, TableKind};
-use super::Partial;
 use crate::cmd::Cmd;
 use crate::error::{CreateError, Result};
+use crate::fsio::Partial;
 use crate::layout::Volume;
 use crate::workdir::check_cancelled;
 use std::path::Path;

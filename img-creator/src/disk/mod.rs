@@ -16,6 +16,7 @@ mod table;
 
 use crate::cmd::Cmd;
 use crate::error::{CreateError, Result};
+use crate::fsio::{self, Partial};
 use crate::layout::Volume;
 use crate::workdir::{check_cancelled, TempDir};
 use img_core::kickstart::commands::Bootloader;
@@ -42,7 +43,7 @@ pub fn build_loop(root: &Path, volumes: &[Volume], work: &Path, outdir: &Path) -
     for (v, dir) in volumes.iter().zip(&staged) {
         mkfs::check_fits(v, dir)?;
     }
-    std::fs::create_dir_all(outdir).map_err(CreateError::io("cannot create", outdir))?;
+    fsio::create_dir_all(outdir)?;
     // All files are built under temporary names first: a failure leaves none behind.
     let mut parts = Vec::new();
     for (v, dir) in volumes.iter().zip(&staged) {
@@ -147,52 +148,6 @@ fn holder(volumes: &[Volume], path: &str) -> Option<usize> {
 
 fn mib(size_mib: u64) -> Result<u64> {
     size_mib.checked_mul(1 << 20).ok_or_else(|| CreateError::Image(format!("size {size_mib} MiB is too large")))
-}
-
-/// An output being written under a temporary name next to its final one; removed unless
-/// [`Partial::finish`] renames it into place.
-struct Partial {
-    tmp: PathBuf,
-    done: bool,
-}
-
-impl Partial {
-    fn new(dest: &Path) -> Result<Partial> {
-        let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        if name.is_empty() {
-            return Err(CreateError::Image(format!("output path {} names no file", dest.display())));
-        }
-        if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(CreateError::io("cannot create", dir))?;
-        }
-        let tmp = dest.with_file_name(format!(".{name}.partial"));
-        let _ = std::fs::remove_file(&tmp);
-        Ok(Partial { tmp, done: false })
-    }
-
-    fn path(&self) -> &Path {
-        &self.tmp
-    }
-
-    /// A sparse file of `len` bytes: no zeros are written.
-    fn create(&self, len: u64) -> Result<()> {
-        let f = std::fs::File::create(&self.tmp).map_err(CreateError::io("cannot create", &self.tmp))?;
-        f.set_len(len).map_err(CreateError::io("cannot size", &self.tmp))
-    }
-
-    fn finish(mut self, dest: &Path) -> Result<()> {
-        std::fs::rename(&self.tmp, dest).map_err(CreateError::io("cannot move into place", dest))?;
-        self.done = true;
-        Ok(())
-    }
-}
-
-impl Drop for Partial {
-    fn drop(&mut self) {
-        if !self.done {
-            let _ = std::fs::remove_file(&self.tmp);
-        }
-    }
 }
 
 #[cfg(test)]

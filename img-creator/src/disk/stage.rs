@@ -3,6 +3,7 @@
 
 use crate::cmd::Cmd;
 use crate::error::{CreateError, Result};
+use crate::fsio;
 use crate::layout::Volume;
 use std::collections::HashSet;
 use std::os::unix::fs::MetadataExt;
@@ -17,7 +18,7 @@ pub fn stage(root: &Path, volumes: &[Volume], work: &Path) -> Result<Vec<PathBuf
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(CreateError::io("cannot clear", &dir)(e)),
         _ => {}
     }
-    std::fs::create_dir_all(&dir).map_err(CreateError::io("cannot create", &dir))?;
+    fsio::create_dir_all(&dir)?;
     stage_into(root, volumes, &dir)
 }
 
@@ -91,7 +92,7 @@ fn split_off(top: &Path, mountpoint: &str, dest: &Path) -> Result<()> {
             std::fs::set_permissions(&src, meta.permissions()).map_err(CreateError::io("cannot chmod", &src))?;
         }
         Err(_) => {
-            std::fs::create_dir_all(&src).map_err(CreateError::io("cannot create", &src))?;
+            fsio::create_dir_all(&src)?;
             std::fs::create_dir(dest).map_err(CreateError::io("cannot create", dest))?;
         }
     }
