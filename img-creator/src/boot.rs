@@ -328,11 +328,12 @@ fn init_script(kver: &str, mode: &str, modules: &[Module]) -> String {
 }
 
 /// zstd when the kernel's config says it can unpack it (smaller, a little faster to build; boot
-/// times under TCG were equal), gzip otherwise: every kernel takes gzip.
+/// times under TCG were equal), gzip otherwise: every kernel takes gzip. zstd's default level 3:
+/// level 10 saved 10% of 2 MB but took 0.18 s instead of 0.03 s.
 fn compress(root: &Path, kver: &str, cpio_path: &Path, out: &Path) -> Result<()> {
     let config = in_root(root, &format!("/boot/config-{kver}")).and_then(|p| std::fs::read_to_string(p).ok());
     let zstd = config.is_some_and(|c| c.lines().any(|l| l == "CONFIG_RD_ZSTD=y"));
-    let (tool, package, level, ext) = if zstd { ("zstd", "zstd", "-10", "zst") } else { ("gzip", "gzip", "-6", "gz") };
+    let (tool, package, level, ext) = if zstd { ("zstd", "zstd", "-3", "zst") } else { ("gzip", "gzip", "-6", "gz") };
     crate::tools::require(tool, package, "compressing the initramfs")?;
     // -n: gzip keeps no name or time; the image stays reproducible.
     let args = if zstd { vec![level, "-q", "-f", "-T0"] } else { vec![level, "-n", "-f"] };

@@ -33,6 +33,8 @@ pub struct Request {
     pub copy_kernel: bool,
     pub record_content: bool,
     pub compress_gz: bool,
+    /// mic2's `--genchecksum`: SHA-256 of every output, in `SHA256SUMS` and `result.json`.
+    pub checksums: bool,
 }
 
 /// Builds the image; `result.json` is written to `outdir` whether it succeeds or not.
@@ -109,8 +111,11 @@ fn build(req: &Request, result: &mut BuildResult) -> Result<()> {
     phases.run("extras", || extras(req, boot.as_ref(), &out))?;
     phases.run("pack-scripts", || run_scripts(&plan, ScriptKind::Pack, &env))?;
     phases.run("checksums", || {
-        result.files = outputs::describe_files(&out)?;
-        outputs::write_checksums(&out, &result.files)
+        result.files = outputs::describe_files(&out, req.checksums)?;
+        if req.checksums {
+            outputs::write_checksums(&out, &result.files)?;
+        }
+        Ok(())
     })?;
     publish(&out, &req.outdir)
 }

@@ -87,6 +87,9 @@ struct CreateArgs {
     /// Compress the image: `gz`.
     #[arg(long)]
     compress_image: Option<String>,
+    /// Write SHA256SUMS (and each output's sha256 in result.json), as mic2's --genchecksum.
+    #[arg(long)]
+    genchecksum: bool,
 }
 
 fn main() -> ExitCode {
@@ -162,12 +165,16 @@ fn run(args: &CreateArgs) -> anyhow::Result<ExitCode> {
         copy_kernel: args.copy_kernel || mic("copy-kernel").is_some(),
         record_content: record.contains(&"content"),
         compress_gz,
+        checksums: args.genchecksum || mic("genchecksum").is_some(),
     };
     tracing::info!("building {} image `{}` for {} into {}", req.image_type, req.name, req.arch, req.outdir.display());
     match create(&req) {
         Ok(result) => {
             for f in &result.files {
-                eprintln!("img-creator: {}  {}  {} bytes", f.sha256, f.name, f.size);
+                match &f.sha256 {
+                    Some(sum) => eprintln!("img-creator: {sum}  {}  {} bytes", f.name, f.size),
+                    None => eprintln!("img-creator: {}  {} bytes", f.name, f.size),
+                }
             }
             let total: f64 = result.phases.iter().map(|p| p.seconds).sum();
             eprintln!("img-creator: done in {total:.1} s; peak memory {} KiB", outputs::peak_rss_kib());

@@ -1,5 +1,6 @@
-//! What a build leaves in `--outdir` besides the image: checksums (`sha256sum -c` reads
-//! them), and `result.json`, the machine-readable account the worker reports from.
+//! What a build leaves in `--outdir` besides the image: checksums when asked for
+//! (`--genchecksum`; `sha256sum -c` reads them), and `result.json`, the machine-readable
+//! account the worker reports from.
 
 use crate::error::{CreateError, Result};
 use crate::fsio;
@@ -31,7 +32,9 @@ pub struct OutputFile {
     /// Relative to the output folder.
     pub name: String,
     pub size: u64,
-    pub sha256: String,
+    /// Only with `--genchecksum`: hashing a sparse multi-GiB disk costs as much as making it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -55,8 +58,8 @@ pub fn sha256_file(path: &Path) -> Result<String> {
 }
 
 /// Every regular file directly in `dir` (the fs type's tree is listed as its packed form
-/// only), with size and checksum, sorted by name.
-pub fn describe_files(dir: &Path) -> Result<Vec<OutputFile>> {
+/// only), with size and, when `hash`, its checksum, sorted by name.
+pub fn describe_files(dir: &Path, hash: bool) -> Result<Vec<OutputFile>> {
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(CreateError::io("cannot list", dir))? {
         let entry = entry.map_err(CreateError::io("cannot list", dir))?;
@@ -65,14 +68,27 @@ pub fn describe_files(dir: &Path) -> Result<Vec<OutputFile>> {
         if !meta.is_file() || name == CHECKSUM_FILE || name == RESULT_FILE {
             continue;
         }
-        files.push(OutputFile { sha256: sha256_file(&entry.path())?, size: meta.len(), name });
+        files.push(OutputFile { sha256: None, size: meta.len(), name });
     }
     files.sort_by(|a, b| a.name.cmp(&b.name));
+    if hash {
+        // One thread per file: a loop build's images, or a disk and its kernel, hash side by side.
+        std::thread::scope(|s| {
+            let jobs: Vec<_> =
+                files.iter().map(|f| dir.join(&f.name)).map(|p| s.spawn(move || sha256_file(&p))).collect();
+            for (f, job) in files.iter_mut().zip(jobs) {
+                let sum = job.join().map_err(|_| CreateError::Image(format!("hashing {} panicked", f.name)))?;
+                f.sha256 = Some(sum?);
+            }
+            Ok::<_, CreateError>(())
+        })?;
+    }
     Ok(files)
 }
 
+/// `SHA256SUMS` for the files that were hashed.
 pub fn write_checksums(dir: &Path, files: &[OutputFile]) -> Result<()> {
-    let text: String = files.iter().map(|f| format!("{}  {}\n", f.sha256, f.name)).collect();
+    let text: String = files.iter().filter_map(|f| Some(format!("{}  {}\n", f.sha256.as_ref()?, f.name))).collect();
     let p = dir.join(CHECKSUM_FILE);
     fsio::write(&p, text)
 }
@@ -101,8 +117,17 @@ mod tests {
     fn checksums_match_sha256sum_format() {
         let d = crate::workdir::TempDir::new_in(&std::env::temp_dir(), "img-out-").unwrap();
         std::fs::write(d.path().join("a.img"), "abc").unwrap();
-        let files = describe_files(d.path()).unwrap();
-        assert_eq!(files[0].sha256, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        std::fs::write(d.path().join("b.img"), "").unwrap();
+        assert_eq!(describe_files(d.path(), false).unwrap()[0].sha256, None);
+        let files = describe_files(d.path(), true).unwrap();
+        assert_eq!(
+            files[0].sha256.as_deref(),
+            Some("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        );
+        assert_eq!(
+            files[1].sha256.as_deref(),
+            Some("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+        );
         write_checksums(d.path(), &files).unwrap();
         let ok = std::process::Command::new("sha256sum").arg("-c").arg(CHECKSUM_FILE).current_dir(d.path()).status();
         assert!(ok.unwrap().success());

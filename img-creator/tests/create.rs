@@ -18,7 +18,7 @@ fn result_json(s: &Scratch) -> serde_json::Value {
 #[test]
 fn fs_tree_carries_packages_settings_and_scripts() {
     let s = Scratch::new("fs");
-    let o = s.create("fs", &fixture_ks("fixture.ks"), &[]);
+    let o = s.create("fs", &fixture_ks("fixture.ks"), &["--genchecksum"]);
     assert_ok(&o);
     let root = s.file("fixture");
     for present in ["usr/bin/greet", "usr/share/greeter/message", "usr/bin/extra-tool", "boot", "bin/busybox"] {
@@ -61,6 +61,7 @@ fn fs_tree_carries_packages_settings_and_scripts() {
     let r = result_json(&s);
     assert_eq!(r["status"], "done");
     assert_eq!(r["image_type"], "fs");
+    assert!(r["files"].as_array().unwrap().iter().all(|f| f["sha256"].as_str().is_some_and(|h| h.len() == 64)));
     assert!(r["packages"].as_u64().unwrap() >= 7);
     let phases: Vec<&str> = r["phases"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
     assert!(phases.contains(&"install") && phases.contains(&"image"), "{phases:?}");
@@ -99,6 +100,12 @@ fn loop_makes_one_filesystem_per_partition() {
         .unwrap()
         .flatten()
         .any(|e| e.file_name().to_string_lossy().starts_with("fixture-vmlinuz-")));
+    // Checksums only on request (mic2's --genchecksum).
+    assert!(!s.file("SHA256SUMS").exists());
+    let r = result_json(&s);
+    let files = r["files"].as_array().unwrap();
+    assert!(files.iter().any(|f| f["name"] == "root.img" && f["size"] == 96 << 20), "{files:?}");
+    assert!(files.iter().all(|f| f.get("sha256").is_none()), "{files:?}");
     s.assert_clean();
 }
 

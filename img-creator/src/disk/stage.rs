@@ -22,8 +22,14 @@ pub fn stage(root: &Path, volumes: &[Volume], work: &Path) -> Result<Vec<PathBuf
     stage_into(root, volumes, &dir)
 }
 
-/// [`stage`] into an existing empty folder.
+/// [`stage`] into an existing empty folder. A lone `/` volume is the root itself: there is
+/// nothing to split, and copying thousands of links would cost more than the mkfs.
 pub(crate) fn stage_into(root: &Path, volumes: &[Volume], dir: &Path) -> Result<Vec<PathBuf>> {
+    if let [only] = volumes {
+        if only.mountpoint == "/" {
+            return Ok(vec![root.to_owned()]);
+        }
+    }
     let root_idx = volumes
         .iter()
         .position(|v| v.mountpoint == "/")
