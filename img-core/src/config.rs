@@ -9,8 +9,10 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-/// Environment variables with the `IMG_` prefix that are not settings.
-pub const NON_SETTING_VARS: [&str; 3] = ["IMG_CONFIG", "IMG_LOG", "IMG_BLESS"];
+/// Environment variables with the `IMG_` prefix that are not settings: the config file, log
+/// filter, test blessing, page templates folder, img-creator's KVM override and img-client's.
+pub const NON_SETTING_VARS: [&str; 8] =
+    ["IMG_CONFIG", "IMG_LOG", "IMG_BLESS", "IMG_TEMPLATES", "IMG_KVM", "IMG_URL", "IMG_TOKEN", "IMG_CLIENT_CONFIG"];
 
 #[derive(Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
@@ -23,7 +25,12 @@ pub struct Config {
     pub data_dir: String,
     /// Database: `sqlite://PATH` (embedded default) or `postgres://…` (scale-out).
     pub database_url: String,
-    pub queue: QueueConfig,
+    /// RabbitMQ (AMQP 0-9-1) URL, e.g. `amqp://USER:PASSWORD@127.0.0.1:5672/%2f`. Empty: the queue
+    /// lives in the job database and no broker is needed (the embedded default).
+    pub amqp_url: String,
+    /// Prefix for every AMQP exchange and queue name (empty: the original names); lets several
+    /// IMG installations or test runs share one broker.
+    pub amqp_prefix: String,
     pub worker: WorkerConfig,
     pub limits: LimitsConfig,
     pub kickstarter: KickstarterSettings,
@@ -33,18 +40,12 @@ pub struct Config {
 
 #[derive(Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
-pub struct QueueConfig {
-    /// `database` (the queue lives in the job database; no broker) or `amqp` (RabbitMQ).
-    pub backend: String,
-    /// AMQP 0-9-1 broker URL, used when `backend = "amqp"`.
-    pub amqp_url: String,
-}
-
-#[derive(Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(default, deny_unknown_fields)]
 pub struct WorkerConfig {
-    /// Run a worker inside the server process (the embedded default).
-    pub embedded: bool,
+    /// A worker inside the server process: `auto` (yes with the database queue, no with AMQP,
+    /// where img-worker processes build), `always` or `never`.
+    pub embedded: String,
+    /// The img-creator program (empty: next to img-server, else on PATH).
+    pub creator: String,
     /// Jobs built at the same time by one worker.
     pub concurrency: u32,
     /// Wall-clock limit for one build, in seconds.
@@ -102,7 +103,8 @@ impl Default for Config {
             base_url: "http://127.0.0.1:8080".into(),
             data_dir: "img-data".into(),
             database_url: "sqlite://img-data/img.db".into(),
-            queue: QueueConfig::default(),
+            amqp_url: String::new(),
+            amqp_prefix: String::new(),
             worker: WorkerConfig::default(),
             limits: LimitsConfig::default(),
             kickstarter: KickstarterSettings::default(),
@@ -112,16 +114,11 @@ impl Default for Config {
     }
 }
 
-impl Default for QueueConfig {
-    fn default() -> Self {
-        QueueConfig { backend: "database".into(), amqp_url: "amqp://guest:guest@127.0.0.1:5672/%2f".into() }
-    }
-}
-
 impl Default for WorkerConfig {
     fn default() -> Self {
         WorkerConfig {
-            embedded: true,
+            embedded: "auto".into(),
+            creator: String::new(),
             concurrency: 1,
             timeout_secs: 3600,
             idle_timeout_secs: 600,
@@ -203,9 +200,14 @@ impl Config {
             }
         };
         check(
-            matches!(self.queue.backend.as_str(), "database" | "amqp"),
-            "queue.backend",
-            "must be `database` or `amqp`",
+            self.amqp_url.is_empty() || self.amqp_url.starts_with("amqp://") || self.amqp_url.starts_with("amqps://"),
+            "amqp_url",
+            "must be empty or start with amqp:// or amqps://",
+        )?;
+        check(
+            matches!(self.worker.embedded.as_str(), "auto" | "always" | "never"),
+            "worker.embedded",
+            "must be `auto`, `always` or `never`",
         )?;
         check(
             matches!(self.worker.kvm.as_str(), "auto" | "always" | "never"),
@@ -233,10 +235,19 @@ impl Config {
         out
     }
 
+    /// Whether the server builds jobs itself (see `worker.embedded`).
+    pub fn runs_embedded_worker(&self) -> bool {
+        match self.worker.embedded.as_str() {
+            "always" => true,
+            "never" => false,
+            _ => self.amqp_url.is_empty(),
+        }
+    }
+
     /// A copy with passwords in URLs replaced by `***`, safe to log or print.
     pub fn redacted(&self) -> Config {
         let mut c = self.clone();
-        for url in [&mut c.database_url, &mut c.queue.amqp_url, &mut c.smtp.url] {
+        for url in [&mut c.database_url, &mut c.amqp_url, &mut c.smtp.url] {
             *url = redact_url(url);
         }
         c
@@ -406,12 +417,15 @@ mod tests {
         assert!(Config::load(None, env(&[("IMG_WORKER_CONCURRENCY", "many")])).is_err());
         let c = Config::load(
             None,
-            env(&[("IMG_WORKER_EMBEDDED", "false"), ("IMG_KICKSTARTER_OVERLAY_REPOS", "internal, x")]),
+            env(&[("IMG_WORKER_EMBEDDED", "never"), ("IMG_KICKSTARTER_OVERLAY_REPOS", "internal, x")]),
         )
         .unwrap();
-        assert!(!c.worker.embedded);
+        assert_eq!(c.worker.embedded, "never");
+        assert!(!c.runs_embedded_worker());
         assert_eq!(c.kickstarter.overlay_repos, vec!["internal", "x"]);
-        assert!(Config::load(None, env(&[("IMG_QUEUE_BACKEND", "kafka")])).is_err());
+        assert!(Config::load(None, env(&[("IMG_AMQP_URL", "kafka://x")])).is_err());
+        let scaled = Config::load(None, env(&[("IMG_AMQP_URL", "amqp://h/%2f")])).unwrap();
+        assert!(!scaled.runs_embedded_worker(), "AMQP alone turns the in-process worker off");
     }
 
     #[test]

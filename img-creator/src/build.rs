@@ -39,6 +39,14 @@ pub struct Request {
 
 /// Builds the image; `result.json` is written to `outdir` whether it succeeds or not.
 pub fn create(req: &Request) -> Result<BuildResult> {
+    // dnf and scripts run in other folders: every path is made absolute first.
+    let abs = |p: &Path| std::path::absolute(p).map_err(CreateError::io("cannot resolve", p));
+    let req = &Request {
+        outdir: abs(&req.outdir)?,
+        cachedir: req.cachedir.as_deref().map(abs).transpose()?,
+        tmpdir: req.tmpdir.as_deref().map(abs).transpose()?,
+        ..req.clone()
+    };
     let mut result = BuildResult {
         status: "done",
         name: req.name.clone(),

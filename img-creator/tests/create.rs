@@ -72,7 +72,17 @@ fn fs_tree_carries_packages_settings_and_scripts() {
 #[test]
 fn fs_packed_to_a_tarball() {
     let s = Scratch::new("fs-pack");
-    let o = s.create("fs", &fixture_ks("live.ks"), &["--pack-to", "tree.tar.gz", "--name", "packed"]);
+    // Relative --outdir and --cachedir (as a server passes them): dnf needs absolute ones.
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_img-creator"))
+        .current_dir(&s.dir)
+        .args(["create", "fs"])
+        .arg(fixture_ks("live.ks"))
+        .args(["--outdir", "out", "--cachedir", "cache", "--pack-to", "tree.tar.gz", "--name", "packed"])
+        .arg("--tokenmap")
+        .arg(format!("FIXTURE_REPO:{}", support::fixture_repo().display()))
+        .env("TMPDIR", s.dir.join("tmp"))
+        .output()
+        .expect("img-creator runs");
     assert_ok(&o);
     assert!(!s.file("packed").exists(), "the packed tree is not left beside the tarball");
     let list = tool("tar", &["-tzvf", &s.file("tree.tar.gz").to_string_lossy()]);

@@ -4,6 +4,7 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use img_core::config::Config;
+use img_server::{auth, db};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -15,17 +16,31 @@ struct Cli {
     #[arg(long, short, env = "IMG_CONFIG", global = true)]
     config: Option<PathBuf>,
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the server (the default): web pages and REST API on `listen`, and an embedded
+    /// worker unless AMQP is configured.
+    Serve,
     /// Print the default configuration, every key documented.
     DefaultConfig,
     /// Load the configuration (file + environment), report errors, print it with secrets redacted.
     CheckConfig,
-    /// Run the server (and, by default, an embedded worker).
-    Serve,
+    /// API tokens: once one exists, writes need `Authorization: Bearer TOKEN`.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Create a token; its secret is printed once and only its hash is stored.
+    Create { name: String },
+    /// List token names.
+    List,
+    /// Remove a token.
+    Revoke { name: String },
 }
 
 fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
@@ -39,13 +54,61 @@ fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
     Ok(Config::load(text.as_deref().map(|t| (name.as_str(), t)), std::env::vars())?)
 }
 
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("IMG_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,actix_server=warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => std::future::pending().await,
+    }
+}
+
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    match cli.command {
+    let config = || load_config(cli.config.as_ref());
+    match cli.command.unwrap_or(Command::Serve) {
         Command::DefaultConfig => print!("{}", Config::default().to_documented_toml()),
-        Command::CheckConfig => print!("{}", load_config(cli.config.as_ref())?.to_documented_toml()),
+        Command::CheckConfig => print!("{}", config()?.to_documented_toml()),
         Command::Serve => {
-            load_config(cli.config.as_ref())?;
-            anyhow::bail!("the server arrives with issue [3/5]; for now use `img-client ks check` and `ks render`");
+            let config = config()?;
+            init_logging();
+            let listener = std::net::TcpListener::bind(&config.listen)
+                .with_context(|| format!("cannot listen on {}", config.listen))?;
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            rt.block_on(img_server::serve(config, listener, shutdown_signal()))?;
+        }
+        Command::Token(t) => {
+            let config = config()?;
+            let db = db::Db::open(&config.database_url)?;
+            match t {
+                TokenCommand::Create { name } => {
+                    let (secret, hash) = auth::generate();
+                    if !db::tokens::insert(&db, &name, &hash)? {
+                        anyhow::bail!("a token named `{name}` exists already");
+                    }
+                    eprintln!("img-server: token `{name}` created; it is shown only now:");
+                    println!("{secret}");
+                }
+                TokenCommand::List => {
+                    for t in db::tokens::list(&db)? {
+                        println!("{}\t{}", t.name, img_server::api::view::time(t.created_at));
+                    }
+                }
+                TokenCommand::Revoke { name } => {
+                    if !db::tokens::remove(&db, &name)? {
+                        anyhow::bail!("no token named `{name}`");
+                    }
+                }
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -1,0 +1,148 @@
+//! REST API `/api/v1/`: thin handlers over [`crate::service`]. The contract is
+//! `openapi.json` (served at `/api/v1/openapi.json`); extend it, never rename.
+
+pub mod error;
+mod events;
+pub(crate) mod upload;
+pub mod view;
+
+use crate::auth::{self, Access};
+use crate::service;
+use crate::state::AppState;
+use crate::submit::Submission;
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use error::ApiError;
+use serde::Deserialize;
+
+pub const OPENAPI: &str = include_str!("../../openapi.json");
+const LOG_CHUNK: u64 = 1 << 20;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/api/v1")
+            .route("/openapi.json", web::get().to(openapi))
+            .route("/jobs", web::post().to(create))
+            .route("/jobs", web::get().to(list))
+            .route("/jobs/{id}", web::get().to(show))
+            .route("/jobs/{id}", web::delete().to(delete))
+            .route("/jobs/{id}/cancel", web::post().to(cancel))
+            .route("/jobs/{id}/retry", web::post().to(retry))
+            .route("/jobs/{id}/log", web::get().to(log))
+            .route("/jobs/{id}/events", web::get().to(events::stream))
+            .route("/jobs/{id}/artifacts/{name}", web::get().to(artifact))
+            .route("/templates", web::get().to(templates))
+            .default_service(web::to(|| async { Err::<HttpResponse, _>(ApiError::NotFound("no such API endpoint".into())) })),
+    );
+}
+
+async fn openapi() -> HttpResponse {
+    HttpResponse::Ok().content_type("application/json").body(OPENAPI)
+}
+
+async fn create(req: HttpRequest, state: web::Data<AppState>, body: web::Payload) -> Result<HttpResponse, ApiError> {
+    auth::check(&req, &state, Access::Write).await?;
+    let sub: Submission = upload::read_submission(&req, body, state.config.limits.max_upload_bytes).await?;
+    let job = service::submit(&state, sub).await?;
+    Ok(HttpResponse::Created().insert_header((header::LOCATION, job.links.this.clone())).json(serde_json::json!({
+        "id": job.id, "status": job.status, "links": job.links,
+    })))
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    status: Option<String>,
+    page: Option<i64>,
+    per_page: Option<i64>,
+}
+
+async fn list(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    q: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    auth::check(&req, &state, Access::Read).await?;
+    let p = service::list(&state, q.status.as_deref(), q.page.unwrap_or(1), q.per_page.unwrap_or(50)).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "jobs": p.jobs, "total": p.total, "page": p.page, "per_page": p.per_page,
+    })))
+}
+
+async fn show(req: HttpRequest, state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    auth::check(&req, &state, Access::Read).await?;
+    Ok(HttpResponse::Ok().json(service::get(&state, &id).await?))
+}
+
+async fn delete(req: HttpRequest, state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    auth::check(&req, &state, Access::Write).await?;
+    service::delete(&state, &id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn cancel(req: HttpRequest, state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    auth::check(&req, &state, Access::Write).await?;
+    Ok(HttpResponse::Ok().json(service::cancel(&state, &id).await?))
+}
+
+async fn retry(req: HttpRequest, state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    auth::check(&req, &state, Access::Write).await?;
+    Ok(HttpResponse::Ok().json(service::retry(&state, &id).await?))
+}
+
+#[derive(Deserialize)]
+struct LogQuery {
+    offset: Option<u64>,
+}
+
+/// The log from `offset`; `X-Next-Offset` says where to continue, `X-Job-Status` whether to.
+async fn log(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    q: web::Query<LogQuery>,
+) -> Result<HttpResponse, ApiError> {
+    auth::check(&req, &state, Access::Read).await?;
+    let (data, next, job) = service::log(&state, &id, q.offset.unwrap_or(0), LOG_CHUNK).await?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; charset=utf-8")
+        .insert_header(("X-Next-Offset", next.to_string()))
+        .insert_header(("X-Job-Status", job.status))
+        .body(data))
+}
+
+/// Range, ETag and Content-Length come from actix-files; the ETag is the file's checksum.
+async fn artifact(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    auth::check(&req, &state, Access::Read).await?;
+    let (id, name) = path.into_inner();
+    let (file, sha256) = service::artifact_path(&state, &id, &name).await?;
+    let named = actix_files::NamedFile::open_async(&file)
+        .await
+        .map_err(|e| ApiError::NotFound(format!("artifact `{name}` is gone: {e}")))?
+        .use_etag(sha256.is_empty())
+        .use_last_modified(true)
+        .set_content_type(mime::APPLICATION_OCTET_STREAM)
+        .set_content_disposition(header::ContentDisposition::attachment(name.clone()));
+    let mut resp = named.into_response(&req);
+    if !sha256.is_empty() {
+        let etag = format!("\"{sha256}\"");
+        let matches = req.headers().get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) == Some(etag.as_str());
+        if matches {
+            return Ok(HttpResponse::NotModified().insert_header((header::ETAG, etag)).finish());
+        }
+        resp.headers_mut().insert(header::ETAG, header::HeaderValue::from_str(&etag).map_err(|e| ApiError::Internal(e.to_string()))?);
+        resp.headers_mut().insert(
+            header::HeaderName::from_static("x-checksum-sha256"),
+            header::HeaderValue::from_str(&sha256).map_err(|e| ApiError::Internal(e.to_string()))?,
+        );
+    }
+    Ok(resp)
+}
+
+async fn templates(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    auth::check(&req, &state, Access::Read).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "templates": state.catalog.templates })))
+}

@@ -1,0 +1,99 @@
+//! Reading a submission from JSON or `multipart/form-data`, bounded by the upload limit.
+
+use super::error::ApiError;
+use crate::submit::{Submission, TokenMapInput};
+use actix_web::{web, HttpRequest};
+use futures_util::StreamExt;
+
+/// Room for the other fields beside the kickstart.
+const SLACK: u64 = 64 * 1024;
+const MAX_FIELD: usize = 64 * 1024;
+
+pub async fn read_submission(req: &HttpRequest, body: web::Payload, max: u64) -> Result<Submission, ApiError> {
+    let ctype = req.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
+    if ctype.starts_with("multipart/form-data") {
+        return read_multipart(req, body, max).await;
+    }
+    if !ctype.is_empty() && !ctype.starts_with("application/json") {
+        return Err(ApiError::BadRequest(format!(
+            "content type `{ctype}`: send application/json or multipart/form-data"
+        )));
+    }
+    let bytes = read_all(body, max + SLACK).await?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::BadRequest(format!("JSON body, line {} column {}: {e}", e.line(), e.column()))
+    })
+}
+
+fn too_large(max: u64) -> ApiError {
+    ApiError::TooLarge(format!("the upload is larger than this server's limit of {max} bytes"))
+}
+
+async fn read_all(mut body: web::Payload, limit: u64) -> Result<Vec<u8>, ApiError> {
+    let mut buf = Vec::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("reading the body: {e}")))?;
+        if (buf.len() + chunk.len()) as u64 > limit {
+            return Err(too_large(limit.saturating_sub(SLACK)));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf)
+}
+
+async fn read_multipart(req: &HttpRequest, body: web::Payload, max: u64) -> Result<Submission, ApiError> {
+    let mut form = actix_multipart::Multipart::new(req.headers(), body);
+    let mut sub = Submission::default();
+    while let Some(field) = form.next().await {
+        let mut field = field.map_err(|e| ApiError::BadRequest(format!("multipart body: {e}")))?;
+        let name = field.name().unwrap_or("").to_owned();
+        let filename = field.content_disposition().and_then(|d| d.get_filename()).map(str::to_owned);
+        let limit = if name == "ksfile" { max as usize } else { MAX_FIELD };
+        let mut data = Vec::new();
+        while let Some(chunk) = field.next().await {
+            let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("multipart field `{name}`: {e}")))?;
+            if data.len() + chunk.len() > limit {
+                return Err(if name == "ksfile" {
+                    too_large(max)
+                } else {
+                    ApiError::TooLarge(format!("field `{name}` is longer than {MAX_FIELD} bytes"))
+                });
+            }
+            data.extend_from_slice(&chunk);
+        }
+        let text = String::from_utf8(data).map_err(|e| {
+            ApiError::invalid(format!(
+                "{}: not UTF-8 text (invalid byte at offset {})",
+                if name == "ksfile" { "ksfile" } else { name.as_str() },
+                e.utf8_error().valid_up_to()
+            ))
+        })?;
+        let value = Some(text.clone()).filter(|t| !t.trim().is_empty());
+        match name.as_str() {
+            "ksfile" => {
+                // An empty file input on the form means "no file".
+                if filename.as_deref().is_some_and(|f| !f.is_empty()) || !text.is_empty() {
+                    sub.kickstart = Some(text);
+                    sub.ks_filename = filename.filter(|f| !f.is_empty());
+                }
+            }
+            "kickstart" => sub.kickstart = value.or(sub.kickstart.take()),
+            "template" => sub.template = value,
+            "platform" => sub.platform = value,
+            "overlay" => sub.overlay = value,
+            "imagetype" => sub.imagetype = value,
+            "arch" => sub.arch = value,
+            "email" => sub.email = value,
+            "name" => sub.name = value,
+            "tokenmap" => sub.tokenmap = value.map(TokenMapInput::Text).unwrap_or_default(),
+            "extra_repos" => sub.extra_repos.extend(split_list(&text)),
+            "tags" => sub.tags.extend(split_list(&text)),
+            other => return Err(ApiError::BadRequest(format!("unknown field `{}`", other.escape_default()))),
+        }
+    }
+    Ok(sub)
+}
+
+fn split_list(text: &str) -> impl Iterator<Item = String> + '_ {
+    text.split([',', '\n']).map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned)
+}

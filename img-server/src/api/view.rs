@@ -1,0 +1,95 @@
+//! How jobs look in the API and on the pages.
+
+use crate::db::jobs::{Artifact, Job};
+use crate::state::AppState;
+use serde::Serialize;
+use std::time::{Duration, UNIX_EPOCH};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct JobView {
+    pub id: String,
+    pub status: String,
+    pub kind: String,
+    pub name: String,
+    pub imagetype: String,
+    pub arch: String,
+    pub email: String,
+    pub template: Option<String>,
+    pub platform: Option<String>,
+    pub overlay: String,
+    pub tags: Vec<String>,
+    pub pinned: bool,
+    pub attempts: i32,
+    pub created: String,
+    pub started: Option<String>,
+    pub finished: Option<String>,
+    pub error: Option<String>,
+    pub artifacts: Vec<ArtifactView>,
+    pub log_url: String,
+    pub links: Links,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ArtifactView {
+    pub name: String,
+    pub url: String,
+    pub size: i64,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Links {
+    #[serde(rename = "self")]
+    pub this: String,
+    pub page: String,
+    pub log: String,
+    pub events: String,
+    pub cancel: String,
+}
+
+/// RFC 3339 UTC with milliseconds.
+pub fn time(ms: i64) -> String {
+    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)).to_string()
+}
+
+impl JobView {
+    pub fn new(state: &AppState, job: &Job, artifacts: &[Artifact]) -> JobView {
+        let api = format!("/api/v1/jobs/{}", job.id);
+        JobView {
+            id: job.id.clone(),
+            status: job.state.clone(),
+            kind: job.kind.clone(),
+            name: job.name.clone(),
+            imagetype: job.imagetype.clone(),
+            arch: job.arch.clone(),
+            email: job.email.clone(),
+            template: job.template.clone(),
+            platform: job.platform.clone(),
+            overlay: job.overlay.clone(),
+            tags: job.tags.split(',').filter(|t| !t.is_empty()).map(str::to_owned).collect(),
+            pinned: job.pinned,
+            attempts: job.attempts,
+            created: time(job.created_at),
+            started: job.started_at.map(time),
+            finished: job.finished_at.map(time),
+            error: job.error.clone(),
+            artifacts: artifacts
+                .iter()
+                .map(|a| ArtifactView {
+                    url: state.url(&format!("{api}/artifacts/{}", a.name)),
+                    name: a.name.clone(),
+                    size: a.size,
+                    sha256: a.sha256.clone(),
+                })
+                .collect(),
+            log_url: state.url(&format!("{api}/log")),
+            links: Links {
+                this: state.url(&api),
+                page: state.url(&format!("/job/{}", job.id)),
+                log: state.url(&format!("{api}/log")),
+                events: state.url(&format!("{api}/events")),
+                cancel: state.url(&format!("{api}/cancel")),
+            },
+        }
+    }
+}

@@ -1,0 +1,279 @@
+//! Jobs and their artifacts: every query the server and the embedded queue make.
+//! State changes go through [`JobState::can_become`] and are conditional on the state read,
+//! so two writers can never both move a job.
+
+use super::schema::{artifacts, jobs};
+use super::{now_ms, with_conn, Db, DbResult};
+use diesel::prelude::*;
+use img_core::job::JobState;
+
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable, AsChangeset)]
+#[diesel(table_name = jobs)]
+pub struct Job {
+    pub id: String,
+    /// `ks` (a kickstart was given) or `template` (rendered from a template + overlay).
+    pub kind: String,
+    pub state: String,
+    pub email: String,
+    pub name: String,
+    pub imagetype: String,
+    pub arch: String,
+    /// The kickstart that is built (for template jobs: the rendered one).
+    pub kickstart: String,
+    pub template: Option<String>,
+    pub platform: Option<String>,
+    pub overlay: String,
+    /// One per line.
+    pub extra_repos: String,
+    /// JSON object of `@TOKEN@` values.
+    pub tokenmap: String,
+    /// Comma-separated.
+    pub tags: String,
+    pub pinned: bool,
+    pub error: Option<String>,
+    pub logfile: Option<String>,
+    pub image_url: Option<String>,
+    pub task_id: Option<String>,
+    pub worker_id: Option<String>,
+    pub attempts: i32,
+    pub lease_until: Option<i64>,
+    pub published_at: Option<i64>,
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub updated_at: i64,
+}
+
+impl Job {
+    pub fn state(&self) -> JobState {
+        self.state.parse().unwrap_or(JobState::Failed)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
+#[diesel(table_name = artifacts)]
+pub struct Artifact {
+    pub job_id: String,
+    pub name: String,
+    pub size: i64,
+    pub sha256: String,
+}
+
+/// What moving a job to a new state also records.
+#[derive(Debug, Clone, Default)]
+pub struct Change {
+    pub error: Option<String>,
+    pub worker_id: Option<String>,
+    pub logfile: Option<String>,
+    pub image_url: Option<String>,
+}
+
+/// Why a state change did not happen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refused {
+    NotFound,
+    Transition(JobState),
+}
+
+pub fn insert(db: &Db, job: &Job) -> DbResult<()> {
+    with_conn!(db, |conn| diesel::insert_into(jobs::table).values(job).execute(conn))?;
+    Ok(())
+}
+
+pub fn get(db: &Db, id: &str) -> DbResult<Option<Job>> {
+    Ok(with_conn!(db, |conn| jobs::table.find(id).select(Job::as_select()).first(conn).optional())?)
+}
+
+/// One page of jobs, newest first, and the number of jobs matching.
+pub fn list(db: &Db, state: Option<JobState>, page: i64, per_page: i64) -> DbResult<(Vec<Job>, i64)> {
+    let offset = (page.max(1) - 1) * per_page;
+    let (rows, total) = with_conn!(db, |conn| {
+        let mut q = jobs::table.select(Job::as_select()).into_boxed();
+        let mut count = jobs::table.count().into_boxed();
+        if let Some(s) = state {
+            q = q.filter(jobs::state.eq(s.as_str()));
+            count = count.filter(jobs::state.eq(s.as_str()));
+        }
+        let rows = q.order((jobs::created_at.desc(), jobs::id.desc())).limit(per_page).offset(offset).load(conn)?;
+        (rows, count.get_result::<i64>(conn)?)
+    });
+    Ok((rows, total))
+}
+
+pub fn artifacts_of(db: &Db, id: &str) -> DbResult<Vec<Artifact>> {
+    Ok(with_conn!(db, |conn| artifacts::table
+        .filter(artifacts::job_id.eq(id))
+        .order(artifacts::name)
+        .select(Artifact::as_select())
+        .load(conn))?)
+}
+
+/// Moves job `id` to `to` if its current state allows it; returns the updated job.
+pub fn transition(db: &Db, id: &str, to: JobState, change: Change) -> DbResult<Result<Job, Refused>> {
+    loop {
+        let Some(job) = get(db, id)? else { return Ok(Err(Refused::NotFound)) };
+        let from = job.state();
+        if !from.can_become(to) {
+            return Ok(Err(Refused::Transition(from)));
+        }
+        let now = now_ms();
+        let started = if to == JobState::Running { job.started_at.or(Some(now)) } else { job.started_at };
+        let finished = if to.is_final() { Some(now) } else { None };
+        let (error, lease) = match to {
+            JobState::Queued => (None, None),
+            _ => (change.error.clone().or(job.error.clone()), job.lease_until),
+        };
+        let published = if to == JobState::Queued { None } else { job.published_at };
+        let n = with_conn!(db, |conn| diesel::update(
+            jobs::table.filter(jobs::id.eq(id)).filter(jobs::state.eq(from.as_str()))
+        )
+        .set((
+            jobs::state.eq(to.as_str()),
+            jobs::error.eq(error),
+            jobs::worker_id.eq(change.worker_id.clone().or(job.worker_id.clone())),
+            jobs::logfile.eq(change.logfile.clone().or(job.logfile.clone())),
+            jobs::image_url.eq(change.image_url.clone().or(job.image_url.clone())),
+            jobs::started_at.eq(started),
+            jobs::finished_at.eq(finished),
+            jobs::lease_until.eq(if to.is_final() { None } else { lease }),
+            jobs::published_at.eq(published),
+            jobs::updated_at.eq(now),
+        ))
+        .execute(conn))?;
+        if n == 1 {
+            return Ok(get(db, id)?.ok_or(Refused::NotFound));
+        }
+        // Someone else moved it between our read and write: look again.
+    }
+}
+
+/// Records a finished build's files and moves the job to `done`, in one transaction.
+pub fn finish_done(db: &Db, id: &str, files: &[Artifact], change: Change) -> DbResult<Result<Job, Refused>> {
+    let ok = with_conn!(db, |conn| conn.transaction::<_, diesel::result::Error, _>(|conn| {
+        let state: Option<String> = jobs::table.find(id).select(jobs::state).first(conn).optional()?;
+        match state.as_deref().map(str::parse::<JobState>) {
+            Some(Ok(s)) if s.can_become(JobState::Done) => {}
+            _ => return Ok(false),
+        }
+        diesel::delete(artifacts::table.filter(artifacts::job_id.eq(id))).execute(conn)?;
+        diesel::insert_into(artifacts::table).values(files).execute(conn)?;
+        Ok(true)
+    }))?;
+    if !ok {
+        return Ok(match get(db, id)? {
+            None => Err(Refused::NotFound),
+            Some(j) => Err(Refused::Transition(j.state())),
+        });
+    }
+    transition(db, id, JobState::Done, change)
+}
+
+/// Embedded queue: takes the oldest queued job for `worker`, leased for `lease_ms`.
+pub fn claim_next(db: &Db, worker: &str, lease_ms: i64) -> DbResult<Option<Job>> {
+    loop {
+        let candidate: Option<String> = with_conn!(db, |conn| jobs::table
+            .filter(jobs::state.eq(JobState::Queued.as_str()))
+            .order((jobs::created_at, jobs::id))
+            .select(jobs::id)
+            .first(conn)
+            .optional())?;
+        let Some(id) = candidate else { return Ok(None) };
+        let now = now_ms();
+        let n = with_conn!(db, |conn| diesel::update(
+            jobs::table.filter(jobs::id.eq(&id)).filter(jobs::state.eq(JobState::Queued.as_str()))
+        )
+        .set((
+            jobs::state.eq(JobState::Running.as_str()),
+            jobs::worker_id.eq(worker),
+            jobs::lease_until.eq(now + lease_ms),
+            jobs::attempts.eq(jobs::attempts + 1),
+            jobs::started_at.eq(now),
+            jobs::updated_at.eq(now),
+        ))
+        .execute(conn))?;
+        if n == 1 {
+            return get(db, &id);
+        }
+    }
+}
+
+/// Extends a running job's lease; false when the job is no longer this worker's to run
+/// (cancelled, deleted, or taken back after the lease ran out).
+pub fn renew_lease(db: &Db, id: &str, worker: &str, lease_ms: i64) -> DbResult<bool> {
+    let now = now_ms();
+    let n = with_conn!(db, |conn| diesel::update(
+        jobs::table
+            .filter(jobs::id.eq(id))
+            .filter(jobs::state.eq(JobState::Running.as_str()))
+            .filter(jobs::worker_id.eq(worker))
+    )
+    .set((jobs::lease_until.eq(now + lease_ms), jobs::updated_at.eq(now)))
+    .execute(conn))?;
+    Ok(n == 1)
+}
+
+/// Running jobs whose lease ran out (their worker died) go back to the queue.
+pub fn requeue_expired(db: &Db) -> DbResult<usize> {
+    let now = now_ms();
+    Ok(with_conn!(db, |conn| diesel::update(
+        jobs::table.filter(jobs::state.eq(JobState::Running.as_str())).filter(jobs::lease_until.lt(now))
+    )
+    .set((
+        jobs::state.eq(JobState::Queued.as_str()),
+        jobs::worker_id.eq(None::<String>),
+        jobs::lease_until.eq(None::<i64>),
+        jobs::updated_at.eq(now),
+    ))
+    .execute(conn))?)
+}
+
+/// AMQP outbox: queued jobs not yet confirmed by the broker, oldest first.
+pub fn unpublished(db: &Db, limit: i64) -> DbResult<Vec<Job>> {
+    Ok(with_conn!(db, |conn| jobs::table
+        .filter(jobs::state.eq(JobState::Queued.as_str()))
+        .filter(jobs::published_at.is_null())
+        .order((jobs::created_at, jobs::id))
+        .limit(limit)
+        .select(Job::as_select())
+        .load(conn))?)
+}
+
+pub fn mark_published(db: &Db, id: &str) -> DbResult<()> {
+    with_conn!(db, |conn| diesel::update(jobs::table.filter(jobs::id.eq(id)))
+        .set(jobs::published_at.eq(now_ms()))
+        .execute(conn))?;
+    Ok(())
+}
+
+pub fn delete(db: &Db, id: &str) -> DbResult<bool> {
+    let n = with_conn!(db, |conn| conn.transaction::<_, diesel::result::Error, _>(|conn| {
+        diesel::delete(artifacts::table.filter(artifacts::job_id.eq(id))).execute(conn)?;
+        diesel::delete(jobs::table.filter(jobs::id.eq(id))).execute(conn)
+    }))?;
+    Ok(n == 1)
+}
+
+/// Ids of finished, unpinned jobs (what `clear/` removes).
+pub fn finished_unpinned(db: &Db) -> DbResult<Vec<String>> {
+    let finals: Vec<&str> = JobState::ALL.iter().filter(|s| s.is_final()).map(|s| s.as_str()).collect();
+    Ok(with_conn!(db, |conn| jobs::table
+        .filter(jobs::state.eq_any(&finals))
+        .filter(jobs::pinned.eq(false))
+        .select(jobs::id)
+        .load(conn))?)
+}
+
+pub fn set_pinned(db: &Db, id: &str, pinned: bool) -> DbResult<bool> {
+    let n = with_conn!(db, |conn| diesel::update(jobs::table.filter(jobs::id.eq(id)))
+        .set((jobs::pinned.eq(pinned), jobs::updated_at.eq(now_ms())))
+        .execute(conn))?;
+    Ok(n == 1)
+}
+
+/// Count of jobs per state, for the index page.
+pub fn counts(db: &Db) -> DbResult<Vec<(String, i64)>> {
+    Ok(with_conn!(db, |conn| jobs::table
+        .group_by(jobs::state)
+        .select((jobs::state, diesel::dsl::count_star()))
+        .load(conn))?)
+}

@@ -1,0 +1,53 @@
+// The tables of migrations/*/…_init/up.sql, in diesel's terms (the same for both backends).
+
+diesel::table! {
+    jobs (id) {
+        id -> Text,
+        kind -> Text,
+        state -> Text,
+        email -> Text,
+        name -> Text,
+        imagetype -> Text,
+        arch -> Text,
+        kickstart -> Text,
+        template -> Nullable<Text>,
+        platform -> Nullable<Text>,
+        overlay -> Text,
+        extra_repos -> Text,
+        tokenmap -> Text,
+        tags -> Text,
+        pinned -> Bool,
+        error -> Nullable<Text>,
+        logfile -> Nullable<Text>,
+        image_url -> Nullable<Text>,
+        task_id -> Nullable<Text>,
+        worker_id -> Nullable<Text>,
+        attempts -> Integer,
+        lease_until -> Nullable<BigInt>,
+        published_at -> Nullable<BigInt>,
+        created_at -> BigInt,
+        started_at -> Nullable<BigInt>,
+        finished_at -> Nullable<BigInt>,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    artifacts (job_id, name) {
+        job_id -> Text,
+        name -> Text,
+        size -> BigInt,
+        sha256 -> Text,
+    }
+}
+
+diesel::table! {
+    api_tokens (name) {
+        name -> Text,
+        hash -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::joinable!(artifacts -> jobs (job_id));
+diesel::allow_tables_to_appear_in_same_query!(jobs, artifacts, api_tokens);

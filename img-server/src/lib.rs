@@ -1,0 +1,112 @@
+//! img-server: web pages, REST API, job database and queue. With no configuration it runs
+//! embedded: SQLite, the queue in the same database, and workers in this process.
+//! [`serve`] takes a bound listener and a shutdown signal, so tests can bind port 0.
+
+pub mod api;
+pub mod auth;
+pub mod catalog;
+pub mod db;
+pub mod pages;
+pub mod queue;
+pub mod service;
+pub mod state;
+pub mod submit;
+
+use actix_web::{web, App, HttpServer};
+use img_core::config::Config;
+use queue::QueueBackend;
+use state::AppState;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Db(#[from] db::DbError),
+    #[error("templates: {0}")]
+    Templates(String),
+    #[error("HTTP server: {0}")]
+    Http(#[from] std::io::Error),
+}
+
+/// How long an embedded worker's claim on a job lasts without renewal.
+const LEASE: Duration = Duration::from_secs(60);
+
+/// Opens the database (migrating it), then serves on `listener` until `shutdown` completes.
+pub async fn serve(
+    config: Config,
+    listener: std::net::TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServerError> {
+    let url = config.database_url.clone();
+    let db = tokio::task::spawn_blocking(move || db::Db::open(&url))
+        .await
+        .map_err(|e| db::DbError::Task(e.to_string()))??;
+    let catalog = catalog::Catalog::scan(&config.kickstarter.templates);
+    let tera = pages::templates(&templates_dir()).map_err(|e| ServerError::Templates(format!("{e:?}")))?;
+    let state = AppState { config: Arc::new(config), db, catalog: Arc::new(catalog), wake: Default::default() };
+    tracing::info!(
+        "img-server on http://{} ({} database, {} queue, {} template(s))",
+        listener.local_addr()?,
+        state.db.backend(),
+        if state.config.amqp_url.is_empty() { "embedded" } else { "AMQP" },
+        state.catalog.templates.len()
+    );
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut background = Vec::new();
+    if state.config.runs_embedded_worker() {
+        let creator = match state.config.worker.creator.as_str() {
+            "" => img_worker::build::default_creator(),
+            path => path.into(),
+        };
+        let cache = state.data_dir().join("cache");
+        let builder = img_worker::build::Builder {
+            creator,
+            cachedir: Some(cache),
+            timeout: Duration::from_secs(state.config.worker.timeout_secs),
+        };
+        let q = queue::database::DatabaseQueue { builder, workers: state.config.worker.concurrency, lease: LEASE };
+        background.push(tokio::spawn(q.run(state.clone(), stop_rx.clone())));
+    }
+
+    let max_body = state.config.limits.max_upload_bytes as usize + 64 * 1024;
+    let data = web::Data::new(state);
+    let tera = web::Data::new(tera);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .app_data(tera.clone())
+            .app_data(web::PayloadConfig::new(max_body))
+            .configure(api::routes)
+            .configure(pages::routes)
+    })
+    .listen(listener)?
+    .disable_signals()
+    .shutdown_timeout(5)
+    .run();
+    let handle = server.handle();
+    tokio::pin!(server);
+    tokio::select! {
+        r = &mut server => r?,
+        () = shutdown => {
+            tracing::info!("shutting down");
+            let _ = stop_tx.send(true);
+            handle.stop(true).await;
+        }
+    }
+    let _ = stop_tx.send(true);
+    for b in background {
+        let _ = b.await;
+    }
+    Ok(())
+}
+
+/// `templates/` of the source tree, or `IMG_TEMPLATES` (for installed copies).
+pub fn templates_dir() -> std::path::PathBuf {
+    std::env::var_os("IMG_TEMPLATES")
+        .map(Into::into)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../templates"))
+}

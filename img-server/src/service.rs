@@ -1,0 +1,170 @@
+//! What users can do with jobs, for the API handlers and the pages alike: each function checks,
+//! changes the database through `db::jobs`, and touches the job's files.
+
+use crate::api::error::ApiError;
+use crate::api::view::JobView;
+use crate::db::jobs::{self, Change, Refused};
+use crate::state::AppState;
+use crate::submit::{self, Submission};
+use img_core::job::{JobId, JobState};
+use std::path::PathBuf;
+
+pub const MAX_PER_PAGE: i64 = 200;
+
+fn check_id(id: &str) -> Result<String, ApiError> {
+    id.parse::<JobId>().map(|j| j.to_string()).map_err(|e| ApiError::NotFound(format!("no such job: {e}")))
+}
+
+fn not_found(id: &str) -> ApiError {
+    ApiError::NotFound(format!("no job {id}"))
+}
+
+pub async fn submit(state: &AppState, sub: Submission) -> Result<JobView, ApiError> {
+    let catalog = state.catalog.clone();
+    let max = state.config.limits.max_upload_bytes;
+    let job = tokio::task::spawn_blocking(move || submit::prepare(sub, &catalog, max))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let dir = state.job_dir(&job.id);
+    tokio::fs::create_dir_all(&dir).await.map_err(|e| ApiError::Internal(format!("{}: {e}", dir.display())))?;
+    let row = job.clone();
+    // Committed before anyone is told: the queue backends read it from here.
+    state.db.run(move |db| jobs::insert(db, &row)).await?;
+    tracing::info!(job = %job.id, "queued {} {} image `{}`", job.imagetype, job.arch, job.name);
+    state.wake.notify_waiters();
+    Ok(JobView::new(state, &job, &[]))
+}
+
+pub async fn get(state: &AppState, id: &str) -> Result<JobView, ApiError> {
+    let id = check_id(id)?;
+    let key = id.clone();
+    let (job, arts) = state
+        .db
+        .run(move |db| {
+            let job = jobs::get(db, &key)?;
+            let arts = if job.is_some() { jobs::artifacts_of(db, &key)? } else { Vec::new() };
+            Ok((job, arts))
+        })
+        .await?;
+    let job = job.ok_or_else(|| not_found(&id))?;
+    Ok(JobView::new(state, &job, &arts))
+}
+
+pub struct Page {
+    pub jobs: Vec<JobView>,
+    pub total: i64,
+    pub page: i64,
+    pub per_page: i64,
+}
+
+pub async fn list(state: &AppState, status: Option<&str>, page: i64, per_page: i64) -> Result<Page, ApiError> {
+    let status = match status.map(str::trim).filter(|s| !s.is_empty()) {
+        Some(s) => Some(s.parse::<JobState>().map_err(|e| ApiError::BadRequest(format!("status: {e}")))?),
+        None => None,
+    };
+    if page < 1 || !(1..=MAX_PER_PAGE).contains(&per_page) {
+        return Err(ApiError::BadRequest(format!("page must be ≥ 1 and per_page 1–{MAX_PER_PAGE}")));
+    }
+    let (rows, total) = state.db.run(move |db| jobs::list(db, status, page, per_page)).await?;
+    let jobs = rows.iter().map(|j| JobView::new(state, j, &[])).collect();
+    Ok(Page { jobs, total, page, per_page })
+}
+
+async fn move_to(state: &AppState, id: &str, to: JobState, change: Change) -> Result<JobView, ApiError> {
+    let id = check_id(id)?;
+    let key = id.clone();
+    let moved = state.db.run(move |db| jobs::transition(db, &key, to, change)).await?;
+    match moved {
+        Ok(_) => {
+            state.wake.notify_waiters();
+            get(state, &id).await
+        }
+        Err(Refused::NotFound) => Err(not_found(&id)),
+        Err(Refused::Transition(from)) => Err(ApiError::Conflict(format!("the job is {from}; it cannot become {to}"))),
+    }
+}
+
+pub async fn cancel(state: &AppState, id: &str) -> Result<JobView, ApiError> {
+    let change = Change { error: Some("cancelled by a user".into()), ..Default::default() };
+    move_to(state, id, JobState::Cancelled, change).await
+}
+
+/// A failed or cancelled job, queued again.
+pub async fn retry(state: &AppState, id: &str) -> Result<JobView, ApiError> {
+    move_to(state, id, JobState::Queued, Change::default()).await
+}
+
+pub async fn pin(state: &AppState, id: &str, pinned: bool) -> Result<JobView, ApiError> {
+    let id = check_id(id)?;
+    let key = id.clone();
+    if !state.db.run(move |db| jobs::set_pinned(db, &key, pinned)).await? {
+        return Err(not_found(&id));
+    }
+    get(state, &id).await
+}
+
+/// Removes a job and its files; a queued or running one is cancelled by going away.
+pub async fn delete(state: &AppState, id: &str) -> Result<(), ApiError> {
+    let id = check_id(id)?;
+    let key = id.clone();
+    if !state.db.run(move |db| jobs::delete(db, &key)).await? {
+        return Err(not_found(&id));
+    }
+    state.wake.notify_waiters();
+    remove_files(state, &id).await;
+    Ok(())
+}
+
+/// `clear/`: every finished job that is not pinned, with its files.
+pub async fn clear(state: &AppState) -> Result<usize, ApiError> {
+    let ids = state.db.run(jobs::finished_unpinned).await?;
+    let mut n = 0;
+    for id in ids {
+        let key = id.clone();
+        if state.db.run(move |db| jobs::delete(db, &key)).await? {
+            remove_files(state, &id).await;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+async fn remove_files(state: &AppState, id: &str) {
+    let dir = state.job_dir(id);
+    if let Err(e) = tokio::fs::remove_dir_all(&dir).await {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!(job = %id, "cannot remove {}: {e}", dir.display());
+        }
+    }
+}
+
+/// The log from byte `offset` on (at most `max` bytes), and where the next read starts.
+pub async fn log(state: &AppState, id: &str, offset: u64, max: u64) -> Result<(Vec<u8>, u64, JobView), ApiError> {
+    let view = get(state, id).await?;
+    let path = state.job_dir(&view.id).join(img_worker::build::LOG_FILE);
+    let data = match tokio::fs::File::open(&path).await {
+        Ok(f) => {
+            use tokio::io::{AsyncReadExt, AsyncSeekExt};
+            let mut f = f;
+            f.seek(std::io::SeekFrom::Start(offset)).await.map_err(|e| ApiError::Internal(e.to_string()))?;
+            let mut buf = Vec::new();
+            f.take(max).read_to_end(&mut buf).await.map_err(|e| ApiError::Internal(e.to_string()))?;
+            buf
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(ApiError::Internal(format!("{}: {e}", path.display()))),
+    };
+    let next = offset + data.len() as u64;
+    Ok((data, next, view))
+}
+
+/// The file of artifact `name` of job `id`; only names the job recorded are served.
+pub async fn artifact_path(state: &AppState, id: &str, name: &str) -> Result<(PathBuf, String), ApiError> {
+    let view = get(state, id).await?;
+    let art = view
+        .artifacts
+        .iter()
+        .find(|a| a.name == name)
+        .ok_or_else(|| ApiError::NotFound(format!("job {} has no artifact `{}`", view.id, name.escape_default())))?;
+    Ok((state.job_dir(&view.id).join(img_worker::build::OUT_DIR).join(&art.name), art.sha256.clone()))
+}

@@ -1,0 +1,400 @@
+//! A submission (form, multipart or JSON) checked and turned into a job row. Everything is
+//! validated before anything is stored: the kickstart is parsed (errors come back with their
+//! lines), templates are rendered, names and types checked.
+
+use crate::api::error::ApiError;
+use crate::catalog::Catalog;
+use crate::db::jobs::Job;
+use crate::db::now_ms;
+use img_core::diag::{has_errors, Diagnostic};
+use img_core::job::{Arch, ImageType, JobId, JobState};
+use img_core::kickstart::{self, is_token_name, ParseOptions, TokenMap};
+use img_core::kickstarter::{self, Input, RenderRequest, Select};
+use img_core::overlay::Overlay;
+use img_core::source::NoFiles;
+use img_creator::files::FsLoader;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// What a client sends; the same fields for JSON, multipart and the web form.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Submission {
+    /// Kickstart text (JSON) or the uploaded file's contents (multipart `ksfile`).
+    pub kickstart: Option<String>,
+    /// Uploaded file's name, when the kickstart came as a file.
+    #[serde(skip)]
+    pub ks_filename: Option<String>,
+    pub template: Option<String>,
+    pub platform: Option<String>,
+    pub overlay: Option<String>,
+    pub imagetype: Option<String>,
+    pub arch: Option<String>,
+    pub email: Option<String>,
+    pub name: Option<String>,
+    #[serde(default)]
+    pub tokenmap: TokenMapInput,
+    #[serde(default)]
+    pub extra_repos: Vec<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+/// `{"K": "V"}` in JSON, `K:V,K2:V2` in forms.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(untagged)]
+pub enum TokenMapInput {
+    #[default]
+    None,
+    Map(BTreeMap<String, String>),
+    Text(String),
+}
+
+const MAX_NAME: usize = 64;
+
+/// Checks `sub` and makes the job row to store (state `queued`).
+pub fn prepare(sub: Submission, catalog: &Catalog, max_bytes: u64) -> Result<Job, ApiError> {
+    let tokens = token_map(&sub.tokenmap)?;
+    let overlay = match sub.overlay.as_deref().map(str::trim).filter(|o| !o.is_empty()) {
+        Some(text) => Some(img_core::overlay::parse(text).map_err(|e| ApiError::invalid(format!("overlay: {e}")))?),
+        None => None,
+    };
+    let email = sub.email.clone().unwrap_or_default().trim().to_owned();
+    if !email.is_empty() && (!email.contains('@') || email.contains(char::is_whitespace) || email.len() > 254) {
+        return Err(ApiError::invalid(format!("email: `{email}` is not an email address")));
+    }
+    let tags: Vec<String> = sub.tags.iter().map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()).collect();
+    if let Some(bad) = tags.iter().find(|t| t.contains(',') || t.len() > 64) {
+        return Err(ApiError::invalid(format!("tags: `{bad}` must be at most 64 characters without commas")));
+    }
+
+    let (kind, source) = match (&sub.kickstart, &sub.template) {
+        (Some(text), None) => {
+            if text.len() as u64 > max_bytes {
+                return Err(ApiError::TooLarge(format!(
+                    "the kickstart is {} bytes; this server takes at most {max_bytes}",
+                    text.len()
+                )));
+            }
+            let file = match &sub.ks_filename {
+                Some(f) => plain_name("ksfile", f)?,
+                None => "kickstart.ks".to_owned(),
+            };
+            ("ks", Source::Kickstart { text: text.clone(), file })
+        }
+        (None, Some(t)) => ("template", Source::Template(plain_name("template", t)?)),
+        (Some(_), Some(_)) => {
+            return Err(ApiError::BadRequest("give a kickstart or a template, not both".into()));
+        }
+        (None, None) => {
+            return Err(ApiError::BadRequest(
+                "missing kickstart: upload `ksfile`, send `kickstart` text, or name a `template`".into(),
+            ));
+        }
+    };
+
+    let built = match source {
+        Source::Kickstart { text, file } => {
+            let text = with_extra_repos(text, &sub.extra_repos)?;
+            kickstart_job(&text, &file, &tokens, overlay.as_ref())?
+        }
+        Source::Template(name) => {
+            let t = catalog.get(&name).ok_or_else(|| {
+                let known: Vec<&str> = catalog.templates.iter().map(|t| t.name.as_str()).collect();
+                ApiError::invalid(format!("unknown template `{name}` (templates: {})", known.join(", ")))
+            })?;
+            if t.kind == "ks" {
+                let text = std::fs::read_to_string(&t.path)
+                    .map_err(|e| ApiError::Internal(format!("reading template {}: {e}", t.path.display())))?;
+                let text = with_extra_repos(text, &sub.extra_repos)?;
+                let mut b = kickstart_job(&text, &t.name, &tokens, overlay.as_ref())?;
+                b.suggested_type = b.suggested_type.or_else(|| t.suggested_imagetype.clone());
+                b.suggested_arch = b.suggested_arch.or_else(|| t.suggested_arch.clone());
+                b
+            } else {
+                render_template(t, sub.platform.as_deref(), overlay.as_ref(), &sub.extra_repos)?
+            }
+        }
+    };
+
+    let imagetype = sub
+        .imagetype
+        .clone()
+        .filter(|s| !s.trim().is_empty())
+        .or(built.suggested_type.clone())
+        .ok_or_else(|| ApiError::invalid("imagetype: missing (e.g. raw, loop, livecd, qcow2)"))?;
+    let imagetype = parse_imagetype(&imagetype)?;
+    let arch = sub.arch.clone().filter(|s| !s.trim().is_empty()).or(built.suggested_arch.clone());
+    let arch = match arch {
+        Some(a) => a.trim().parse::<Arch>().map_err(|e| ApiError::invalid(format!("arch: {e}")))?,
+        None => Arch::X86_64,
+    };
+    let name = match sub.name.as_deref().map(str::trim).filter(|n| !n.is_empty()) {
+        Some(n) => image_name(n)?,
+        None => built.default_name.clone(),
+    };
+
+    let now = now_ms();
+    Ok(Job {
+        id: JobId::new().to_string(),
+        kind: kind.into(),
+        state: JobState::Queued.as_str().into(),
+        email,
+        name,
+        imagetype: imagetype.to_string(),
+        arch: arch.to_string(),
+        kickstart: built.kickstart,
+        template: sub.template.clone(),
+        platform: sub.platform.clone().filter(|p| !p.trim().is_empty()),
+        overlay: sub.overlay.clone().unwrap_or_default().trim().to_owned(),
+        extra_repos: sub.extra_repos.join("\n"),
+        tokenmap: serde_json::to_string(&tokens).unwrap_or_else(|_| "{}".into()),
+        tags: tags.join(","),
+        pinned: false,
+        error: None,
+        logfile: None,
+        image_url: None,
+        task_id: None,
+        worker_id: None,
+        attempts: 0,
+        lease_until: None,
+        published_at: None,
+        created_at: now,
+        started_at: None,
+        finished_at: None,
+        updated_at: now,
+    })
+}
+
+enum Source {
+    Kickstart { text: String, file: String },
+    Template(String),
+}
+
+struct Built {
+    kickstart: String,
+    suggested_type: Option<String>,
+    suggested_arch: Option<String>,
+    default_name: String,
+}
+
+fn parse_imagetype(s: &str) -> Result<ImageType, ApiError> {
+    let supported = || ImageType::supported().map(|t| t.to_string()).collect::<Vec<_>>().join(", ");
+    let t: ImageType = s
+        .trim()
+        .parse()
+        .map_err(|_| ApiError::invalid(format!("imagetype: unknown image type `{s}` (supported: {})", supported())))?;
+    t.check_supported().map_err(|e| ApiError::invalid(format!("imagetype: {e}")))
+}
+
+fn token_map(input: &TokenMapInput) -> Result<TokenMap, ApiError> {
+    let map = match input {
+        TokenMapInput::None => TokenMap::new(),
+        TokenMapInput::Map(m) => m.clone(),
+        TokenMapInput::Text(t) if t.trim().is_empty() => TokenMap::new(),
+        TokenMapInput::Text(t) => {
+            kickstart::parse_token_map(t).map_err(|e| ApiError::invalid(format!("tokenmap: {e}")))?
+        }
+    };
+    for (k, v) in &map {
+        if !is_token_name(k) {
+            return Err(ApiError::invalid(format!("tokenmap: `{k}` is not a token name (letters, digits, _)")));
+        }
+        if v.contains([',', '\n']) {
+            return Err(ApiError::invalid(format!("tokenmap: the value of {k} may not contain commas or newlines")));
+        }
+    }
+    Ok(map)
+}
+
+/// A file or template name: one plain path component, no traversal.
+fn plain_name(field: &str, name: &str) -> Result<String, ApiError> {
+    let n = name.trim();
+    if n.is_empty() || n.contains(['/', '\\', '\0']) || n == "." || n == ".." || n.starts_with('.') || n.len() > 255 {
+        return Err(ApiError::invalid(format!("{field}: `{}` must be a plain file name", n.escape_default())));
+    }
+    Ok(n.to_owned())
+}
+
+/// The outputs' base name: letters, digits, `.`, `_`, `-`.
+fn image_name(n: &str) -> Result<String, ApiError> {
+    let ok = n.len() <= MAX_NAME
+        && !n.starts_with(['.', '-'])
+        && n.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if ok {
+        Ok(n.to_owned())
+    } else {
+        Err(ApiError::invalid(format!(
+            "name: `{}` must be up to {MAX_NAME} letters, digits, `.`, `_` or `-`",
+            n.escape_default()
+        )))
+    }
+}
+
+fn sanitize_name(stem: &str) -> String {
+    let s: String = stem
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '-' })
+        .collect::<String>()
+        .trim_start_matches(['.', '-'])
+        .chars()
+        .take(MAX_NAME)
+        .collect();
+    if s.is_empty() {
+        "image".into()
+    } else {
+        s
+    }
+}
+
+/// Extra repositories for a kickstart: URLs, added as `repo` lines.
+fn with_extra_repos(mut text: String, repos: &[String]) -> Result<String, ApiError> {
+    for (i, url) in repos.iter().map(|r| r.trim()).filter(|r| !r.is_empty()).enumerate() {
+        let ok = ["http://", "https://", "file://", "ftp://"].iter().any(|p| url.starts_with(p));
+        if !ok || url.contains(char::is_whitespace) {
+            return Err(ApiError::invalid(format!("extra_repos: `{url}` is not a repository URL (http, https, file)")));
+        }
+        if !text.ends_with('\n') && !text.is_empty() {
+            text.push('\n');
+        }
+        text.push_str(&format!("repo --name=extra{} --baseurl={url}\n", i + 1));
+    }
+    Ok(text)
+}
+
+fn kickstart_job(text: &str, file: &str, tokens: &TokenMap, overlay: Option<&Overlay>) -> Result<Built, ApiError> {
+    let parsed = kickstart::parse(text, &ParseOptions { file, tokens }, &NoFiles);
+    reject_errors(&parsed.diagnostics, "the kickstart has errors")?;
+    let mut ks = parsed.kickstart;
+    if let Some(o) = overlay {
+        ks.apply_overlay(o);
+    }
+    Ok(Built {
+        suggested_type: ks.mic_options.get("f").or_else(|| ks.mic_options.get("format")).cloned(),
+        suggested_arch: ks.mic_options.get("arch").cloned(),
+        kickstart: ks.to_text(),
+        default_name: sanitize_name(file.trim_end_matches(".ks")),
+    })
+}
+
+fn render_template(
+    t: &crate::catalog::Template,
+    platform: Option<&str>,
+    overlay: Option<&Overlay>,
+    extra_repos: &[String],
+) -> Result<Built, ApiError> {
+    let platform = platform.map(str::trim).filter(|p| !p.is_empty()).ok_or_else(|| {
+        ApiError::invalid(format!("platform: missing; `{}` has platforms {}", t.name, t.platforms.join(", ")))
+    })?;
+    let (loader, file) = FsLoader::for_file(&t.path);
+    let text = std::fs::read_to_string(&t.path)
+        .map_err(|e| ApiError::Internal(format!("reading template {}: {e}", t.path.display())))?;
+    let repos_path = t.path.with_file_name("repos.yaml");
+    let repos = std::fs::read_to_string(&repos_path).ok();
+    let loaded = kickstarter::load(
+        Input { text: &text, file: &file },
+        repos.as_deref().map(|r| Input { text: r, file: "repos.yaml" }),
+        &loader,
+    );
+    reject_errors(&loaded.diagnostics, "the template does not load")?;
+    let config = loaded.config.ok_or_else(|| ApiError::Internal(format!("template {} did not load", t.name)))?;
+    let images = config.images();
+    let select = if config.platforms().iter().any(|p| p == platform) {
+        Select::Platform(platform.to_owned())
+    } else if images.iter().any(|i| i.name == platform || i.file_name == platform) {
+        Select::Name(platform.to_owned())
+    } else {
+        return Err(ApiError::invalid(format!(
+            "platform: unknown platform `{platform}` in `{}` (platforms: {})",
+            t.name,
+            config.platforms().join(", ")
+        )));
+    };
+    let req = RenderRequest { select, overlay, extra_repos };
+    let rendered = kickstarter::render(&config, &req, &loader);
+    reject_errors(&rendered.diagnostics, "the template does not render")?;
+    let ks = match rendered.kickstarts.as_slice() {
+        [one] => one,
+        [] => return Err(ApiError::invalid(format!("platform: `{platform}` has no active image"))),
+        many => {
+            let names: Vec<&str> = many.iter().map(|k| k.file_name.trim_end_matches(".ks")).collect();
+            return Err(ApiError::invalid(format!(
+                "platform: `{platform}` has {} images ({}); give one of them as the platform",
+                many.len(),
+                names.join(", ")
+            )));
+        }
+    };
+    let tokens = TokenMap::new();
+    let parsed = kickstart::parse(&ks.text, &ParseOptions { file: &ks.file_name, tokens: &tokens }, &NoFiles);
+    reject_errors(&parsed.diagnostics, "the rendered kickstart has errors")?;
+    let k = parsed.kickstart;
+    Ok(Built {
+        suggested_type: k.mic_options.get("f").cloned().or_else(|| k.headers.get("SuggestedImageType").cloned()),
+        suggested_arch: k.mic_options.get("arch").cloned(),
+        kickstart: ks.text.clone(),
+        default_name: sanitize_name(ks.file_name.trim_end_matches(".ks")),
+    })
+}
+
+fn reject_errors(diags: &[Diagnostic], what: &str) -> Result<(), ApiError> {
+    if !has_errors(diags) {
+        return Ok(());
+    }
+    let errors: Vec<Diagnostic> = diags.iter().filter(|d| d.is_error()).cloned().collect();
+    let first = errors.first().map(|d| d.to_string()).unwrap_or_default();
+    Err(ApiError::Invalid { message: format!("{what}: {first}"), diagnostics: errors })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KS: &str = "part / --size=64 --fstype=ext4\n%packages\nbusybox\n%end\n";
+
+    fn sub(ks: &str) -> Submission {
+        Submission { kickstart: Some(ks.into()), imagetype: Some("raw".into()), ..Default::default() }
+    }
+
+    fn err(s: Submission) -> ApiError {
+        prepare(s, &Catalog::default(), 1 << 20).unwrap_err()
+    }
+
+    #[test]
+    fn a_good_kickstart_becomes_a_queued_job() {
+        let mut s = sub(KS);
+        s.overlay = Some("gcc,-vim".into());
+        s.ks_filename = Some("my image.ks".into());
+        let job = prepare(s, &Catalog::default(), 1 << 20).unwrap();
+        assert_eq!((job.state.as_str(), job.kind.as_str(), job.imagetype.as_str()), ("queued", "ks", "raw"));
+        assert_eq!(job.name, "my-image");
+        assert!(job.kickstart.contains("gcc\n") && job.kickstart.contains("-vim\n"), "{}", job.kickstart);
+    }
+
+    #[test]
+    fn bad_input_is_named() {
+        let e = err(sub("part / --size=abc\n"));
+        assert!(matches!(&e, ApiError::Invalid { diagnostics, .. } if diagnostics[0].line == 1), "{e:?}");
+        let mut s = sub(KS);
+        s.imagetype = Some("floppy".into());
+        assert!(err(s).to_string().contains("unknown image type `floppy`"));
+        let mut s = sub(KS);
+        s.imagetype = Some("nand".into());
+        assert!(err(s).to_string().contains("vendor"));
+        let mut s = sub(KS);
+        s.ks_filename = Some("../../etc/passwd".into());
+        assert!(err(s).to_string().contains("plain file name"));
+        let mut s = sub(KS);
+        s.template = Some("x.ks".into());
+        assert!(matches!(err(s), ApiError::BadRequest(_)));
+        let mut s = sub(KS);
+        s.overlay = Some("gcc,,@".into());
+        assert!(err(s).to_string().starts_with("overlay:"));
+        let e = prepare(sub(&"#".repeat(2000)), &Catalog::default(), 1000).unwrap_err();
+        assert!(matches!(e, ApiError::TooLarge(_)));
+        let mut s = sub(KS);
+        s.template = None;
+        s.kickstart = None;
+        assert!(err(s).to_string().contains("missing kickstart"));
+    }
+}
