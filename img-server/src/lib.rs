@@ -94,7 +94,9 @@ pub async fn serve(
         () = shutdown => {
             tracing::info!("shutting down");
             let _ = stop_tx.send(true);
-            handle.stop(true).await;
+            // The server future must keep running for the stop to be carried out.
+            let (_, r) = tokio::join!(handle.stop(true), &mut server);
+            r?;
         }
     }
     let _ = stop_tx.send(true);

@@ -161,10 +161,9 @@ pub async fn log(state: &AppState, id: &str, offset: u64, max: u64) -> Result<(V
 /// The file of artifact `name` of job `id`; only names the job recorded are served.
 pub async fn artifact_path(state: &AppState, id: &str, name: &str) -> Result<(PathBuf, String), ApiError> {
     let view = get(state, id).await?;
-    let art = view
-        .artifacts
-        .iter()
-        .find(|a| a.name == name)
-        .ok_or_else(|| ApiError::NotFound(format!("job {} has no artifact `{}`", view.id, name.escape_default())))?;
+    let art =
+        view.artifacts.iter().find(|a| a.name == name).ok_or_else(|| {
+            ApiError::NotFound(format!("job {} has no artifact `{}`", view.id, name.escape_default()))
+        })?;
     Ok((state.job_dir(&view.id).join(img_worker::build::OUT_DIR).join(&art.name), art.sha256.clone()))
 }

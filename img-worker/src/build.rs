@@ -137,9 +137,8 @@ impl Builder {
             });
         }
         tracing::info!(job = %spec.id, "img-creator create {} {}", spec.imagetype, ks.display());
-        let mut child = cmd
-            .spawn()
-            .map_err(|source| BuildError::Spawn { program: self.creator.display().to_string(), source })?;
+        let mut child =
+            cmd.spawn().map_err(|source| BuildError::Spawn { program: self.creator.display().to_string(), source })?;
         let stderr = child.stderr.take();
         let tail = tokio::spawn(async move {
             let mut last = Vec::new();

@@ -20,7 +20,11 @@ struct Tail {
     done: bool,
 }
 
-pub async fn stream(req: HttpRequest, state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn stream(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     auth::check(&req, &state, Access::Read).await?;
     let job = service::get(&state, &id).await?;
     let tail = Tail { state, id: job.id, offset: 0, partial: Vec::new(), last_status: String::new(), done: false };
@@ -41,7 +45,10 @@ pub async fn stream(req: HttpRequest, state: web::Data<AppState>, id: web::Path<
             let mut out = String::new();
             while let Some(nl) = t.partial.iter().position(|&b| b == b'\n') {
                 let line: Vec<u8> = t.partial.drain(..=nl).collect();
-                out.push_str(&format!("event: log\ndata: {}\n\n", String::from_utf8_lossy(&line[..nl]).trim_end_matches('\r')));
+                out.push_str(&format!(
+                    "event: log\ndata: {}\n\n",
+                    String::from_utf8_lossy(&line[..nl]).trim_end_matches('\r')
+                ));
             }
             if job.status != t.last_status {
                 t.last_status = job.status.clone();

@@ -32,7 +32,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/jobs/{id}/events", web::get().to(events::stream))
             .route("/jobs/{id}/artifacts/{name}", web::get().to(artifact))
             .route("/templates", web::get().to(templates))
-            .default_service(web::to(|| async { Err::<HttpResponse, _>(ApiError::NotFound("no such API endpoint".into())) })),
+            .default_service(web::to(|| async {
+                Err::<HttpResponse, _>(ApiError::NotFound("no such API endpoint".into()))
+            })),
     );
 }
 
@@ -133,7 +135,8 @@ async fn artifact(
         if matches {
             return Ok(HttpResponse::NotModified().insert_header((header::ETAG, etag)).finish());
         }
-        resp.headers_mut().insert(header::ETAG, header::HeaderValue::from_str(&etag).map_err(|e| ApiError::Internal(e.to_string()))?);
+        resp.headers_mut()
+            .insert(header::ETAG, header::HeaderValue::from_str(&etag).map_err(|e| ApiError::Internal(e.to_string()))?);
         resp.headers_mut().insert(
             header::HeaderName::from_static("x-checksum-sha256"),
             header::HeaderValue::from_str(&sha256).map_err(|e| ApiError::Internal(e.to_string()))?,

@@ -20,9 +20,8 @@ pub async fn read_submission(req: &HttpRequest, body: web::Payload, max: u64) ->
         )));
     }
     let bytes = read_all(body, max + SLACK).await?;
-    serde_json::from_slice(&bytes).map_err(|e| {
-        ApiError::BadRequest(format!("JSON body, line {} column {}: {e}", e.line(), e.column()))
-    })
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::BadRequest(format!("JSON body, line {} column {}: {e}", e.line(), e.column())))
 }
 
 fn too_large(max: u64) -> ApiError {

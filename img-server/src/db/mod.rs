@@ -60,10 +60,11 @@ struct SqliteSetup;
 
 impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for SqliteSetup {
     fn on_acquire(&self, conn: &mut SqliteConnection) -> Result<(), diesel::r2d2::Error> {
-        // WAL lets readers run beside the one writer; busy_timeout makes writers wait, not fail.
+        // WAL lets readers run beside the one writer; busy_timeout (set first, so that switching
+        // to WAL from several new connections at once waits too) makes writers wait, not fail.
         conn.batch_execute(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
-             PRAGMA busy_timeout = 10000;",
+            "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+             PRAGMA foreign_keys = ON;",
         )
         .map_err(diesel::r2d2::Error::QueryError)
     }
@@ -116,8 +117,5 @@ impl Db {
 
 /// Milliseconds since the Unix epoch: the database's time unit.
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default()
 }

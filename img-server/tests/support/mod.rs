@@ -1,0 +1,222 @@
+//! A real img-server on 127.0.0.1:0 with a real database: SQLite in a scratch folder, or a
+//! fresh PostgreSQL database (dropped afterwards), and the real img-creator as its worker.
+
+#![allow(dead_code)]
+
+use img_core::config::Config;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub const PG_ADMIN: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace").to_owned()
+}
+
+/// The offline fixture repository (built once by tests/fixtures/make-repo).
+pub fn fixture_repo() -> PathBuf {
+    static ONCE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    ONCE.get_or_init(|| {
+        let repo = workspace().join(".build/fixtures/repo");
+        let ok = std::process::Command::new(workspace().join("tests/fixtures/make-repo"))
+            .arg(&repo)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("make-repo runs");
+        assert!(ok.success(), "tests/fixtures/make-repo failed");
+        repo
+    })
+    .clone()
+}
+
+pub fn fixture_ks() -> String {
+    std::fs::read_to_string(workspace().join("img-creator/tests/fixtures/fixture.ks")).expect("fixture.ks")
+}
+
+fn creator() -> PathBuf {
+    let p = workspace().join("target/debug/img-creator");
+    assert!(p.is_file(), "{} is missing: build it first (cargo build -p img-creator)", p.display());
+    p
+}
+
+fn unique(prefix: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!("{prefix}_{}_{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst))
+}
+
+fn psql(sql: &str) {
+    let out = std::process::Command::new("psql")
+        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-qc", sql])
+        .output()
+        .expect("psql runs");
+    assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A database (and data folder) that outlives server restarts within one test.
+pub struct Store {
+    pub backend: Backend,
+    pub url: String,
+    pub dir: PathBuf,
+    pg_name: Option<String>,
+}
+
+impl Store {
+    pub fn new(backend: Backend) -> Store {
+        let name = unique("img_test");
+        let dir = workspace().join(".build/test-server").join(&name);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("scratch");
+        match backend {
+            Backend::Sqlite => Store { backend, url: format!("sqlite://{}/img.db", dir.display()), dir, pg_name: None },
+            Backend::Postgres => {
+                psql(&format!("CREATE DATABASE {name}"));
+                Store { backend, url: format!("postgres://postgres@127.0.0.1:5432/{name}"), dir, pg_name: Some(name) }
+            }
+        }
+    }
+
+    pub fn config(&self) -> Config {
+        let mut c = Config {
+            database_url: self.url.clone(),
+            data_dir: self.dir.join("data").display().to_string(),
+            ..Default::default()
+        };
+        c.kickstarter.templates = vec![workspace().join("kickstarts").display().to_string()];
+        c.worker.creator = creator().display().to_string();
+        c
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        if let Some(name) = &self.pg_name {
+            let _ = std::process::Command::new("psql")
+                .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-qc"])
+                .arg(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .output();
+        }
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+pub struct Server {
+    pub url: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    pub http: reqwest::blocking::Client,
+}
+
+impl Server {
+    pub fn start(config: Config) -> Server {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let mut config = config;
+        config.base_url = url.clone();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("rt");
+            rt.block_on(async move {
+                let shutdown = async move {
+                    let _ = rx.await;
+                };
+                img_server::serve(config, listener, shutdown).await.expect("server runs");
+            });
+        });
+        let http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(30)).build().expect("client");
+        let s = Server { url, stop: Some(tx), thread: Some(thread), http };
+        s.wait_ready();
+        s
+    }
+
+    fn wait_ready(&self) {
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(20) {
+            if self.http.get(self.api("/jobs")).send().is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("server did not come up");
+    }
+
+    pub fn api(&self, path: &str) -> String {
+        format!("{}/api/v1{path}", self.url)
+    }
+
+    pub fn get_json(&self, path: &str) -> serde_json::Value {
+        let r = self.http.get(self.api(path)).send().expect("GET");
+        assert!(r.status().is_success(), "GET {path}: {}", r.status());
+        r.json().expect("json")
+    }
+
+    pub fn submit_json(&self, body: serde_json::Value) -> reqwest::blocking::Response {
+        self.http.post(self.api("/jobs")).json(&body).send().expect("POST")
+    }
+
+    /// Polls the job until it reaches a final state (or `timeout`).
+    pub fn wait_final(&self, id: &str, timeout: Duration) -> serde_json::Value {
+        let t0 = Instant::now();
+        loop {
+            let job = self.get_json(&format!("/jobs/{id}"));
+            if matches!(job["status"].as_str(), Some("done" | "failed" | "cancelled")) {
+                return job;
+            }
+            assert!(t0.elapsed() < timeout, "job {id} still {} after {timeout:?}", job["status"]);
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    pub fn wait_status(&self, id: &str, want: &str, timeout: Duration) -> serde_json::Value {
+        let t0 = Instant::now();
+        loop {
+            let job = self.get_json(&format!("/jobs/{id}"));
+            if job["status"] == want {
+                return job;
+            }
+            assert!(t0.elapsed() < timeout, "job {id} is {} not {want} after {timeout:?}", job["status"]);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Stops the server gracefully and waits for it.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Defines one test per backend from `fn NAME(backend: Backend)`.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[test] fn $name() { super::$name(super::support::Backend::Sqlite) })*
+        }
+        mod postgres {
+            $(#[test] fn $name() { super::$name(super::support::Backend::Postgres) })*
+        }
+    };
+}
