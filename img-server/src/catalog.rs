@@ -79,14 +79,7 @@ fn describe(path: &Path) -> Option<Template> {
     if !(name.ends_with(".yaml") || name.ends_with(".yml")) {
         return None;
     }
-    let (loader, file) = FsLoader::for_file(path);
-    let repos = path.with_file_name("repos.yaml");
-    let repos_text = (repos != path).then(|| std::fs::read_to_string(&repos).ok()).flatten();
-    let loaded = kickstarter::load(
-        Input { text: &text, file: &file },
-        repos_text.as_deref().map(|t| Input { text: t, file: "repos.yaml" }),
-        &loader,
-    );
+    let (_, loaded) = load_kickstarter(path, &text);
     let config = loaded.config.filter(|_| !has_errors(&loaded.diagnostics))?;
     let platforms = config.platforms();
     if platforms.is_empty() {
@@ -101,4 +94,18 @@ fn describe(path: &Path) -> Option<Template> {
         name,
         path: path.to_owned(),
     })
+}
+
+/// Loads the kickstarter configuration at `path` (text already read) with the `repos.yaml`
+/// beside it, if any; the loader, confined to its folder, is what rendering reads files with.
+pub fn load_kickstarter(path: &Path, text: &str) -> (FsLoader, kickstarter::Loaded) {
+    let (loader, file) = FsLoader::for_file(path);
+    let repos = path.with_file_name("repos.yaml");
+    let repos_text = (repos != path).then(|| std::fs::read_to_string(&repos).ok()).flatten();
+    let loaded = kickstarter::load(
+        Input { text, file: &file },
+        repos_text.as_deref().map(|t| Input { text: t, file: "repos.yaml" }),
+        &loader,
+    );
+    (loader, loaded)
 }

@@ -9,10 +9,9 @@ use crate::db::now_ms;
 use img_core::diag::{has_errors, Diagnostic};
 use img_core::job::{Arch, ImageType, JobId, JobState};
 use img_core::kickstart::{self, is_token_name, ParseOptions, TokenMap};
-use img_core::kickstarter::{self, Input, RenderRequest, Select};
+use img_core::kickstarter::{self, RenderRequest, Select};
 use img_core::overlay::Overlay;
 use img_core::source::NoFiles;
-use img_creator::files::FsLoader;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -286,16 +285,9 @@ fn render_template(
     let platform = platform.map(str::trim).filter(|p| !p.is_empty()).ok_or_else(|| {
         ApiError::invalid(format!("platform: missing; `{}` has platforms {}", t.name, t.platforms.join(", ")))
     })?;
-    let (loader, file) = FsLoader::for_file(&t.path);
     let text = std::fs::read_to_string(&t.path)
         .map_err(|e| ApiError::Internal(format!("reading template {}: {e}", t.path.display())))?;
-    let repos_path = t.path.with_file_name("repos.yaml");
-    let repos = std::fs::read_to_string(&repos_path).ok();
-    let loaded = kickstarter::load(
-        Input { text: &text, file: &file },
-        repos.as_deref().map(|r| Input { text: r, file: "repos.yaml" }),
-        &loader,
-    );
+    let (loader, loaded) = crate::catalog::load_kickstarter(&t.path, &text);
     reject_errors(&loaded.diagnostics, "the template does not load")?;
     let config = loaded.config.ok_or_else(|| ApiError::Internal(format!("template {} did not load", t.name)))?;
     let images = config.images();
