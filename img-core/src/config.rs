@@ -21,8 +21,12 @@ pub struct Config {
     pub listen: String,
     /// Public URL of this server, used in links in messages and mail.
     pub base_url: String,
-    /// Folder for job files, logs and images.
+    /// Folder for the database (embedded default), caches and, unless `artifact_dir` says
+    /// otherwise, job files.
     pub data_dir: String,
+    /// Folder of job files (`ID/build.log`, `ID/out/…`), shared by the server and its
+    /// workers; empty: `DATA_DIR/jobs`.
+    pub artifact_dir: String,
     /// Database: `sqlite://PATH` (embedded default) or `postgres://…` (scale-out).
     pub database_url: String,
     /// RabbitMQ (AMQP 0-9-1) URL, e.g. `amqp://USER:PASSWORD@127.0.0.1:5672/%2f`. Empty: the queue
@@ -102,6 +106,7 @@ impl Default for Config {
             listen: "127.0.0.1:8080".into(),
             base_url: "http://127.0.0.1:8080".into(),
             data_dir: "img-data".into(),
+            artifact_dir: String::new(),
             database_url: "sqlite://img-data/img.db".into(),
             amqp_url: String::new(),
             amqp_prefix: String::new(),
@@ -233,6 +238,14 @@ impl Config {
             String::from("# IMG configuration. Every key can also be set as IMG_<SECTION>_<KEY> in the environment.\n");
         write_table(&mut out, &schema, &schema, &table, "");
         out
+    }
+
+    /// The folder holding one folder of files per job.
+    pub fn jobs_dir(&self) -> std::path::PathBuf {
+        match self.artifact_dir.as_str() {
+            "" => std::path::Path::new(&self.data_dir).join("jobs"),
+            dir => dir.into(),
+        }
     }
 
     /// Whether the server builds jobs itself (see `worker.embedded`).

@@ -46,7 +46,14 @@ pub async fn serve(
         .map_err(|e| db::DbError::Task(e.to_string()))??;
     let catalog = catalog::Catalog::scan(&config.kickstarter.templates);
     let tera = pages::templates(&templates_dir()).map_err(|e| ServerError::Templates(format!("{e:?}")))?;
-    let state = AppState { config: Arc::new(config), db, catalog: Arc::new(catalog), wake: Default::default() };
+    let state = AppState {
+        config: Arc::new(config),
+        db,
+        catalog: Arc::new(catalog),
+        wake: Default::default(),
+        outbox: Default::default(),
+        stops: tokio::sync::broadcast::channel(64).0,
+    };
     tracing::info!(
         "img-server on http://{} ({} database, {} queue, {} template(s))",
         listener.local_addr()?,
@@ -57,19 +64,19 @@ pub async fn serve(
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut background = Vec::new();
-    if state.config.runs_embedded_worker() {
-        let creator = match state.config.worker.creator.as_str() {
-            "" => img_worker::build::default_creator(),
-            path => path.into(),
-        };
-        let cache = state.data_dir().join("cache");
-        let builder = img_worker::build::Builder {
-            creator,
-            cachedir: Some(cache),
-            timeout: Duration::from_secs(state.config.worker.timeout_secs),
-        };
-        let q = queue::database::DatabaseQueue { builder, workers: state.config.worker.concurrency, lease: LEASE };
+    if state.config.runs_embedded_worker() && state.config.amqp_url.is_empty() {
+        let builder = img_worker::build::Builder::from_config(&state.config);
+        let workers = state.config.worker.concurrency;
+        let q = queue::database::DatabaseQueue { builder, workers, lease: LEASE };
         background.push(tokio::spawn(q.run(state.clone(), stop_rx.clone())));
+    }
+    if !state.config.amqp_url.is_empty() {
+        background.push(tokio::spawn(queue::amqp::AmqpQueue.run(state.clone(), stop_rx.clone())));
+        if state.config.runs_embedded_worker() {
+            let id = format!("{}-embedded", img_worker::process::worker_id());
+            let settings = img_worker::consumer::WorkerSettings::from_config(&state.config, id);
+            background.push(tokio::spawn(img_worker::consumer::run(settings, stop_rx.clone())));
+        }
     }
 
     let max_body = state.config.limits.max_upload_bytes as usize + 64 * 1024;

@@ -5,6 +5,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use img_core::config::Config;
 use img_server::{auth, db};
+use img_worker::process::{init_logging, load_config, shutdown_signal};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -43,44 +44,14 @@ enum TokenCommand {
     Revoke { name: String },
 }
 
-fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
-    let text = match path {
-        Some(p) => {
-            Some(std::fs::read_to_string(p).with_context(|| format!("cannot read config file {}", p.display()))?)
-        }
-        None => None,
-    };
-    let name = path.map(|p| p.display().to_string()).unwrap_or_default();
-    Ok(Config::load(text.as_deref().map(|t| (name.as_str(), t)), std::env::vars())?)
-}
-
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("IMG_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,actix_server=warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-        }
-        _ => std::future::pending().await,
-    }
-}
-
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let config = || load_config(cli.config.as_ref());
+    let config = || load_config(cli.config.as_deref());
     match cli.command.unwrap_or(Command::Serve) {
         Command::DefaultConfig => print!("{}", Config::default().to_documented_toml()),
         Command::CheckConfig => print!("{}", config()?.to_documented_toml()),
         Command::Serve => {
             let config = config()?;
-            init_logging();
+            init_logging("info,actix_server=warn");
             let listener = std::net::TcpListener::bind(&config.listen)
                 .with_context(|| format!("cannot listen on {}", config.listen))?;
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

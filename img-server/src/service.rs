@@ -31,7 +31,7 @@ pub async fn submit(state: &AppState, sub: Submission) -> Result<JobView, ApiErr
     // Committed before anyone is told: the queue backends read it from here.
     state.db.run(move |db| jobs::insert(db, &row)).await?;
     tracing::info!(job = %job.id, "queued {} {} image `{}`", job.imagetype, job.arch, job.name);
-    state.wake.notify_waiters();
+    state.jobs_changed();
     Ok(JobView::new(state, &job, &[]))
 }
 
@@ -76,7 +76,7 @@ async fn move_to(state: &AppState, id: &str, to: JobState, change: Change) -> Re
     let moved = state.db.run(move |db| jobs::transition(db, &key, to, change)).await?;
     match moved {
         Ok(_) => {
-            state.wake.notify_waiters();
+            state.jobs_changed();
             get(state, &id).await
         }
         Err(Refused::NotFound) => Err(not_found(&id)),
@@ -86,7 +86,9 @@ async fn move_to(state: &AppState, id: &str, to: JobState, change: Change) -> Re
 
 pub async fn cancel(state: &AppState, id: &str) -> Result<JobView, ApiError> {
     let change = Change { error: Some("cancelled by a user".into()), ..Default::default() };
-    move_to(state, id, JobState::Cancelled, change).await
+    let view = move_to(state, id, JobState::Cancelled, change).await?;
+    state.stop_build(&view.id);
+    Ok(view)
 }
 
 /// A failed or cancelled job, queued again.
@@ -110,7 +112,8 @@ pub async fn delete(state: &AppState, id: &str) -> Result<(), ApiError> {
     if !state.db.run(move |db| jobs::delete(db, &key)).await? {
         return Err(not_found(&id));
     }
-    state.wake.notify_waiters();
+    state.jobs_changed();
+    state.stop_build(&id);
     remove_files(state, &id).await;
     Ok(())
 }

@@ -12,8 +12,14 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub db: Db,
     pub catalog: Arc<Catalog>,
-    /// Woken when a job is queued, cancelled or deleted (workers and the publisher wait on it).
+    /// Woken when a job is queued, cancelled or deleted (embedded workers wait on it).
     pub wake: Arc<Notify>,
+    /// Woken when a job is queued (the AMQP publisher waits on it; a wake-up is kept if
+    /// the publisher is busy, so none is lost).
+    pub outbox: Arc<Notify>,
+    /// Ids of jobs whose build must stop now (cancelled or deleted), for whichever worker
+    /// runs it: the embedded ones listen here, the AMQP session forwards to `img_control`.
+    pub stops: tokio::sync::broadcast::Sender<String>,
 }
 
 impl AppState {
@@ -23,7 +29,18 @@ impl AppState {
 
     /// The folder of one job's files (kickstart, log, outputs).
     pub fn job_dir(&self, id: &str) -> PathBuf {
-        self.data_dir().join("jobs").join(id)
+        self.config.jobs_dir().join(id)
+    }
+
+    /// Tells whoever takes jobs from the queue that there is news.
+    pub fn jobs_changed(&self) {
+        self.wake.notify_waiters();
+        self.outbox.notify_one();
+    }
+
+    pub fn stop_build(&self, id: &str) {
+        // No receiver (no worker and no broker session yet) is fine: nothing runs it.
+        let _ = self.stops.send(id.to_owned());
     }
 
     /// The public URL of a path on this server.

@@ -155,7 +155,7 @@ pub fn prepare(sub: Submission, catalog: &Catalog, max_bytes: u64) -> Result<Job
         image_url: None,
         task_id: None,
         worker_id: None,
-        attempts: 0,
+        attempts: 1,
         lease_until: None,
         published_at: None,
         created_at: now,

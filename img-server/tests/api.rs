@@ -1,4 +1,5 @@
-//! The REST API against a real server, on SQLite + the embedded queue and on PostgreSQL:
+//! The REST API against a real server, on SQLite + the embedded queue and on PostgreSQL +
+//! RabbitMQ with an img-worker process:
 //! a real build with img-creator, downloads, bad input, auth, cancel/retry, restarts.
 
 mod support;
@@ -155,7 +156,7 @@ fn cancel_retry_and_conflicts(backend: Backend) {
         .map(|s| s.success())
         .unwrap_or(false)
     {
-        assert!(t0.elapsed() < Duration::from_secs(20), "img-creator still runs for {id}");
+        assert!(t0.elapsed() < Duration::from_secs(20), "img-creator still runs for {id}{}", s.worker_logs());
         std::thread::sleep(Duration::from_millis(200));
     }
     let r = s.http.post(s.api(&format!("/jobs/{id}/cancel"))).send().unwrap();
@@ -204,7 +205,7 @@ fn queued_jobs_survive_a_restart(backend: Backend) {
     let store = Store::new(backend);
     let mut config = store.config();
     config.worker.embedded = "never".into();
-    let s = Server::start(config.clone());
+    let s = Server::start_with(config.clone(), 0);
     let r = s.submit_json(json!({"kickstart": fixture_ks(), "imagetype": "fs", "tokenmap": {"FIXTURE_REPO": fixture_repo().display().to_string()}}));
     let id = r.json::<serde_json::Value>().unwrap()["id"].as_str().unwrap().to_owned();
     s.stop();

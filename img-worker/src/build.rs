@@ -86,6 +86,19 @@ pub fn default_creator() -> PathBuf {
 }
 
 impl Builder {
+    /// The configured img-creator, the package cache under the data folder, the time limit.
+    pub fn from_config(config: &img_core::config::Config) -> Builder {
+        let creator = match config.worker.creator.as_str() {
+            "" => default_creator(),
+            path => path.into(),
+        };
+        Builder {
+            creator,
+            cachedir: Some(Path::new(&config.data_dir).join("cache")),
+            timeout: Duration::from_secs(config.worker.timeout_secs),
+        }
+    }
+
     /// Builds `spec` in `job_dir`; `cancel` turning true stops it. Returns the outputs.
     pub async fn run(
         &self,

@@ -1,5 +1,9 @@
-//! img-worker: builds image jobs. [`build`] runs one build (kickstarter, then img-creator)
-//! and is shared by the server's embedded worker and the AMQP consumer ([`amqp`]).
+//! img-worker: builds image jobs. [`build`] runs one build (img-creator in a child process)
+//! and is shared by the server's embedded worker and the AMQP consumer ([`consumer`]);
+//! [`amqp`] is the RabbitMQ plumbing the server uses too.
 
+pub mod amqp;
 pub mod build;
+pub mod consumer;
 pub mod kickstarter;
+pub mod process;

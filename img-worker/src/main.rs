@@ -1,9 +1,11 @@
-//! img-worker: consumes image jobs and builds each in a throwaway VM.
+//! img-worker: consumes image jobs from RabbitMQ and builds them.
 
 use clap::{Parser, Subcommand};
+use img_worker::consumer::{self, WorkerSettings};
+use img_worker::process::{init_logging, load_config, shutdown_signal, worker_id};
 use std::process::ExitCode;
 
-/// IMG worker: takes jobs from the queue and runs kickstarter and img-creator in a throwaway VM.
+/// IMG worker: takes jobs from the queue and runs kickstarter and img-creator.
 #[derive(Debug, Parser)]
 #[command(name = "img-worker", version, about)]
 struct Cli {
@@ -16,25 +18,54 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Consume jobs until stopped.
+    /// Consume jobs from `IMG_AMQP_URL` until SIGTERM or SIGINT, writing job files under
+    /// `IMG_ARTIFACT_DIR` (a folder shared with the server).
     Run,
-    /// Build (or rebuild when its recipe changed) the base VM image in `vm/`.
+    /// The worker's base VM.
     #[command(subcommand)]
     Vm(VmCommand),
 }
 
 #[derive(Debug, Subcommand)]
 enum VmCommand {
-    /// Build the base VM image.
+    /// Build (or rebuild when its recipe changed) the base VM image from `vm/`.
     Build,
 }
 
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Run => {
+            let config = load_config(cli.config.as_deref())?;
+            anyhow::ensure!(
+                !config.amqp_url.is_empty(),
+                "no broker: set IMG_AMQP_URL (or amqp_url in the config file)"
+            );
+            init_logging("info,lapin=warn");
+            let settings = WorkerSettings::from_config(&config, worker_id());
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            rt.block_on(async move {
+                let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+                let worker = tokio::spawn(consumer::run(settings, stop_rx));
+                shutdown_signal().await;
+                tracing::info!("stopping: running builds go back to the queue");
+                let _ = stop_tx.send(true);
+                let _ = worker.await;
+            });
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Vm(VmCommand::Build) => {
+            eprintln!("img-worker: error: building the base VM arrives with issue [4/5]");
+            Ok(ExitCode::from(2))
+        }
+    }
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let what = match cli.command {
-        Command::Run => "consuming jobs",
-        Command::Vm(VmCommand::Build) => "building the base VM",
-    };
-    eprintln!("img-worker: error: {what} arrives with issue [4/5]");
-    ExitCode::from(2)
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("img-worker: error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
 }

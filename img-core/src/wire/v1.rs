@@ -28,6 +28,9 @@ pub mod topology {
     pub const STATUS_QUEUE: &str = "status_queue";
     pub const STATUS_KEY: &str = "status";
 
+    /// Fan-out exchange of control messages (ours: cancels), one private queue per worker.
+    pub const CONTROL_EXCHANGE: &str = "img_control";
+
     /// (exchange, queue, routing key) for every queue IMG uses.
     pub const BINDINGS: [(&str, &str, &str); 6] = [
         (IMAGE_EXCHANGE, KICKSTARTER_QUEUE, KICKSTARTER_KEY),
@@ -38,6 +41,9 @@ pub mod topology {
         (RESULT_EXCHANGE, STATUS_QUEUE, STATUS_KEY),
     ];
 }
+
+/// The last log line of a failed build, as the original wrote it.
+pub const FAILED_LOG_LINE: &str = "IMG FAILED MISERABLY IN CREATING THE IMAGE!";
 
 fn wire_version() -> u32 {
     WIRE_VERSION
@@ -94,6 +100,11 @@ pub struct JobExtras {
     /// Repositories added to the kickstart's own, as `name url` lines or bare URLs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub extra_repos: Vec<String>,
+    /// Which attempt at the job this is (1, 2, … a retry or re-queue makes a new one).
+    /// Results carry it back, so the server can ignore a stale worker's late answer and a
+    /// worker can recognise a redelivered message it has already finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
 }
 
 // KickstarterJob and ImageJob repeat `email`, `id`, `imagetype` rather than flattening a
@@ -135,8 +146,21 @@ pub struct ImageJob {
 pub struct LinkMessage {
     pub id: String,
     pub url: String,
+    /// Every file the build made (the original sent only `url`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub artifacts: Vec<ArtifactInfo>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
     #[serde(default = "wire_version")]
     pub wire_version: u32,
+}
+
+/// One output file of a build.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ArtifactInfo {
+    pub name: String,
+    pub size: u64,
+    pub sha256: String,
 }
 
 /// On `result_queue`: the job's log file name.
@@ -144,6 +168,8 @@ pub struct LinkMessage {
 pub struct ResultMessage {
     pub logfile: String,
     pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
     #[serde(default = "wire_version")]
     pub wire_version: u32,
 }
@@ -154,6 +180,8 @@ pub struct ErrorMessage {
     pub error: String,
     pub url: String,
     pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
     #[serde(default = "wire_version")]
     pub wire_version: u32,
 }
@@ -180,6 +208,16 @@ pub struct StatusMessage {
     /// Our state name (`queued|running|done|failed|cancelled`), beside the original's string.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<crate::job::JobState>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
+    #[serde(default = "wire_version")]
+    pub wire_version: u32,
+}
+
+/// On `img_control` (ours): stop the build of job `cancel`, wherever it runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ControlMessage {
+    pub cancel: String,
     #[serde(default = "wire_version")]
     pub wire_version: u32,
 }
@@ -193,6 +231,7 @@ pub fn schemas() -> Vec<(&'static str, schemars::Schema)> {
         ("result", schemars::schema_for!(ResultMessage)),
         ("error", schemars::schema_for!(ErrorMessage)),
         ("status", schemars::schema_for!(StatusMessage)),
+        ("control", schemars::schema_for!(ControlMessage)),
     ]
 }
 
@@ -237,4 +276,4 @@ pub trait Versioned {
 macro_rules! versioned {
     ($($t:ty),*) => {$(impl Versioned for $t { fn wire_version(&self) -> u32 { self.wire_version } })*};
 }
-versioned!(KickstarterJob, ImageJob, LinkMessage, ResultMessage, ErrorMessage, StatusMessage);
+versioned!(KickstarterJob, ImageJob, LinkMessage, ResultMessage, ErrorMessage, StatusMessage, ControlMessage);

@@ -123,23 +123,29 @@ pub fn transition(db: &Db, id: &str, to: JobState, change: Change) -> DbResult<R
             JobState::Queued => (None, None),
             _ => (change.error.clone().or(job.error.clone()), job.lease_until),
         };
-        let published = if to == JobState::Queued { None } else { job.published_at };
-        let n = with_conn!(db, |conn| diesel::update(
-            jobs::table.filter(jobs::id.eq(id)).filter(jobs::state.eq(from.as_str()))
-        )
-        .set((
-            jobs::state.eq(to.as_str()),
-            jobs::error.eq(error),
-            jobs::worker_id.eq(change.worker_id.clone().or(job.worker_id.clone())),
-            jobs::logfile.eq(change.logfile.clone().or(job.logfile.clone())),
-            jobs::image_url.eq(change.image_url.clone().or(job.image_url.clone())),
-            jobs::started_at.eq(started),
-            jobs::finished_at.eq(finished),
-            jobs::lease_until.eq(if to.is_final() { None } else { lease }),
-            jobs::published_at.eq(published),
-            jobs::updated_at.eq(now),
-        ))
-        .execute(conn))?;
+        let n = with_conn!(db, |conn| conn.transaction::<_, diesel::result::Error, _>(|conn| {
+            let n = diesel::update(jobs::table.filter(jobs::id.eq(id)).filter(jobs::state.eq(from.as_str())))
+                .set((
+                    jobs::state.eq(to.as_str()),
+                    jobs::error.eq(error),
+                    jobs::worker_id.eq(change.worker_id.clone().or(job.worker_id.clone())),
+                    jobs::logfile.eq(change.logfile.clone().or(job.logfile.clone())),
+                    jobs::image_url.eq(change.image_url.clone().or(job.image_url.clone())),
+                    jobs::started_at.eq(started),
+                    jobs::finished_at.eq(finished),
+                    jobs::lease_until.eq(if to.is_final() { None } else { lease }),
+                    jobs::updated_at.eq(now),
+                ))
+                .execute(conn)?;
+            // Queued again: a new attempt, for the outbox to publish; answers about the old
+            // one are recognised as stale by their attempt number.
+            if n == 1 && to == JobState::Queued {
+                diesel::update(jobs::table.filter(jobs::id.eq(id)))
+                    .set((jobs::published_at.eq(None::<i64>), jobs::attempts.eq(jobs::attempts + 1)))
+                    .execute(conn)?;
+            }
+            Ok(n)
+        }))?;
         if n == 1 {
             return Ok(get(db, id)?.ok_or(Refused::NotFound));
         }
@@ -186,7 +192,6 @@ pub fn claim_next(db: &Db, worker: &str, lease_ms: i64) -> DbResult<Option<Job>>
             jobs::state.eq(JobState::Running.as_str()),
             jobs::worker_id.eq(worker),
             jobs::lease_until.eq(now + lease_ms),
-            jobs::attempts.eq(jobs::attempts + 1),
             jobs::started_at.eq(now),
             jobs::updated_at.eq(now),
         ))
@@ -222,6 +227,7 @@ pub fn requeue_expired(db: &Db) -> DbResult<usize> {
         jobs::state.eq(JobState::Queued.as_str()),
         jobs::worker_id.eq(None::<String>),
         jobs::lease_until.eq(None::<i64>),
+        jobs::attempts.eq(jobs::attempts + 1),
         jobs::updated_at.eq(now),
     ))
     .execute(conn))?)
@@ -238,11 +244,34 @@ pub fn unpublished(db: &Db, limit: i64) -> DbResult<Vec<Job>> {
         .load(conn))?)
 }
 
-pub fn mark_published(db: &Db, id: &str) -> DbResult<()> {
-    with_conn!(db, |conn| diesel::update(jobs::table.filter(jobs::id.eq(id)))
-        .set(jobs::published_at.eq(now_ms()))
+/// The broker confirmed these `(job, attempt)` messages. A job re-queued meanwhile is at a
+/// later attempt and stays unmarked, so its new attempt is published too.
+pub fn mark_published(db: &Db, sent: &[(String, i32)]) -> DbResult<usize> {
+    let now = now_ms();
+    let mut attempts: Vec<i32> = sent.iter().map(|(_, a)| *a).collect();
+    attempts.sort_unstable();
+    attempts.dedup();
+    let mut n = 0;
+    for attempt in attempts {
+        let ids: Vec<&str> = sent.iter().filter(|(_, a)| *a == attempt).map(|(id, _)| id.as_str()).collect();
+        n += with_conn!(db, |conn| diesel::update(
+            jobs::table
+                .filter(jobs::id.eq_any(&ids))
+                .filter(jobs::attempts.eq(attempt))
+                .filter(jobs::published_at.is_null())
+        )
+        .set((jobs::published_at.eq(now), jobs::updated_at.eq(now)))
         .execute(conn))?;
-    Ok(())
+    }
+    Ok(n)
+}
+
+/// Records the log file a worker reported (`result_queue`), whatever the job's state.
+pub fn set_logfile(db: &Db, id: &str, logfile: &str) -> DbResult<bool> {
+    let n = with_conn!(db, |conn| diesel::update(jobs::table.filter(jobs::id.eq(id)))
+        .set((jobs::logfile.eq(logfile), jobs::updated_at.eq(now_ms())))
+        .execute(conn))?;
+    Ok(n == 1)
 }
 
 pub fn delete(db: &Db, id: &str) -> DbResult<bool> {

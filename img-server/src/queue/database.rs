@@ -22,7 +22,7 @@ impl QueueBackend for DatabaseQueue {
     async fn run(self, state: AppState, shutdown: watch::Receiver<bool>) {
         let mut tasks = Vec::new();
         for n in 0..self.workers {
-            let worker = format!("{}-{}-{n}", hostname(), std::process::id());
+            let worker = format!("{}-{n}", img_worker::process::worker_id());
             let (state, builder, shutdown) = (state.clone(), self.builder.clone(), shutdown.clone());
             tasks.push(tokio::spawn(work(state, builder, worker, self.lease, shutdown)));
         }
@@ -30,10 +30,6 @@ impl QueueBackend for DatabaseQueue {
             let _ = t.await;
         }
     }
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_else(|_| "img".into())
 }
 
 async fn work(state: AppState, builder: Builder, worker: String, lease: Duration, mut shutdown: watch::Receiver<bool>) {
@@ -96,9 +92,15 @@ async fn build(
     let mut renew = tokio::time::interval(lease / 3);
     renew.tick().await;
     let mut stopping = false;
+    let mut stops = state.stops.subscribe();
     let outcome = loop {
         tokio::select! {
             r = &mut run => break r,
+            Ok(stopped) = stops.recv() => {
+                if stopped == id {
+                    let _ = cancel_tx.send(true);
+                }
+            }
             _ = renew.tick() => {
                 let (i, w) = (id.clone(), worker.to_owned());
                 let lease_ms = lease.as_millis() as i64;

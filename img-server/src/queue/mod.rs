@@ -3,6 +3,7 @@
 //! process claim jobs with a lease) and [`amqp`] (RabbitMQ: an outbox publisher with
 //! publisher confirms, and consumers of the original result queues).
 
+pub mod amqp;
 pub mod database;
 
 use crate::state::AppState;

@@ -1,5 +1,6 @@
-//! A real img-server on 127.0.0.1:0 with a real database: SQLite in a scratch folder, or a
-//! fresh PostgreSQL database (dropped afterwards), and the real img-creator as its worker.
+//! A real img-server on 127.0.0.1:0 with real services: SQLite in a scratch folder with the
+//! embedded queue and in-process worker, or a fresh PostgreSQL database and RabbitMQ vhost
+//! (both dropped afterwards) with real `img-worker` processes. Builds use the real img-creator.
 
 #![allow(dead_code)]
 
@@ -10,9 +11,13 @@ use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
+    /// SQLite, the queue in the same database, the worker in the server (the default).
     Sqlite,
-    Postgres,
+    /// PostgreSQL and RabbitMQ, with `img-worker` processes (scale-out).
+    PostgresAmqp,
 }
+
+pub const AMQP_BASE: &str = "amqp://guest:guest@127.0.0.1:5672";
 
 pub const PG_ADMIN: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
@@ -40,10 +45,20 @@ pub fn fixture_ks() -> String {
     std::fs::read_to_string(workspace().join("img-creator/tests/fixtures/fixture.ks")).expect("fixture.ks")
 }
 
-fn creator() -> PathBuf {
-    let p = workspace().join("target/debug/img-creator");
-    assert!(p.is_file(), "{} is missing: build it first (cargo build -p img-creator)", p.display());
+/// A program of the workspace, built by `cargo test --workspace`.
+pub fn program(name: &str) -> PathBuf {
+    let p = workspace().join("target/debug").join(name);
+    assert!(p.is_file(), "{} is missing: build it first (cargo build --workspace)", p.display());
     p
+}
+
+fn creator() -> PathBuf {
+    program("img-creator")
+}
+
+pub fn rabbitmqctl(args: &[&str]) {
+    let out = std::process::Command::new("rabbitmqctl").args(args).output().expect("rabbitmqctl runs");
+    assert!(out.status.success(), "rabbitmqctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 fn unique(prefix: &str) -> String {
@@ -65,6 +80,9 @@ pub struct Store {
     pub url: String,
     pub dir: PathBuf,
     pg_name: Option<String>,
+    /// RabbitMQ URL (its own vhost), for the scale-out backend.
+    pub amqp_url: String,
+    vhost: Option<String>,
 }
 
 impl Store {
@@ -74,10 +92,26 @@ impl Store {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("scratch");
         match backend {
-            Backend::Sqlite => Store { backend, url: format!("sqlite://{}/img.db", dir.display()), dir, pg_name: None },
-            Backend::Postgres => {
+            Backend::Sqlite => Store {
+                backend,
+                url: format!("sqlite://{}/img.db", dir.display()),
+                dir,
+                pg_name: None,
+                amqp_url: String::new(),
+                vhost: None,
+            },
+            Backend::PostgresAmqp => {
                 psql(&format!("CREATE DATABASE {name}"));
-                Store { backend, url: format!("postgres://postgres@127.0.0.1:5432/{name}"), dir, pg_name: Some(name) }
+                rabbitmqctl(&["add_vhost", &name]);
+                rabbitmqctl(&["set_permissions", "-p", &name, "guest", ".*", ".*", ".*"]);
+                Store {
+                    backend,
+                    url: format!("postgres://postgres@127.0.0.1:5432/{name}"),
+                    dir,
+                    amqp_url: format!("{AMQP_BASE}/{name}"),
+                    pg_name: Some(name.clone()),
+                    vhost: Some(name),
+                }
             }
         }
     }
@@ -86,6 +120,7 @@ impl Store {
         let mut c = Config {
             database_url: self.url.clone(),
             data_dir: self.dir.join("data").display().to_string(),
+            amqp_url: self.amqp_url.clone(),
             ..Default::default()
         };
         c.kickstarter.templates = vec![workspace().join("kickstarts").display().to_string()];
@@ -102,6 +137,9 @@ impl Drop for Store {
                 .arg(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
                 .output();
         }
+        if let Some(vhost) = &self.vhost {
+            let _ = std::process::Command::new("rabbitmqctl").args(["delete_vhost", vhost]).output();
+        }
         if !std::thread::panicking() {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
@@ -113,14 +151,62 @@ pub struct Server {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
     pub http: reqwest::blocking::Client,
+    pub workers: Vec<Worker>,
+}
+
+/// An `img-worker run` process for an AMQP configuration; killed on drop.
+pub struct Worker {
+    pub child: std::process::Child,
+    pub log: PathBuf,
+}
+
+impl Worker {
+    pub fn spawn(config: &Config, n: usize) -> Worker {
+        let log = Path::new(&config.data_dir).join(format!("worker-{n}-{}.log", unique("w")));
+        std::fs::create_dir_all(&config.data_dir).expect("data dir");
+        let child = std::process::Command::new(program("img-worker"))
+            .arg("run")
+            .env("IMG_AMQP_URL", &config.amqp_url)
+            .env("IMG_AMQP_PREFIX", &config.amqp_prefix)
+            .env("IMG_DATA_DIR", &config.data_dir)
+            .env("IMG_BASE_URL", &config.base_url)
+            .env("IMG_WORKER_CREATOR", &config.worker.creator)
+            .env("IMG_LOG", "info")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("worker log"))
+            .spawn()
+            .expect("img-worker starts");
+        Worker { child, log }
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }
 
 impl Server {
+    /// The server, and for an AMQP configuration without an in-process worker one
+    /// `img-worker` process.
     pub fn start(config: Config) -> Server {
+        let workers = usize::from(!config.amqp_url.is_empty() && !config.runs_embedded_worker());
+        Server::start_with(config, workers)
+    }
+
+    /// The server with `workers` img-worker processes (AMQP configurations only).
+    pub fn start_with(config: Config, workers: usize) -> Server {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         let mut config = config;
         config.base_url = url.clone();
+        let config_copy = config.clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("rt");
@@ -132,8 +218,11 @@ impl Server {
             });
         });
         let http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(30)).build().expect("client");
-        let s = Server { url, stop: Some(tx), thread: Some(thread), http };
+        let mut s = Server { url, stop: Some(tx), thread: Some(thread), http, workers: Vec::new() };
         s.wait_ready();
+        let mut config = config_copy;
+        config.base_url = s.url.clone();
+        s.workers = (0..workers).map(|n| Worker::spawn(&config, n)).collect();
         s
     }
 
@@ -170,7 +259,7 @@ impl Server {
             if matches!(job["status"].as_str(), Some("done" | "failed" | "cancelled")) {
                 return job;
             }
-            assert!(t0.elapsed() < timeout, "job {id} still {} after {timeout:?}", job["status"]);
+            assert!(t0.elapsed() < timeout, "job {id} still {} after {timeout:?}{}", job["status"], self.worker_logs());
             std::thread::sleep(Duration::from_millis(200));
         }
     }
@@ -187,12 +276,21 @@ impl Server {
         }
     }
 
+    /// The worker processes' logs, for failure messages.
+    pub fn worker_logs(&self) -> String {
+        self.workers
+            .iter()
+            .map(|w| format!("\n--- {}:\n{}", w.log.display(), std::fs::read_to_string(&w.log).unwrap_or_default()))
+            .collect()
+    }
+
     /// Stops the server gracefully and waits for it.
     pub fn stop(mut self) {
         self.shutdown();
     }
 
     fn shutdown(&mut self) {
+        self.workers.clear();
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
@@ -215,8 +313,8 @@ macro_rules! both_backends {
         mod sqlite {
             $(#[test] fn $name() { super::$name(super::support::Backend::Sqlite) })*
         }
-        mod postgres {
-            $(#[test] fn $name() { super::$name(super::support::Backend::Postgres) })*
+        mod postgres_rabbitmq {
+            $(#[test] fn $name() { super::$name(super::support::Backend::PostgresAmqp) })*
         }
     };
 }

@@ -1,0 +1,475 @@
+//! The AMQP worker: consumes `kickstarter_queue` (render, then publish to `image_queue`, as
+//! the original did) and `image_queue` (build), and answers on the result queues.
+//!
+//! A job message is acked only after its answer is confirmed by the broker. Each build's
+//! answer is saved in the job folder before it is sent (`answer-ATTEMPT.json`), so a message
+//! redelivered after a broker restart or a lost ack is answered again without a second build.
+//! Builds keep running while the broker is away; the session reconnects around them.
+
+use crate::amqp::{self, AmqpError, Backoff, Names, Publisher};
+use crate::build::{BuildError, BuildSpec, Builder, LOG_FILE};
+use crate::kickstarter::kickstart_for;
+use futures_util::StreamExt;
+use img_core::job::JobState;
+use img_core::wire::topology::{
+    CONTROL_EXCHANGE, ERROR_KEY, IMAGE_EXCHANGE, IMAGE_KEY, IMAGE_QUEUE, KICKSTARTER_QUEUE, LINK_KEY, RESULT_EXCHANGE,
+    RESULT_KEY, STATUS_KEY,
+};
+use img_core::wire::{
+    self, ArtifactInfo, ControlMessage, ErrorMessage, ImageJob, KickstarterJob, LinkMessage, ResultMessage,
+    StatusMessage,
+};
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions, QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::types::FieldTable;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use tokio::sync::{watch, RwLock};
+use tokio::task::JoinSet;
+use tracing::Instrument;
+
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    pub amqp_url: String,
+    pub names: Names,
+    /// Where job folders are made: the server's `jobs_dir`, shared with it.
+    pub jobs_dir: PathBuf,
+    /// The server's public URL, for links in the answers.
+    pub base_url: String,
+    pub concurrency: u16,
+    pub builder: Builder,
+    /// Names this worker in logs and consumer tags.
+    pub worker_id: String,
+}
+
+impl WorkerSettings {
+    pub fn from_config(config: &img_core::config::Config, worker_id: String) -> WorkerSettings {
+        WorkerSettings {
+            amqp_url: config.amqp_url.clone(),
+            names: Names { prefix: config.amqp_prefix.clone() },
+            jobs_dir: config.jobs_dir(),
+            base_url: config.base_url.clone(),
+            concurrency: u16::try_from(config.worker.concurrency).unwrap_or(u16::MAX),
+            builder: Builder::from_config(config),
+            worker_id,
+        }
+    }
+}
+
+/// Runs until `shutdown` turns true; running builds are then cancelled and their messages
+/// handed back to the broker for another worker.
+pub async fn run(settings: WorkerSettings, mut shutdown: watch::Receiver<bool>) {
+    let ctx = Arc::new(Ctx {
+        settings,
+        publisher: RwLock::new(None),
+        building: Mutex::new(HashMap::new()),
+        cancels: Mutex::new(HashMap::new()),
+    });
+    let mut tasks = JoinSet::new();
+    let mut backoff = Backoff::default();
+    while !*shutdown.borrow() {
+        match session(&ctx, &mut tasks, &mut backoff, shutdown.clone()).await {
+            Ok(()) => break,
+            Err(e) => {
+                *ctx.publisher.write().await = None;
+                let pause = backoff.next();
+                tracing::warn!("{e}; reconnecting in {pause:?}");
+                tokio::select! {
+                    _ = tokio::time::sleep(pause) => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
+        }
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+struct Ctx {
+    settings: WorkerSettings,
+    /// The current connection's publisher; `None` while the broker is away.
+    publisher: RwLock<Option<Publisher>>,
+    /// Jobs (`id/attempt`) building in this process, so a redelivered copy waits for the
+    /// first instead of building the same folder twice.
+    building: Mutex<HashMap<String, watch::Receiver<bool>>>,
+    /// Running builds by job id, to stop one when its job is cancelled.
+    cancels: Mutex<HashMap<String, watch::Sender<bool>>>,
+}
+
+impl Ctx {
+    fn cancel(&self, id: &str) {
+        if let Some(tx) = self.cancels.lock().ok().as_ref().and_then(|c| c.get(id)) {
+            tracing::info!(job = %id, "cancelled: stopping the build");
+            let _ = tx.send(true);
+        }
+    }
+}
+
+async fn session(
+    ctx: &Arc<Ctx>,
+    tasks: &mut JoinSet<()>,
+    backoff: &mut Backoff,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), AmqpError> {
+    let s = &ctx.settings;
+    let conn = amqp::connect(&s.amqp_url).await?;
+    let channel = conn.create_channel().await?;
+    amqp::declare(&channel, &s.names).await?;
+    channel.basic_qos(s.concurrency.max(1), BasicQosOptions::default()).await?;
+    *ctx.publisher.write().await = Some(Publisher::open(&conn, s.names.clone()).await?);
+    let consume = |queue: &str| {
+        let (channel, tag) = (channel.clone(), format!("{}-{queue}", s.worker_id));
+        let queue = s.names.of(queue);
+        async move { channel.basic_consume(&queue, &tag, BasicConsumeOptions::default(), FieldTable::default()).await }
+    };
+    let mut images = consume(IMAGE_QUEUE).await?;
+    let mut kickstarts = consume(KICKSTARTER_QUEUE).await?;
+    let mut control = control_consumer(&channel, &s.names).await?;
+    tracing::info!("worker {} consuming {}", s.worker_id, s.names.of(IMAGE_QUEUE));
+    backoff.reset();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    loop {
+        let delivery = tokio::select! {
+            d = images.next() => (d, Kind::Image),
+            d = kickstarts.next() => (d, Kind::Kickstarter),
+            c = control.next() => {
+                match c {
+                    Some(Ok(d)) => match wire::decode::<ControlMessage>("control", &d.data) {
+                        Ok(m) => ctx.cancel(&m.cancel),
+                        Err(e) => tracing::warn!("ignoring a control message: {e}"),
+                    },
+                    Some(Err(e)) => return Err(e.into()),
+                    None => return Err(AmqpError::Closed),
+                }
+                continue;
+            }
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
+            _ = shutdown.changed() => {
+                let _ = stop_tx.send(true);
+                while tasks.join_next().await.is_some() {}
+                let _ = conn.close(200, "worker stopping").await;
+                return Ok(());
+            }
+        };
+        match delivery {
+            (Some(Ok(d)), kind) => {
+                let (ctx, stop) = (ctx.clone(), stop_rx.clone());
+                tasks.spawn(handle(ctx, kind, d, stop));
+            }
+            (Some(Err(e)), _) => return Err(e.into()),
+            (None, _) => return Err(AmqpError::Closed),
+        }
+    }
+}
+
+/// A private, self-deleting queue on the control fan-out: every worker hears every cancel.
+async fn control_consumer(channel: &lapin::Channel, names: &Names) -> Result<lapin::Consumer, AmqpError> {
+    let private = QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() };
+    let queue = channel.queue_declare("", private, FieldTable::default()).await?;
+    let exchange = names.of(CONTROL_EXCHANGE);
+    channel
+        .queue_bind(queue.name().as_str(), &exchange, "", QueueBindOptions::default(), FieldTable::default())
+        .await?;
+    let no_ack = BasicConsumeOptions { no_ack: true, ..Default::default() };
+    Ok(channel.basic_consume(queue.name().as_str(), "", no_ack, FieldTable::default()).await?)
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Image,
+    Kickstarter,
+}
+
+/// A message to send, kept on disk until the broker confirms it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Outgoing {
+    exchange: String,
+    key: String,
+    body: serde_json::Value,
+}
+
+impl Outgoing {
+    fn new<T: Serialize>(exchange: &str, key: &str, msg: &T) -> Outgoing {
+        Outgoing { exchange: exchange.into(), key: key.into(), body: serde_json::to_value(msg).unwrap_or_default() }
+    }
+}
+
+async fn handle(ctx: Arc<Ctx>, kind: Kind, delivery: Delivery, stop: watch::Receiver<bool>) {
+    let answer = match kind {
+        Kind::Image => match wire::decode::<ImageJob>("image", &delivery.data) {
+            Ok(job) => {
+                let span = tracing::info_span!("job", job = %job.id);
+                image(&ctx, job, stop).instrument(span).await
+            }
+            Err(e) => Err(e.to_string()),
+        },
+        Kind::Kickstarter => match wire::decode::<KickstarterJob>("kickstarter", &delivery.data) {
+            Ok(job) => {
+                let span = tracing::info_span!("job", job = %job.id);
+                Ok(Some(kickstarter(&ctx, job).instrument(span).await))
+            }
+            Err(e) => Err(e.to_string()),
+        },
+    };
+    match answer {
+        Err(unreadable) => {
+            // Nobody can ever read it: drop it rather than loop on it.
+            tracing::error!("dropping a message: {unreadable}");
+            let _ = delivery.acker.nack(BasicNackOptions { requeue: false, ..Default::default() }).await;
+        }
+        Ok(None) => {
+            // Stopping: back to the queue for another worker, or for us after a restart.
+            let _ = delivery.acker.nack(BasicNackOptions { requeue: true, ..Default::default() }).await;
+        }
+        Ok(Some(outgoing)) => match send_all(&ctx, &outgoing).await {
+            Ok(()) => {
+                if let Err(e) = delivery.acker.ack(BasicAckOptions::default()).await {
+                    tracing::warn!("ack lost ({e}); the redelivered message will be answered from the saved answer");
+                }
+            }
+            // Not acked: the broker redelivers it and the saved answer is sent again.
+            Err(e) => tracing::warn!("answer not sent ({e}); it will be sent when the message comes back"),
+        },
+    }
+}
+
+async fn send_all(ctx: &Ctx, outgoing: &[Outgoing]) -> Result<(), AmqpError> {
+    let publisher = ctx.publisher.read().await.clone().ok_or(AmqpError::Closed)?;
+    let mut pending = Vec::with_capacity(outgoing.len());
+    for m in outgoing {
+        pending.push(publisher.send(&m.exchange, &m.key, &wire::encode(&m.body)).await?);
+    }
+    for p in pending {
+        p.confirmed().await?;
+    }
+    Ok(())
+}
+
+/// Renders the kickstart and passes the job on to `image_queue`; a failure is answered at once.
+async fn kickstarter(ctx: &Ctx, job: KickstarterJob) -> Vec<Outgoing> {
+    match kickstart_for(&job) {
+        Ok(ksfile) => {
+            tracing::info!("kickstart rendered ({} bytes); passing it to {IMAGE_QUEUE}", ksfile.len());
+            let next = ImageJob {
+                email: job.email,
+                id: job.id,
+                imagetype: job.imagetype,
+                ksfile,
+                labels: job.labels,
+                extras: job.extras,
+                wire_version: wire::WIRE_VERSION,
+            };
+            vec![Outgoing::new(IMAGE_EXCHANGE, IMAGE_KEY, &next)]
+        }
+        Err(why) => {
+            tracing::warn!("kickstarter failed: {why}");
+            failure(&ctx.settings, &job.id, job.extras.attempt, &format!("kickstarter: {why}"))
+        }
+    }
+}
+
+/// Builds one image job, or returns the answer saved by an earlier delivery of it.
+/// `None`: the worker is stopping and the job goes back to the queue.
+async fn image(ctx: &Ctx, job: ImageJob, stop: watch::Receiver<bool>) -> Result<Option<Vec<Outgoing>>, String> {
+    let s = &ctx.settings;
+    let Some(dir) = job_dir(&s.jobs_dir, &job.id) else {
+        return Err(format!("job id `{}` cannot name a folder", job.id));
+    };
+    let attempt = job.extras.attempt.unwrap_or(1);
+    let key = format!("{}/{attempt}", job.id);
+    let saved = dir.join(format!("answer-{attempt}.json"));
+
+    // A copy of a message we are still building (redelivered after a reconnect): wait for it.
+    let running = ctx.building.lock().map(|b| b.get(&key).cloned()).unwrap_or(None);
+    if let Some(mut done) = running {
+        let _ = done.wait_for(|d| *d).await;
+    }
+    if let Some(answer) = read_answer(&saved).await {
+        tracing::info!("answering again from {}", saved.display());
+        return Ok(Some(answer));
+    }
+
+    let (done_tx, done_rx) = watch::channel(false);
+    if let Ok(mut b) = ctx.building.lock() {
+        b.insert(key.clone(), done_rx);
+    }
+    let answer = build(ctx, &job, attempt, &dir, stop).await;
+    if let Some(answer) = &answer {
+        if let Err(e) = write_answer(&saved, answer).await {
+            tracing::warn!("cannot save the answer in {}: {e}", saved.display());
+        }
+    }
+    if let Ok(mut b) = ctx.building.lock() {
+        b.remove(&key);
+    }
+    let _ = done_tx.send(true);
+    Ok(answer)
+}
+
+async fn build(
+    ctx: &Ctx,
+    job: &ImageJob,
+    attempt: u32,
+    dir: &Path,
+    mut stop: watch::Receiver<bool>,
+) -> Option<Vec<Outgoing>> {
+    let s = &ctx.settings;
+    let spec = BuildSpec {
+        id: job.id.clone(),
+        name: job.labels.name.clone().filter(|n| is_plain(n)).unwrap_or_else(|| "image".into()),
+        kickstart: job.ksfile.clone(),
+        imagetype: job.imagetype.to_string(),
+        arch: job.labels.arch.clone().unwrap_or_else(|| "x86_64".into()),
+        tokenmap: job.extras.tokenmap.clone(),
+    };
+    let building = StatusMessage {
+        status: JobState::Running.legacy_status().into(),
+        id: job.id.clone(),
+        url: Some(job_url(s, &job.id)),
+        log: None,
+        image: None,
+        error: None,
+        arch: Some(spec.arch.clone()),
+        name: Some(spec.name.clone()),
+        state: Some(JobState::Running),
+        attempt: Some(attempt),
+        wire_version: wire::WIRE_VERSION,
+    };
+    // Progress only: a lost status is not worth failing the build for.
+    if let Err(e) = send_all(ctx, &[Outgoing::new(RESULT_EXCHANGE, STATUS_KEY, &building)]).await {
+        tracing::warn!("status not sent: {e}");
+    }
+    tracing::info!("building {} `{}` (attempt {attempt})", spec.imagetype, spec.name);
+
+    let (cancel_tx, cancel_rx) = watch::channel(false);
+    if let Ok(mut c) = ctx.cancels.lock() {
+        c.insert(job.id.clone(), cancel_tx);
+    }
+    let run = s.builder.run(&spec, dir, cancel_rx);
+    tokio::pin!(run);
+    let mut stopping = false;
+    let result = loop {
+        tokio::select! {
+            r = &mut run => break r,
+            _ = stop.wait_for(|s| *s), if !stopping => {
+                stopping = true;
+                ctx.cancel(&job.id);
+            }
+        }
+    };
+    if let Ok(mut c) = ctx.cancels.lock() {
+        c.remove(&job.id);
+    }
+    match result {
+        Ok(files) => {
+            tracing::info!("done: {} file(s)", files.len());
+            let artifacts: Vec<ArtifactInfo> =
+                files.into_iter().map(|f| ArtifactInfo { name: f.name, size: f.size, sha256: f.sha256 }).collect();
+            let url = match artifacts.first() {
+                Some(a) => format!("{}/artifacts/{}", api_url(s, &job.id), a.name),
+                None => job_url(s, &job.id),
+            };
+            let link = LinkMessage {
+                id: job.id.clone(),
+                url,
+                artifacts,
+                attempt: Some(attempt),
+                wire_version: wire::WIRE_VERSION,
+            };
+            let result = ResultMessage {
+                logfile: LOG_FILE.into(),
+                id: job.id.clone(),
+                attempt: Some(attempt),
+                wire_version: wire::WIRE_VERSION,
+            };
+            let done = StatusMessage {
+                status: JobState::Done.legacy_status().into(),
+                state: Some(JobState::Done),
+                url: Some(link.url.clone()),
+                ..building
+            };
+            Some(vec![
+                Outgoing::new(RESULT_EXCHANGE, LINK_KEY, &link),
+                Outgoing::new(RESULT_EXCHANGE, RESULT_KEY, &result),
+                Outgoing::new(RESULT_EXCHANGE, STATUS_KEY, &done),
+            ])
+        }
+        Err(BuildError::Cancelled) if *stop.borrow() => {
+            tracing::info!("worker stopping: job handed back to the queue");
+            None
+        }
+        Err(e) => {
+            tracing::warn!("failed: {e}");
+            let log = dir.join(LOG_FILE);
+            let line = format!("{}\n{e}\n", wire::FAILED_LOG_LINE);
+            if let Err(err) = append(&log, &line).await {
+                tracing::warn!("cannot append to {}: {err}", log.display());
+            }
+            Some(failure(s, &job.id, Some(attempt), &e.to_string()))
+        }
+    }
+}
+
+/// `error_queue` and `status_queue` answers for a failed job.
+fn failure(s: &WorkerSettings, id: &str, attempt: Option<u32>, error: &str) -> Vec<Outgoing> {
+    let url = format!("{}/log", api_url(s, id));
+    let err = ErrorMessage {
+        error: error.into(),
+        url: url.clone(),
+        id: id.into(),
+        attempt,
+        wire_version: wire::WIRE_VERSION,
+    };
+    let status = StatusMessage {
+        status: JobState::Failed.legacy_status().into(),
+        id: id.into(),
+        url: Some(url),
+        log: None,
+        image: None,
+        error: Some(error.into()),
+        arch: None,
+        name: None,
+        state: Some(JobState::Failed),
+        attempt,
+        wire_version: wire::WIRE_VERSION,
+    };
+    vec![Outgoing::new(RESULT_EXCHANGE, ERROR_KEY, &err), Outgoing::new(RESULT_EXCHANGE, STATUS_KEY, &status)]
+}
+
+fn job_url(s: &WorkerSettings, id: &str) -> String {
+    format!("{}/job/{id}", s.base_url.trim_end_matches('/'))
+}
+
+fn api_url(s: &WorkerSettings, id: &str) -> String {
+    format!("{}/api/v1/jobs/{id}", s.base_url.trim_end_matches('/'))
+}
+
+/// One plain path component: what a message may name a folder or file with.
+fn is_plain(name: &str) -> bool {
+    !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\\', '\0'])
+}
+
+fn job_dir(jobs_dir: &Path, id: &str) -> Option<PathBuf> {
+    is_plain(id).then(|| jobs_dir.join(id))
+}
+
+async fn read_answer(path: &Path) -> Option<Vec<Outgoing>> {
+    let bytes = tokio::fs::read(path).await.ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// Written whole or not at all (temporary file, then rename), so a crash leaves no half answer.
+async fn write_answer(path: &Path, answer: &[Outgoing]) -> std::io::Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    tokio::fs::write(&tmp, serde_json::to_vec(answer).unwrap_or_default()).await?;
+    tokio::fs::rename(&tmp, path).await
+}
+
+async fn append(path: &Path, text: &str) -> std::io::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let mut f = tokio::fs::OpenOptions::new().create(true).append(true).open(path).await?;
+    f.write_all(text.as_bytes()).await
+}
