@@ -95,7 +95,9 @@ impl JobState {
         use JobState::*;
         matches!(
             (self, to),
-            (Queued, Running | Cancelled)
+            // Queued straight to done or failed: a worker may answer without a status message
+            // first (the wiki-era worker had no status queue; kickstarter failures).
+            (Queued, Running | Done | Failed | Cancelled)
                 | (Running, Done | Failed | Cancelled | Queued)
                 | (Failed | Cancelled, Queued)
         )
@@ -382,6 +384,8 @@ mod tests {
             allowed,
             vec![
                 (Queued, Running),
+                (Queued, Done),
+                (Queued, Failed),
                 (Queued, Cancelled),
                 (Running, Queued),
                 (Running, Done),

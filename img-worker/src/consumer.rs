@@ -130,7 +130,6 @@ async fn session(
     let mut control = control_consumer(&channel, &s.names).await?;
     tracing::info!("worker {} consuming {}", s.worker_id, s.names.of(IMAGE_QUEUE));
     backoff.reset();
-    let (stop_tx, stop_rx) = watch::channel(false);
     loop {
         let delivery = tokio::select! {
             d = images.next() => (d, Kind::Image),
@@ -148,7 +147,7 @@ async fn session(
             }
             Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
             _ = shutdown.changed() => {
-                let _ = stop_tx.send(true);
+                // Each build sees the same signal and hands its job back.
                 while tasks.join_next().await.is_some() {}
                 let _ = conn.close(200, "worker stopping").await;
                 return Ok(());
@@ -156,7 +155,8 @@ async fn session(
         };
         match delivery {
             (Some(Ok(d)), kind) => {
-                let (ctx, stop) = (ctx.clone(), stop_rx.clone());
+                // The process's stop signal, not this session's: builds outlive a lost connection.
+                let (ctx, stop) = (ctx.clone(), shutdown.clone());
                 tasks.spawn(handle(ctx, kind, d, stop));
             }
             (Some(Err(e)), _) => return Err(e.into()),
@@ -350,13 +350,15 @@ async fn build(
     }
     let run = s.builder.run(&spec, dir, cancel_rx);
     tokio::pin!(run);
-    let mut stopping = false;
+    let mut stop_seen = false;
     let result = loop {
         tokio::select! {
             r = &mut run => break r,
-            _ = stop.wait_for(|s| *s), if !stopping => {
-                stopping = true;
-                ctx.cancel(&job.id);
+            stopped = stop.wait_for(|s| *s), if !stop_seen => {
+                stop_seen = true;
+                if stopped.is_ok() {
+                    ctx.cancel(&job.id);
+                }
             }
         }
     };

@@ -1,0 +1,242 @@
+//! Scale-out over real PostgreSQL and RabbitMQ: the original wire format both ways, a server
+//! killed between accepting and publishing, and a broker restarted under queued jobs.
+
+mod support;
+
+use lapin::options::{BasicAckOptions, BasicGetOptions, BasicPublishOptions};
+use lapin::{BasicProperties, Connection, ConnectionProperties};
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use support::{fixture_ks, fixture_repo, program, Backend, Server, Store};
+
+const BUILD_TIMEOUT: Duration = Duration::from_secs(180);
+const SMALL_KS: &str = "part / --size=64 --fstype=ext4 --label=root\n%packages\nbusybox\n%end\n";
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
+}
+
+fn id_of(r: reqwest::blocking::Response) -> String {
+    assert_eq!(r.status(), 201);
+    r.json::<Value>().expect("json")["id"].as_str().expect("id").to_owned()
+}
+
+fn fixture_job() -> Value {
+    json!({"kickstart": fixture_ks(), "imagetype": "fs",
+           "tokenmap": {"FIXTURE_REPO": fixture_repo().display().to_string()}})
+}
+
+/// Takes the next message from `queue`, waiting up to 10 s for the outbox to publish it.
+async fn next_message(conn: &Connection, queue: &str) -> Value {
+    let ch = conn.create_channel().await.expect("channel");
+    let t0 = Instant::now();
+    loop {
+        if let Some(m) = ch.basic_get(queue, BasicGetOptions::default()).await.expect("basic.get") {
+            m.delivery.acker.ack(BasicAckOptions::default()).await.expect("ack");
+            assert_eq!(m.delivery.properties.delivery_mode(), &Some(2), "persistent");
+            return serde_json::from_slice(&m.delivery.data).expect("JSON body");
+        }
+        assert!(t0.elapsed() < Duration::from_secs(10), "nothing on {queue}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn publish(conn: &Connection, key: &str, body: &str) {
+    let ch = conn.create_channel().await.expect("channel");
+    ch.basic_publish(
+        "django_result_exchange",
+        key,
+        BasicPublishOptions::default(),
+        body.as_bytes(),
+        BasicProperties::default(),
+    )
+    .await
+    .expect("publish");
+}
+
+#[test]
+fn the_original_wire_format_both_ways() {
+    let store = Store::new(Backend::PostgresAmqp);
+    // No worker: the test plays the original worker by hand.
+    let s = Server::start_with(store.config(), 0);
+    let ks_job = id_of(s.submit_json(json!({"kickstart": SMALL_KS, "imagetype": "raw", "email": "a@example.org"})));
+    let tpl_job = id_of(s.submit_json(json!({"template": "minimal-x86_64.ks", "imagetype": "loop"})));
+    let third = id_of(s.submit_json(json!({"kickstart": SMALL_KS, "imagetype": "fs"})));
+
+    // Blocking HTTP calls stay outside the runtime; each AMQP step runs in it.
+    let rt = rt();
+    let conn = rt.block_on(Connection::connect(&store.amqp_url, ConnectionProperties::default())).expect("broker");
+    let take = |queue: &str| rt.block_on(next_message(&conn, queue));
+    let send = |key: &str, body: String| rt.block_on(publish(&conn, key, &body));
+
+    // What the server publishes parses as the original worker read it.
+    let mut images = vec![take("image_queue"), take("image_queue")];
+    images.sort_by_key(|m| m["id"] != ks_job.as_str());
+    let img = &images[0];
+    assert_eq!(img["id"], ks_job.as_str());
+    for key in ["email", "id", "imagetype", "ksfile", "name", "release", "username"] {
+        assert!(img.get(key).is_some(), "image_queue message lacks `{key}`: {img}");
+    }
+    assert_eq!((img["imagetype"].as_str(), img["email"].as_str()), (Some("raw"), Some("a@example.org")));
+    assert!(img["ksfile"].as_str().expect("ksfile is a string").contains("%packages"));
+    let ks = take("kickstarter_queue");
+    assert_eq!(ks["id"], tpl_job.as_str());
+    assert!(ks["config"]["Template"].as_str().expect("config.Template is the kickstart").contains("%packages"));
+    for key in ["email", "id", "imagetype", "name", "release", "username"] {
+        assert!(ks.get(key).is_some(), "kickstarter_queue message lacks `{key}`: {ks}");
+    }
+
+    // Original answers, without any of our fields, move the jobs.
+    send("status", format!(r#"{{"status": "BUILDING", "id": "{ks_job}"}}"#));
+    s.wait_status(&ks_job, "running", Duration::from_secs(10));
+    send("link", format!(r#"{{"id": "{ks_job}", "url": "http://img.example/images/x.raw"}}"#));
+    send("result", format!(r#"{{"logfile": "x.log", "id": "{ks_job}"}}"#));
+    s.wait_status(&ks_job, "done", Duration::from_secs(10));
+    send("error", format!(r#"{{"error": "mic: boom", "url": "http://img.example/log", "id": "{tpl_job}"}}"#));
+    let failed = s.wait_status(&tpl_job, "failed", Duration::from_secs(10));
+    assert_eq!(failed["error"], "mic: boom");
+    // A malformed message is dropped; the consumer goes on with the next.
+    send("link", "{\"id\": 12,".into());
+    send("status", format!(r#"{{"status": "ERROR", "id": "{third}", "error": "disk full"}}"#));
+    let third_job = s.wait_status(&third, "failed", Duration::from_secs(10));
+    assert_eq!(third_job["error"], "disk full");
+    // A late answer to an earlier attempt does not touch a retried job.
+    assert_eq!(s.http.post(s.api(&format!("/jobs/{third}/retry"))).send().expect("retry").status(), 200);
+    send("error", format!(r#"{{"error": "old", "url": "", "id": "{third}", "attempt": 1}}"#));
+    let again = take("image_queue");
+    assert_eq!((again["id"].as_str(), again["attempt"].as_u64()), (Some(third.as_str()), Some(2)));
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(s.get_json(&format!("/jobs/{third}"))["status"], "queued");
+}
+
+/// A free TCP port on loopback (bound, then released).
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+#[test]
+fn a_job_survives_sigkill_between_accept_and_publish() {
+    let store = Store::new(Backend::PostgresAmqp);
+    let config = store.config();
+    let port = free_port();
+    // The broker address is unreachable, so the server accepts jobs but cannot publish them.
+    let mut server = Command::new(program("img-server"))
+        .env("IMG_DATABASE_URL", &config.database_url)
+        .env("IMG_DATA_DIR", &config.data_dir)
+        .env("IMG_LISTEN", format!("127.0.0.1:{port}"))
+        .env("IMG_AMQP_URL", format!("amqp://guest:guest@127.0.0.1:{}/%2f", free_port()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("img-server starts");
+    let http = reqwest::blocking::Client::new();
+    let api = format!("http://127.0.0.1:{port}/api/v1/jobs");
+    let t0 = Instant::now();
+    let id = loop {
+        match http.post(&api).json(&fixture_job()).send() {
+            Ok(r) => break id_of(r),
+            Err(_) if t0.elapsed() < Duration::from_secs(20) => std::thread::sleep(Duration::from_millis(100)),
+            Err(e) => panic!("img-server did not come up: {e}"),
+        }
+    };
+    server.kill().expect("SIGKILL");
+    server.wait().expect("reaped");
+
+    // Back with the real broker and a worker: the job is published and built.
+    let s = Server::start(config);
+    let job = s.wait_final(&id, BUILD_TIMEOUT);
+    assert_eq!(job["status"], "done", "{job}{}", s.worker_logs());
+    assert!(job["artifacts"].as_array().is_some_and(|a| !a.is_empty()), "{job}");
+}
+
+/// A RabbitMQ node of this test's own, so stopping it disturbs no other test.
+struct PrivateBroker {
+    node: String,
+    dir: PathBuf,
+    port: u16,
+}
+
+impl PrivateBroker {
+    fn start() -> PrivateBroker {
+        let n = std::process::id();
+        let dir = std::env::temp_dir().join(format!("img-rabbit-{n}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("broker dir");
+        std::fs::write(dir.join("enabled_plugins"), "[].\n").expect("plugins file");
+        // The node runs as the rabbitmq user.
+        let ok = Command::new("chown").arg("-R").arg("rabbitmq:").arg(&dir).status().expect("chown");
+        assert!(ok.success(), "chown {}", dir.display());
+        let b = PrivateBroker { node: format!("imgtest{n}@localhost"), dir, port: free_port() };
+        b.up();
+        b
+    }
+
+    fn url(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
+    }
+
+    fn env(&self, cmd: &mut Command) {
+        cmd.env("RABBITMQ_NODENAME", &self.node)
+            .env("RABBITMQ_NODE_PORT", self.port.to_string())
+            .env("RABBITMQ_DIST_PORT", free_port().to_string())
+            .env("RABBITMQ_MNESIA_BASE", self.dir.join("mnesia"))
+            .env("RABBITMQ_LOG_BASE", self.dir.join("log"))
+            .env("RABBITMQ_PID_FILE", self.dir.join("pid"))
+            .env("RABBITMQ_ENABLED_PLUGINS_FILE", self.dir.join("enabled_plugins"))
+            .env("RABBITMQ_CONFIG_FILE", self.dir.join("none"));
+    }
+
+    fn up(&self) {
+        let mut start = Command::new("rabbitmq-server");
+        start.arg("-detached");
+        self.env(&mut start);
+        assert!(start.status().expect("rabbitmq-server").success(), "rabbitmq-server -detached");
+        let pid = self.dir.join("pid");
+        let out = Command::new("rabbitmqctl")
+            .args(["-n", &self.node, "wait", &pid.display().to_string(), "--timeout", "60"])
+            .output()
+            .expect("rabbitmqctl wait");
+        assert!(out.status.success(), "broker did not start: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    fn down(&self) {
+        let _ = Command::new("rabbitmqctl").args(["-n", &self.node, "stop"]).output();
+    }
+}
+
+impl Drop for PrivateBroker {
+    fn drop(&mut self) {
+        self.down();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn every_job_ends_after_a_broker_restart() {
+    let broker = PrivateBroker::start();
+    let store = Store::new(Backend::PostgresAmqp);
+    let mut config = store.config();
+    config.amqp_url = broker.url();
+    let s = Server::start(config);
+    let mut ids: Vec<String> = (0..3).map(|_| id_of(s.submit_json(fixture_job()))).collect();
+    let broken = json!({"kickstart": SMALL_KS, "imagetype": "fs", "extra_repos": ["file:///nonexistent/repo"]});
+    ids.push(id_of(s.submit_json(broken)));
+
+    broker.down();
+    // Jobs submitted while the broker is away wait in the database.
+    ids.push(id_of(s.submit_json(fixture_job())));
+    std::thread::sleep(Duration::from_secs(2));
+    broker.up();
+
+    let failing = ids.remove(3);
+    for id in &ids {
+        let job = s.wait_final(id, BUILD_TIMEOUT);
+        assert_eq!(job["status"], "done", "{job}{}", s.worker_logs());
+    }
+    let failed = s.wait_final(&failing, BUILD_TIMEOUT);
+    assert_eq!(failed["status"], "failed");
+    assert!(failed["error"].as_str().is_some_and(|e| e.contains("extra1")), "{failed}");
+}
