@@ -10,6 +10,10 @@ use img_core::job::{JobId, JobState};
 use std::path::PathBuf;
 
 pub const MAX_PER_PAGE: i64 = 200;
+/// The last page served (openapi.json says so too); beyond it page × per_page nears i64's end.
+pub const MAX_PAGE: i64 = 1_000_000_000;
+/// The largest log offset taken (1 TiB, far past any log; openapi.json says so too).
+pub const MAX_LOG_OFFSET: u64 = 1 << 40;
 
 fn check_id(id: &str) -> Result<String, ApiError> {
     id.parse::<JobId>().map(|j| j.to_string()).map_err(|e| ApiError::NotFound(format!("no such job: {e}")))
@@ -40,9 +44,13 @@ pub async fn get(state: &AppState, id: &str) -> Result<JobView, ApiError> {
     let key = id.clone();
     let (job, arts) = state
         .db
-        .run(move |db| {
+        .read(move |db| {
             let job = jobs::get(db, &key)?;
-            let arts = if job.is_some() { jobs::artifacts_of(db, &key)? } else { Vec::new() };
+            // Only a done job has files: polling a queued or running one costs one query.
+            let arts = match &job {
+                Some(j) if j.state() == JobState::Done => jobs::artifacts_of(db, &key)?,
+                _ => Vec::new(),
+            };
             Ok((job, arts))
         })
         .await?;
@@ -62,10 +70,10 @@ pub async fn list(state: &AppState, status: Option<&str>, page: i64, per_page: i
         Some(s) => Some(s.parse::<JobState>().map_err(|e| ApiError::BadRequest(format!("status: {e}")))?),
         None => None,
     };
-    if page < 1 || !(1..=MAX_PER_PAGE).contains(&per_page) {
-        return Err(ApiError::BadRequest(format!("page must be ≥ 1 and per_page 1–{MAX_PER_PAGE}")));
+    if !(1..=MAX_PAGE).contains(&page) || !(1..=MAX_PER_PAGE).contains(&per_page) {
+        return Err(ApiError::BadRequest(format!("page must be 1–{MAX_PAGE} and per_page 1–{MAX_PER_PAGE}")));
     }
-    let (rows, total) = state.db.run(move |db| jobs::list(db, status, page, per_page)).await?;
+    let (rows, total) = state.db.read(move |db| jobs::list(db, status, page, per_page)).await?;
     let jobs = rows.iter().map(|j| JobView::new(state, j, &[])).collect();
     Ok(Page { jobs, total, page, per_page })
 }
@@ -143,15 +151,22 @@ async fn remove_files(state: &AppState, id: &str) {
 
 /// The log from byte `offset` on (at most `max` bytes), and where the next read starts.
 pub async fn log(state: &AppState, id: &str, offset: u64, max: u64) -> Result<(Vec<u8>, u64, JobView), ApiError> {
+    if offset > MAX_LOG_OFFSET {
+        return Err(ApiError::BadRequest(format!("offset must be at most {MAX_LOG_OFFSET}")));
+    }
     let view = get(state, id).await?;
     let path = state.job_dir(&view.id).join(img_worker::build::LOG_FILE);
     let data = match tokio::fs::File::open(&path).await {
         Ok(f) => {
             use tokio::io::{AsyncReadExt, AsyncSeekExt};
             let mut f = f;
-            f.seek(std::io::SeekFrom::Start(offset)).await.map_err(|e| ApiError::Internal(e.to_string()))?;
+            let len = f.metadata().await.map_err(|e| ApiError::Internal(e.to_string()))?.len();
             let mut buf = Vec::new();
-            f.take(max).read_to_end(&mut buf).await.map_err(|e| ApiError::Internal(e.to_string()))?;
+            // Past the end there is nothing yet (and seeking far past it can fail).
+            if offset < len {
+                f.seek(std::io::SeekFrom::Start(offset)).await.map_err(|e| ApiError::Internal(e.to_string()))?;
+                f.take(max).read_to_end(&mut buf).await.map_err(|e| ApiError::Internal(e.to_string()))?;
+            }
             buf
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),

@@ -72,7 +72,7 @@ fn the_original_wire_format_both_ways() {
     let send = |key: &str, body: String| rt.block_on(publish(&conn, key, &body));
 
     // What the server publishes parses as the original worker read it.
-    let mut images = vec![take("image_queue"), take("image_queue")];
+    let mut images = [take("image_queue"), take("image_queue")];
     images.sort_by_key(|m| m["id"] != ks_job.as_str());
     let img = &images[0];
     assert_eq!(img["id"], ks_job.as_str());

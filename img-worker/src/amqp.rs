@@ -125,7 +125,7 @@ impl Default for Backoff {
 }
 
 impl Backoff {
-    pub fn next(&mut self) -> Duration {
+    pub fn pause(&mut self) -> Duration {
         let now = self.0;
         self.0 = (self.0 * 2).min(Duration::from_secs(5));
         now

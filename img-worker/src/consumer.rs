@@ -76,7 +76,7 @@ pub async fn run(settings: WorkerSettings, mut shutdown: watch::Receiver<bool>) 
             Ok(()) => break,
             Err(e) => {
                 *ctx.publisher.write().await = None;
-                let pause = backoff.next();
+                let pause = backoff.pause();
                 tracing::warn!("{e}; reconnecting in {pause:?}");
                 tokio::select! {
                     _ = tokio::time::sleep(pause) => {}

@@ -45,10 +45,11 @@ pub async fn stream(
             let mut out = String::new();
             while let Some(nl) = t.partial.iter().position(|&b| b == b'\n') {
                 let line: Vec<u8> = t.partial.drain(..=nl).collect();
-                out.push_str(&format!(
-                    "event: log\ndata: {}\n\n",
-                    String::from_utf8_lossy(&line[..nl]).trim_end_matches('\r')
-                ));
+                let text = String::from_utf8_lossy(&line[..nl]);
+                // A progress bar redraws its line after '\r', which SSE reads as a line end:
+                // send what a terminal would show, the last redraw.
+                let shown = text.trim_end_matches('\r').rsplit('\r').next().unwrap_or_default();
+                out.push_str(&format!("event: log\ndata: {shown}\n\n"));
             }
             if job.status != t.last_status {
                 t.last_status = job.status.clone();

@@ -21,21 +21,31 @@ const LOG_CHUNK: u64 = 1 << 20;
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/api/v1")
-            .route("/openapi.json", web::get().to(openapi))
-            .route("/jobs", web::post().to(create))
-            .route("/jobs", web::get().to(list))
-            .route("/jobs/{id}", web::get().to(show))
-            .route("/jobs/{id}", web::delete().to(delete))
-            .route("/jobs/{id}/cancel", web::post().to(cancel))
-            .route("/jobs/{id}/retry", web::post().to(retry))
-            .route("/jobs/{id}/log", web::get().to(log))
-            .route("/jobs/{id}/events", web::get().to(events::stream))
-            .route("/jobs/{id}/artifacts/{name}", web::get().to(artifact))
-            .route("/templates", web::get().to(templates))
+            // A malformed query string gets the API's JSON error, not actix's plain text.
+            .app_data(web::QueryConfig::default().error_handler(|e, _| ApiError::BadRequest(e.to_string()).into()))
+            .service(endpoint("/openapi.json", "GET").route(web::get().to(openapi)))
+            .service(endpoint("/jobs", "GET, POST").route(web::post().to(create)).route(web::get().to(list)))
+            .service(endpoint("/jobs/{id}", "GET, DELETE").route(web::get().to(show)).route(web::delete().to(delete)))
+            .service(endpoint("/jobs/{id}/cancel", "POST").route(web::post().to(cancel)))
+            .service(endpoint("/jobs/{id}/retry", "POST").route(web::post().to(retry)))
+            .service(endpoint("/jobs/{id}/log", "GET").route(web::get().to(log)))
+            .service(endpoint("/jobs/{id}/events", "GET").route(web::get().to(events::stream)))
+            .service(endpoint("/jobs/{id}/artifacts/{name}", "GET").route(web::get().to(artifact)))
+            .service(endpoint("/templates", "GET").route(web::get().to(templates)))
             .default_service(web::to(|| async {
                 Err::<HttpResponse, _>(ApiError::NotFound("no such API endpoint".into()))
             })),
     );
+}
+
+/// One path of the API. Other methods on it get 405 with `Allow` (else the scope's 404
+/// would claim the path does not exist).
+fn endpoint(path: &str, allow: &'static str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(move || async move {
+        HttpResponse::MethodNotAllowed().insert_header((header::ALLOW, allow)).json(serde_json::json!({
+            "error": "method_not_allowed", "detail": format!("this endpoint allows {allow}"),
+        }))
+    }))
 }
 
 async fn openapi() -> HttpResponse {

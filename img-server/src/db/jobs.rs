@@ -86,7 +86,7 @@ pub fn get(db: &Db, id: &str) -> DbResult<Option<Job>> {
 
 /// One page of jobs, newest first, and the number of jobs matching.
 pub fn list(db: &Db, state: Option<JobState>, page: i64, per_page: i64) -> DbResult<(Vec<Job>, i64)> {
-    let offset = (page.max(1) - 1) * per_page;
+    let offset = (page.max(1) - 1).saturating_mul(per_page);
     let (rows, total) = with_conn!(db, |conn| {
         let mut q = jobs::table.select(Job::as_select()).into_boxed();
         let mut count = jobs::table.count().into_boxed();

@@ -80,6 +80,8 @@ impl Db {
             }
             let pool = Pool::builder()
                 .max_size(8)
+                // A local file cannot drop a connection: no `SELECT 1` before every use.
+                .test_on_check_out(false)
                 .connection_customizer(Box::new(SqliteSetup))
                 .connection_timeout(Duration::from_secs(10))
                 .build(ConnectionManager::<SqliteConnection>::new(path))
@@ -105,6 +107,17 @@ impl Db {
         match self {
             Db::Sqlite(_) => "sqlite",
             Db::Pg(_) => "postgres",
+        }
+    }
+
+    /// A short read. On SQLite it runs on the calling thread when a pooled connection is idle:
+    /// WAL readers never wait for the writer, and spawn_blocking's two thread switches are
+    /// most of a status read's cost. Otherwise (and always on PostgreSQL, where a query is a
+    /// network round trip) it is [`Db::run`].
+    pub async fn read<T: Send + 'static>(&self, f: impl FnOnce(&Db) -> DbResult<T> + Send + 'static) -> DbResult<T> {
+        match self {
+            Db::Sqlite(pool) if pool.state().idle_connections > 0 => f(self),
+            _ => self.run(f).await,
         }
     }
 

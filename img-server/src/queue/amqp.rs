@@ -38,7 +38,7 @@ impl QueueBackend for AmqpQueue {
             match session(&state, &mut backoff, shutdown.clone()).await {
                 Ok(()) => break,
                 Err(e) => {
-                    let pause = backoff.next();
+                    let pause = backoff.pause();
                     tracing::warn!("broker: {e}; reconnecting in {pause:?} (queued jobs wait in the database)");
                     tokio::select! {
                         _ = tokio::time::sleep(pause) => {}
