@@ -50,6 +50,9 @@ pub struct WorkerConfig {
     pub embedded: String,
     /// The img-creator program (empty: next to img-server, else on PATH).
     pub creator: String,
+    /// Where builds run: `vm` (a throwaway VM per job) or `host` (img-creator directly on
+    /// this machine, as root: kickstart scripts can change it; for development only).
+    pub executor: String,
     /// Jobs built at the same time by one worker.
     pub concurrency: u32,
     /// Wall-clock limit for one build, in seconds.
@@ -124,6 +127,7 @@ impl Default for WorkerConfig {
         WorkerConfig {
             embedded: "auto".into(),
             creator: String::new(),
+            executor: "vm".into(),
             concurrency: 1,
             timeout_secs: 3600,
             idle_timeout_secs: 600,
@@ -226,6 +230,7 @@ impl Config {
             "database_url",
             "must start with sqlite:// or postgres://",
         )?;
+        check(matches!(self.worker.executor.as_str(), "vm" | "host"), "worker.executor", "must be `vm` or `host`")?;
         check(self.worker.concurrency > 0, "worker.concurrency", "must be at least 1")?;
         check(self.limits.max_upload_bytes > 0, "limits.max_upload_bytes", "must be at least 1")
     }

@@ -2,6 +2,7 @@
 //! extras → %pack → checksums. Work happens in a temporary folder; only a finished
 //! build's files move into `--outdir`, so a failed one leaves nothing half-written.
 
+use crate::cmd::Cmd;
 use crate::error::{CreateError, Result};
 use crate::fsio;
 use crate::layout::Volume;
@@ -331,8 +332,28 @@ fn publish(out: &Path, outdir: &Path) -> Result<()> {
         if dst.is_dir() {
             let _ = std::fs::remove_dir_all(&dst);
         }
-        std::fs::rename(e.path(), &dst).map_err(CreateError::io("cannot move the result to", &dst))?;
+        match std::fs::rename(e.path(), &dst) {
+            Err(err) if err.raw_os_error() == Some(libc::EXDEV) => copy_across(&e.path(), &dst)?,
+            r => r.map_err(CreateError::io("cannot move the result to", &dst))?,
+        }
     }
+    Ok(())
+}
+
+/// `--tmpdir` on another filesystem than `--outdir` (in the build VM, the VM's disk and a
+/// shared folder): a sparse-preserving copy under a temporary name, then a rename, so the
+/// output folder never holds a half-copied image.
+fn copy_across(src: &Path, dst: &Path) -> Result<()> {
+    let name = dst.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let partial = dst.with_file_name(format!(".{name}.partial"));
+    Cmd::new("cp")
+        .args(["-a", "--sparse=always", "--"])
+        .arg(src)
+        .arg(&partial)
+        .run()
+        .map_err(CreateError::in_phase("publishing"))?;
+    std::fs::rename(&partial, dst).map_err(CreateError::io("cannot move the result to", dst))?;
+    let _ = if src.is_dir() { std::fs::remove_dir_all(src) } else { std::fs::remove_file(src) };
     Ok(())
 }
 

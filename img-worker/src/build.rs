@@ -5,6 +5,7 @@
 //! Job folder layout (served by img-server): `NAME.ks`, `build.log`, `out/` (the images,
 //! `SHA256SUMS`, `result.json`).
 
+use crate::vm::{self, Share, VmImage, VmLimits, VmRun};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -36,6 +37,16 @@ pub struct Builder {
     pub cachedir: Option<PathBuf>,
     /// Wall-clock limit of one build.
     pub timeout: Duration,
+    pub executor: Executor,
+}
+
+/// Where img-creator runs.
+#[derive(Debug, Clone)]
+pub enum Executor {
+    /// On this host, as root: kickstart scripts can do anything here. Development only.
+    Host,
+    /// In a throwaway VM (the default): see [`crate::vm`].
+    Vm { image: VmImage, limits: VmLimits, scratch: PathBuf },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +69,18 @@ pub enum BuildError {
     Spawn { program: String, source: std::io::Error },
     #[error("{what} {path}: {source}")]
     Io { what: &'static str, path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Vm(vm::VmError),
+}
+
+impl From<vm::VmError> for BuildError {
+    fn from(e: vm::VmError) -> Self {
+        match e {
+            vm::VmError::Cancelled => BuildError::Cancelled,
+            vm::VmError::TimedOut(s) => BuildError::TimedOut(s),
+            other => BuildError::Vm(other),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -92,10 +115,26 @@ impl Builder {
             "" => default_creator(),
             path => path.into(),
         };
+        let data = Path::new(&config.data_dir);
+        let executor = match config.worker.executor.as_str() {
+            "host" => Executor::Host,
+            _ => Executor::Vm {
+                image: VmImage { dir: vm_dir(config) },
+                limits: VmLimits {
+                    memory_mb: config.worker.vm_memory_mb,
+                    cpus: config.worker.vm_cpus,
+                    timeout: Duration::from_secs(config.worker.timeout_secs),
+                    idle: Duration::from_secs(config.worker.idle_timeout_secs),
+                    kvm: vm::use_kvm(&config.worker.kvm),
+                },
+                scratch: data.join("vm-run"),
+            },
+        };
         Builder {
             creator,
-            cachedir: Some(Path::new(&config.data_dir).join("cache")),
+            cachedir: Some(data.join("cache")),
             timeout: Duration::from_secs(config.worker.timeout_secs),
+            executor,
         }
     }
 
@@ -104,7 +143,7 @@ impl Builder {
         &self,
         spec: &BuildSpec,
         job_dir: &Path,
-        mut cancel: watch::Receiver<bool>,
+        cancel: watch::Receiver<bool>,
     ) -> Result<Vec<Artifact>, BuildError> {
         let io = |what, path: &Path| {
             let path = path.to_owned();
@@ -120,7 +159,74 @@ impl Builder {
         let ks = job_dir.join(format!("{}.ks", spec.name));
         tokio::fs::write(&ks, &spec.kickstart).await.map_err(io("cannot write", &ks))?;
         let log = job_dir.join(LOG_FILE);
+        match &self.executor {
+            Executor::Host => self.on_host(spec, &ks, &out, &log, cancel).await,
+            Executor::Vm { image, limits, scratch } => {
+                self.in_vm(spec, job_dir, &log, (image, limits, scratch), cancel).await
+            }
+        }
+    }
 
+    /// img-creator in a throwaway VM: the job folder is `/job` there, img-creator's folder
+    /// `/tools`, and each `file://` repository is mounted read-only at its own path.
+    async fn in_vm(
+        &self,
+        spec: &BuildSpec,
+        job_dir: &Path,
+        log: &Path,
+        (image, limits, scratch): (&VmImage, &VmLimits, &PathBuf),
+        cancel: watch::Receiver<bool>,
+    ) -> Result<Vec<Artifact>, BuildError> {
+        let tools = self.creator.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+        let creator_name = self.creator.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let mut shares = vec![Share { tag: "tools".into(), host: tools, guest_path: "/tools".into() }];
+        shares.extend(file_repos(spec).into_iter().enumerate().map(|(i, dir)| Share {
+            tag: format!("repo{i}"),
+            guest_path: dir.display().to_string(),
+            host: dir,
+        }));
+        let script = run_script(spec, &creator_name, &shares);
+        let run_path = job_dir.join(vm::RUN);
+        let io = |what, path: &Path| {
+            let path = path.to_owned();
+            move |source| BuildError::Io { what, path, source }
+        };
+        tokio::fs::write(&run_path, script).await.map_err(io("cannot write", &run_path))?;
+        use std::os::unix::fs::PermissionsExt;
+        tokio::fs::set_permissions(&run_path, std::fs::Permissions::from_mode(0o755))
+            .await
+            .map_err(io("cannot make executable", &run_path))?;
+        let _ = tokio::fs::remove_file(log).await;
+        tracing::info!(job = %spec.id, "img-creator create {} in a build VM", spec.imagetype);
+        let run = VmRun { job_dir, log, shares: &shares, scratch };
+        let outcome = vm::run_vm(image, limits, &run, cancel).await?;
+        tracing::info!(job = %spec.id, "build VM done in {:.1} s (exit {})", outcome.seconds, outcome.code);
+        let stderr = tokio::fs::read_to_string(job_dir.join(CREATOR_STDERR)).await.unwrap_or_default();
+        let tail: Vec<String> = stderr.lines().rev().take(20).map(str::to_owned).collect::<Vec<_>>();
+        let tail: Vec<String> = tail.into_iter().rev().collect();
+        let out = job_dir.join(OUT_DIR);
+        if outcome.code == 0 {
+            let dir = out.clone();
+            tokio::task::spawn_blocking(move || checksum_on_host(&dir))
+                .await
+                .map_err(|e| BuildError::Failed(format!("hashing the outputs: {e}")))??;
+        }
+        finish(Some(outcome.code), &out, &tail)
+    }
+
+    async fn on_host(
+        &self,
+        spec: &BuildSpec,
+        ks: &Path,
+        out: &Path,
+        log: &Path,
+        mut cancel: watch::Receiver<bool>,
+    ) -> Result<Vec<Artifact>, BuildError> {
+        let io = |what, path: &Path| {
+            let path = path.to_owned();
+            move |source| BuildError::Io { what, path, source }
+        };
+        let (ks, out, log) = (ks.to_owned(), out.to_owned(), log.to_owned());
         let mut cmd = tokio::process::Command::new(&self.creator);
         cmd.arg("create")
             .arg(&spec.imagetype)
@@ -186,6 +292,85 @@ impl Builder {
         };
         stop(&mut child).await;
         Err(stopped.unwrap_or(BuildError::Cancelled))
+    }
+}
+
+/// Hashes a VM build's outputs on the host: `SHA256SUMS`, and each file's `sha256` in
+/// `result.json`, as `--genchecksum` would have written them.
+fn checksum_on_host(out: &Path) -> Result<(), BuildError> {
+    use img_creator::outputs::{describe_files, write_checksums, RESULT_FILE};
+    let fail = |e: img_creator::error::CreateError| BuildError::Failed(format!("hashing the outputs: {e}"));
+    let files = describe_files(out, true).map_err(fail)?;
+    write_checksums(out, &files).map_err(fail)?;
+    let path = out.join(RESULT_FILE);
+    let io = |what, source| BuildError::Io { what, path: path.clone(), source };
+    let text = std::fs::read(&path).map_err(|e| io("cannot read", e))?;
+    let mut result: serde_json::Value =
+        serde_json::from_slice(&text).map_err(|e| BuildError::Failed(format!("{}: {e}", path.display())))?;
+    result["files"] = serde_json::to_value(&files).unwrap_or_default();
+    std::fs::write(&path, serde_json::to_vec_pretty(&result).unwrap_or_default()).map_err(|e| io("cannot write", e))
+}
+
+/// img-creator's own stderr inside the VM (its detailed log goes to the console).
+const CREATOR_STDERR: &str = "creator.stderr";
+
+/// `/job/run` for the guest agent: mount the repositories, run img-creator on `/job`.
+fn run_script(spec: &BuildSpec, creator: &str, shares: &[Share]) -> String {
+    use crate::vm::shell_quote as q;
+    let mut s =
+        String::from("#!/bin/sh\n# Written by img-worker; runs as root inside the throwaway build VM.\nset -e\n");
+    for sh in shares {
+        s.push_str(&format!(
+            "mkdir -p {p}\nmount -t 9p -o trans=virtio,version=9p2000.L,msize=1048576,ro {tag} {p}\n",
+            p = q(&sh.guest_path),
+            tag = q(&sh.tag)
+        ));
+    }
+    let mut args = vec![
+        format!("/tools/{}", q(creator)),
+        "create".into(),
+        q(&spec.imagetype),
+        q(&format!("/job/{}.ks", spec.name)),
+        "--outdir /job/out".into(),
+        // The install root on the VM's own disk: dnf's and rpm's SQLite databases fail on 9p.
+        "--tmpdir /var/tmp/img-creator".into(),
+        format!("--name {}", q(&spec.name)),
+        format!("--arch {}", q(&spec.arch)),
+        // No --genchecksum: the host hashes the outputs afterwards, many times faster than an
+        // emulated CPU (see `checksum_on_host`).
+        "--logfile /dev/stdout".into(),
+    ];
+    if !spec.tokenmap.is_empty() {
+        let pairs: Vec<String> = spec.tokenmap.iter().map(|(k, v)| format!("{k}:{v}")).collect();
+        args.push(format!("--tokenmap {}", q(&pairs.join(","))));
+    }
+    s.push_str(&format!("exec {} 2>/job/{CREATOR_STDERR}\n", args.join(" ")));
+    s
+}
+
+/// Local folders of the kickstart's `file://` repositories (after token substitution).
+fn file_repos(spec: &BuildSpec) -> Vec<PathBuf> {
+    use img_core::kickstart::{parse, ParseOptions};
+    let parsed =
+        parse(&spec.kickstart, &ParseOptions { file: "job.ks", tokens: &spec.tokenmap }, &img_core::source::NoFiles);
+    let mut dirs: Vec<PathBuf> = parsed
+        .kickstart
+        .summary()
+        .repos
+        .iter()
+        .filter_map(|r| r.baseurl.as_deref()?.strip_prefix("file://").map(PathBuf::from))
+        .filter(|p| p.is_absolute() && p.is_dir())
+        .collect();
+    dirs.sort();
+    dirs.dedup();
+    dirs
+}
+
+/// `worker.vm_dir`, or `DATA_DIR/vm`.
+pub fn vm_dir(config: &img_core::config::Config) -> PathBuf {
+    match config.worker.vm_dir.as_str() {
+        "" => Path::new(&config.data_dir).join("vm"),
+        dir => dir.into(),
     }
 }
 

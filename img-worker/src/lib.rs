@@ -7,3 +7,4 @@ pub mod build;
 pub mod consumer;
 pub mod kickstarter;
 pub mod process;
+pub mod vm;

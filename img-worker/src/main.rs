@@ -30,6 +30,8 @@ enum Command {
 enum VmCommand {
     /// Build (or rebuild when its recipe changed) the base VM image from `vm/`.
     Build,
+    /// Print the accelerator builds would use (kvm or tcg) and why.
+    Probe,
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -54,8 +56,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Vm(VmCommand::Build) => {
-            eprintln!("img-worker: error: building the base VM arrives with issue [4/5]");
-            Ok(ExitCode::from(2))
+            let config = load_config(cli.config.as_deref())?;
+            init_logging("info");
+            let image = img_worker::vm::VmImage { dir: img_worker::build::vm_dir(&config) };
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            rt.block_on(img_worker::vm::ensure_image(&image))?;
+            println!("{}", image.dir.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Vm(VmCommand::Probe) => {
+            let config = load_config(cli.config.as_deref())?;
+            // The probe explains its choice in its log lines.
+            init_logging("info");
+            let kvm = img_worker::vm::use_kvm(&config.worker.kvm);
+            println!("{} (worker.kvm = {})", if kvm { "kvm" } else { "tcg" }, config.worker.kvm);
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

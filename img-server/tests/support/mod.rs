@@ -125,6 +125,8 @@ impl Store {
         };
         c.kickstarter.templates = vec![workspace().join("kickstarts").display().to_string()];
         c.worker.creator = creator().display().to_string();
+        // One base VM for every test (vm/build makes it once; it is current afterwards).
+        c.worker.vm_dir = workspace().join(".build/vm").display().to_string();
         c
     }
 }
@@ -171,6 +173,7 @@ impl Worker {
             .env("IMG_DATA_DIR", &config.data_dir)
             .env("IMG_BASE_URL", &config.base_url)
             .env("IMG_WORKER_CREATOR", &config.worker.creator)
+            .env("IMG_WORKER_VM_DIR", &config.worker.vm_dir)
             .env("IMG_LOG", "info")
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())

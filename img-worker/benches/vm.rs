@@ -1,0 +1,114 @@
+//! The build VM's costs, printed side by side in one run:
+//! `cargo bench -p img-worker --bench vm [-- ROUNDS]`.
+//!
+//! - fixed overhead: overlay created → guest agent ready → an empty job done → VM gone;
+//! - the fixture `loop` build in the VM against the same build on the host;
+//!
+//! with the accelerator used. Targets (issue 7): overhead ≤ 1.5 s with KVM, ≤ 2.5 s under TCG;
+//! the in-VM build ≤ 12 s under TCG, ≤ 1.3× the host build with KVM. Exits non-zero on a miss.
+
+use img_worker::build::{BuildSpec, Builder, Executor};
+use img_worker::vm::{self, VmImage, VmLimits, VmRun};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace").to_owned()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+const LOOP_KS: &str = "part / --size=128 --fstype=ext4 --label=root
+repo --name=fixture --baseurl=file://@FIXTURE_REPO@
+%packages
+@core
+-bloat
+%end
+";
+
+fn main() {
+    let rounds: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(5);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let scratch = workspace().join(".build/bench-vm");
+    let _ = std::fs::remove_dir_all(&scratch);
+    std::fs::create_dir_all(scratch.join("job")).expect("scratch");
+    let image = VmImage { dir: workspace().join(".build/vm") };
+    rt.block_on(vm::ensure_image(&image)).expect("base VM (vm/build)");
+    let kvm = vm::use_kvm("auto");
+    let accel = if kvm { "KVM" } else { "TCG" };
+    let limits =
+        VmLimits { memory_mb: 1024, cpus: 1, timeout: Duration::from_secs(300), idle: Duration::from_secs(120), kvm };
+    let (_keep, cancel) = watch::channel(false);
+
+    // Fixed overhead: an empty job.
+    let job = scratch.join("job");
+    std::fs::write(job.join(vm::RUN), "#!/bin/sh\nexit 0\n").expect("run script");
+    std::process::Command::new("chmod").arg("+x").arg(job.join(vm::RUN)).status().expect("chmod");
+    let run = VmRun { job_dir: &job, log: &scratch.join("empty.log"), shares: &[], scratch: &scratch.join("vm-run") };
+    let overhead: Vec<f64> = (0..rounds)
+        .map(|_| {
+            let t = Instant::now();
+            let o = rt.block_on(vm::run_vm(&image, &limits, &run, cancel.clone())).expect("empty job");
+            assert_eq!(o.code, 0);
+            t.elapsed().as_secs_f64()
+        })
+        .collect();
+
+    // The fixture loop build, in the VM and on the host, alternating.
+    let repo = workspace().join(".build/fixtures/repo");
+    let made = std::process::Command::new(workspace().join("tests/fixtures/make-repo")).arg(&repo).output();
+    assert!(made.is_ok_and(|o| o.status.success()), "tests/fixtures/make-repo");
+    let release = workspace().join("target/release/img-creator");
+    let creator = if release.is_file() { release } else { workspace().join("target/debug/img-creator") };
+    let spec = BuildSpec {
+        id: "bench".into(),
+        name: "fixture".into(),
+        kickstart: LOOP_KS.into(),
+        imagetype: "loop".into(),
+        arch: "x86_64".into(),
+        tokenmap: [("FIXTURE_REPO".to_owned(), repo.display().to_string())].into(),
+    };
+    let builder = |executor| Builder { creator: creator.clone(), cachedir: None, timeout: limits.timeout, executor };
+    let in_vm = builder(Executor::Vm { image: image.clone(), limits: limits.clone(), scratch: scratch.join("vm-run") });
+    let on_host = builder(Executor::Host);
+    let build_rounds = rounds.clamp(1, 3);
+    let (mut vm_times, mut host_times) = (Vec::new(), Vec::new());
+    for _ in 0..build_rounds {
+        for (b, times) in [(&in_vm, &mut vm_times), (&on_host, &mut host_times)] {
+            let t = Instant::now();
+            rt.block_on(b.run(&spec, &job, cancel.clone())).expect("fixture build");
+            times.push(t.elapsed().as_secs_f64());
+        }
+    }
+    let left = std::fs::read_dir(scratch.join("vm-run")).map(|d| d.count()).unwrap_or(0);
+
+    let (ovh, vm_s, host_s) = (median(overhead), median(vm_times), median(host_times));
+    let ovh_target = if kvm { 1.5 } else { 2.5 };
+    let ok_ovh = ovh <= ovh_target;
+    let ok_build = if kvm { vm_s <= 1.3 * host_s } else { vm_s <= 12.0 };
+    let verdict = |ok: bool| if ok { "PASS" } else { "FAIL" };
+    println!(
+        "\nbuild VM benchmark ({accel}; {} with {}):\n",
+        creator.display(),
+        if kvm { "-cpu host" } else { "-cpu qemu64" }
+    );
+    println!("| measure | median | target |");
+    println!("|---|---|---|");
+    println!("| fixed overhead: overlay → agent ready → empty job → VM gone ({rounds} runs) | {ovh:.2} s | ≤ {ovh_target} s: {} |", verdict(ok_ovh));
+    let target = if kvm {
+        format!("≤ 1.3× host ({:.2} s): {}", 1.3 * host_s, verdict(ok_build))
+    } else {
+        format!("≤ 12 s: {}", verdict(ok_build))
+    };
+    println!("| fixture loop build in the VM ({build_rounds} runs) | {vm_s:.2} s | {target} |");
+    println!("| the same build on the host | {host_s:.2} s | ratio {:.1}× |", vm_s / host_s);
+    println!("\noverlays left behind: {left}");
+    let _ = std::fs::remove_dir_all(&scratch);
+    if !(ok_ovh && ok_build && left == 0) {
+        std::process::exit(1);
+    }
+}

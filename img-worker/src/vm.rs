@@ -1,0 +1,387 @@
+//! The throwaway build VM. Per job: a qcow2 overlay of the base image that `vm/build` makes,
+//! qemu with the accelerator the KVM probe chose, direct kernel boot (PVH, no bootloader), the
+//! job folder shared read-write (9p tag `job`), img-creator's folder read-only (`tools`), and
+//! each `file://` repository read-only at its own path. No network device. The guest agent
+//! (`vm/img-guest`) runs `/job/run`, writes `/job/exit-code` and powers off.
+//!
+//! The console streams into the job log line by line. A wall-clock limit, a no-progress
+//! watchdog (no console output and no growth of the job folder) and cancellation stop it. On
+//! every way out qemu is killed by its own pid and the overlay deleted.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use thiserror::Error;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+use tokio::sync::watch;
+
+pub const QEMU: &str = "qemu-system-x86_64";
+/// Files `vm/build` leaves in the VM folder.
+pub const BASE: &str = "base.qcow2";
+pub const KERNEL: &str = "vmlinux";
+pub const INITRD: &str = "initrd.img";
+pub const VERSION: &str = "version";
+/// What the guest agent writes into the job folder.
+pub const EXIT_CODE: &str = "exit-code";
+pub const RUN: &str = "run";
+/// How often the watchdog looks at the job folder.
+const WATCH_EVERY: Duration = Duration::from_secs(2);
+/// Console lines kept for the error of a failed build.
+const TAIL: usize = 20;
+
+#[derive(Debug, Error)]
+pub enum VmError {
+    #[error("the build VM is missing {0} (run `img-worker vm build`)")]
+    Missing(PathBuf),
+    #[error("cannot start {program}: {source}")]
+    Spawn { program: String, source: std::io::Error },
+    #[error("qemu-img create failed: {0}")]
+    Overlay(String),
+    #[error("{what} {path}: {source}")]
+    Io { what: &'static str, path: PathBuf, source: std::io::Error },
+    #[error("the build VM ran longer than {0} s and was stopped")]
+    TimedOut(u64),
+    #[error("no progress for {0} s (no console output, no new files): the build VM was stopped")]
+    Stalled(u64),
+    #[error("cancelled")]
+    Cancelled,
+    #[error("building the base VM failed: {0}")]
+    Recipe(String),
+    #[error("the build VM stopped without an exit code; console ends: {0}")]
+    NoExitCode(String),
+}
+
+/// The base image folder made by `vm/build`.
+#[derive(Debug, Clone)]
+pub struct VmImage {
+    pub dir: PathBuf,
+}
+
+impl VmImage {
+    pub fn check(&self) -> Result<(), VmError> {
+        for f in [BASE, KERNEL, INITRD] {
+            let p = self.dir.join(f);
+            if !p.is_file() {
+                return Err(VmError::Missing(p));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct VmLimits {
+    pub memory_mb: u32,
+    pub cpus: u32,
+    pub timeout: Duration,
+    /// No console output and no new bytes in the job folder for this long: stalled.
+    pub idle: Duration,
+    pub kvm: bool,
+}
+
+/// A read-only folder of the host mounted at `guest_path` in the guest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Share {
+    pub tag: String,
+    pub host: PathBuf,
+    pub guest_path: String,
+}
+
+/// What one VM run needs: the job folder (holding `run`), the log the console goes to, the
+/// read-only shares, and a scratch folder for the overlay.
+#[derive(Debug, Clone)]
+pub struct VmRun<'a> {
+    pub job_dir: &'a Path,
+    pub log: &'a Path,
+    pub shares: &'a [Share],
+    pub scratch: &'a Path,
+}
+
+/// Result of a finished VM: the exit code of `/job/run` and the console's last lines.
+#[derive(Debug, Clone)]
+pub struct VmOutcome {
+    pub code: i32,
+    pub tail: Vec<String>,
+    pub seconds: f64,
+}
+
+/// The recipe folder (`vm/` of the source tree, or `IMG_VM_RECIPE` for installed copies).
+pub fn recipe_dir() -> PathBuf {
+    std::env::var_os("IMG_VM_RECIPE")
+        .map(Into::into)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../vm"))
+}
+
+/// Builds the base image into `image.dir` with `vm/build` unless it is current (the script
+/// compares its recipe hash with the folder's `version` and returns at once then). Its
+/// progress lines are logged.
+pub async fn ensure_image(image: &VmImage) -> Result<(), VmError> {
+    // One recipe run at a time in this process: concurrent first builds wait for the first.
+    static ONE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _one = ONE.lock().await;
+    let script = recipe_dir().join("build");
+    let mut child = tokio::process::Command::new(&script)
+        .arg(&image.dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|source| VmError::Spawn { program: script.display().to_string(), source })?;
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().expect("piped stderr")).lines();
+    let mut tail = Vec::new();
+    while let Ok(Some(line)) = lines.next_line().await {
+        tracing::info!(target: "img::vm", "{line}");
+        tail.push(line);
+        if tail.len() > 5 {
+            tail.remove(0);
+        }
+    }
+    let status =
+        child.wait().await.map_err(|source| VmError::Spawn { program: script.display().to_string(), source })?;
+    if !status.success() {
+        return Err(VmError::Recipe(tail.join(" ⏎ ")));
+    }
+    image.check()
+}
+
+/// `worker.kvm`: `never`, `always`, or `auto` (a short probe boot decides, once per process).
+pub fn use_kvm(mode: &str) -> bool {
+    let mode = mode.parse().unwrap_or(img_creator::qemu::KvmMode::Auto);
+    img_creator::qemu::accel_for(mode) == img_creator::qemu::Accel::Kvm
+}
+
+/// The qemu arguments; `vm/README.md` documents the same command line.
+pub fn qemu_args(image: &VmImage, limits: &VmLimits, overlay: &Path, run: &VmRun) -> Vec<String> {
+    let esc = |p: &Path| p.display().to_string().replace(',', ",,");
+    let accel = if limits.kvm { "kvm" } else { "tcg" };
+    // qemu64 is faster than `max` under TCG (glibc picks AVX routines TCG emulates slowly).
+    let cpu = if limits.kvm { "host" } else { "qemu64" };
+    let mut a: Vec<String> = [
+        "-machine",
+        &format!("q35,accel={accel}"),
+        "-cpu",
+        cpu,
+        "-m",
+        &limits.memory_mb.to_string(),
+        "-smp",
+        &limits.cpus.max(1).to_string(),
+        "-nodefaults",
+        "-no-reboot",
+        "-display",
+        "none",
+        "-serial",
+        "stdio",
+        "-nic",
+        "none",
+        "-kernel",
+        &image.dir.join(KERNEL).display().to_string(),
+        "-initrd",
+        &image.dir.join(INITRD).display().to_string(),
+        "-append",
+        "console=ttyS0 root=/dev/vda rw panic=-1 quiet",
+        "-drive",
+        &format!("file={},if=virtio,format=qcow2,cache=unsafe", esc(overlay)),
+        "-virtfs",
+        &format!("local,path={},mount_tag=job,security_model=none", esc(run.job_dir)),
+    ]
+    .map(String::from)
+    .to_vec();
+    for s in run.shares {
+        a.push("-virtfs".into());
+        a.push(format!("local,path={},mount_tag={},security_model=none,readonly=on", esc(&s.host), s.tag));
+    }
+    a
+}
+
+/// Boots one throwaway VM for `run` and waits for it; the overlay is always deleted.
+pub async fn run_vm(
+    image: &VmImage,
+    limits: &VmLimits,
+    run: &VmRun<'_>,
+    mut cancel: watch::Receiver<bool>,
+) -> Result<VmOutcome, VmError> {
+    ensure_image(image).await?;
+    let io = |what, path: &Path| {
+        let path = path.to_owned();
+        move |source| VmError::Io { what, path, source }
+    };
+    tokio::fs::create_dir_all(run.scratch).await.map_err(io("cannot create", run.scratch))?;
+    let overlay = run.scratch.join(format!("overlay-{}-{}.qcow2", std::process::id(), unique()));
+    let _cleanup = RemoveOnDrop(overlay.clone());
+    let made = tokio::process::Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b"])
+        .arg(image.dir.join(BASE))
+        .arg(&overlay)
+        .output()
+        .await
+        .map_err(|source| VmError::Spawn { program: "qemu-img".into(), source })?;
+    if !made.status.success() {
+        return Err(VmError::Overlay(String::from_utf8_lossy(&made.stderr).trim().to_owned()));
+    }
+    let _ = tokio::fs::remove_file(run.job_dir.join(EXIT_CODE)).await;
+
+    let mut cmd = tokio::process::Command::new(QEMU);
+    cmd.args(qemu_args(image, limits, &overlay, run))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    // SAFETY: prctl in the child before exec; async-signal-safe. The VM dies with its worker.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    let started = Instant::now();
+    let mut child = cmd.spawn().map_err(|source| VmError::Spawn { program: QEMU.into(), source })?;
+    tracing::info!("build VM started (pid {:?}, {})", child.id(), if limits.kvm { "kvm" } else { "tcg" });
+    let mut log = tokio::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(run.log)
+        .await
+        .map_err(io("cannot open", run.log))?;
+    let mut console = tokio::io::BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+    let stderr = child.stderr.take();
+    let qemu_err = tokio::spawn(async move {
+        let mut text = String::new();
+        if let Some(mut e) = stderr {
+            let _ = tokio::io::AsyncReadExt::read_to_string(&mut e, &mut text).await;
+        }
+        text
+    });
+
+    let mut tail: Vec<String> = Vec::new();
+    let deadline = tokio::time::sleep(limits.timeout);
+    tokio::pin!(deadline);
+    let mut watch = tokio::time::interval(WATCH_EVERY);
+    let (mut last_progress, mut last_size) = (Instant::now(), folder_size(run.job_dir));
+    let stopped: Option<VmError> = loop {
+        tokio::select! {
+            line = console.next_line() => match line {
+                Ok(Some(line)) => {
+                    let line = line.trim_end_matches('\r').to_owned();
+                    let _ = log.write_all(format!("{line}\n").as_bytes()).await;
+                    last_progress = Instant::now();
+                    tail.push(line);
+                    if tail.len() > TAIL {
+                        tail.remove(0);
+                    }
+                }
+                // qemu closed its console: the guest powered off (or qemu died).
+                _ => break None,
+            },
+            _ = &mut deadline => break Some(VmError::TimedOut(limits.timeout.as_secs())),
+            _ = watch.tick() => {
+                let size = folder_size(run.job_dir);
+                if size != last_size {
+                    (last_size, last_progress) = (size, Instant::now());
+                } else if last_progress.elapsed() >= limits.idle {
+                    break Some(VmError::Stalled(limits.idle.as_secs()));
+                }
+            }
+            changed = cancel.changed() => {
+                if changed.is_err() || *cancel.borrow() {
+                    break Some(VmError::Cancelled);
+                }
+            }
+        }
+    };
+    // Killed by its own pid, whatever happened; then reaped.
+    let _ = child.start_kill();
+    let _ = child.wait().await;
+    let _ = log.flush().await;
+    if let Some(e) = stopped {
+        tracing::warn!("build VM stopped: {e}");
+        return Err(e);
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let code_file = run.job_dir.join(EXIT_CODE);
+    match tokio::fs::read_to_string(&code_file).await.ok().and_then(|t| t.trim().parse().ok()) {
+        Some(code) => Ok(VmOutcome { code, tail, seconds }),
+        None => {
+            let err = qemu_err.await.unwrap_or_default();
+            let mut last: Vec<String> = tail.iter().rev().filter(|l| !l.trim().is_empty()).take(3).cloned().collect();
+            last.reverse();
+            if !err.trim().is_empty() {
+                last.push(format!("qemu: {}", err.trim()));
+            }
+            Err(VmError::NoExitCode(last.join(" ⏎ ")))
+        }
+    }
+}
+
+/// Bytes in the job folder (not following links): grows while a build writes its image.
+fn folder_size(dir: &Path) -> u64 {
+    fn walk(dir: &Path, depth: u32) -> u64 {
+        let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+        entries
+            .flatten()
+            .map(|e| match e.metadata() {
+                Ok(m) if m.is_dir() && depth < 4 => walk(&e.path(), depth + 1),
+                // Allocated blocks, so a sparse image being filled counts as growing.
+                Ok(m) => std::os::unix::fs::MetadataExt::blocks(&m),
+                Err(_) => 0,
+            })
+            .sum()
+    }
+    walk(dir, 0)
+}
+
+fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// A shell word: single-quoted, with embedded quotes closed and reopened.
+pub fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_survives_quotes_and_spaces() {
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+    }
+
+    #[test]
+    fn command_line_has_the_contract() {
+        let image = VmImage { dir: "/vm".into() };
+        let limits = VmLimits {
+            memory_mb: 1024,
+            cpus: 1,
+            timeout: Duration::from_secs(5),
+            idle: Duration::from_secs(5),
+            kvm: false,
+        };
+        let shares = [Share { tag: "repo0".into(), host: "/srv/a,b".into(), guest_path: "/srv/a,b".into() }];
+        let run = VmRun {
+            job_dir: Path::new("/j"),
+            log: Path::new("/j/build.log"),
+            shares: &shares,
+            scratch: Path::new("/s"),
+        };
+        let a = qemu_args(&image, &limits, Path::new("/s/o.qcow2"), &run).join(" ");
+        assert!(a.contains("q35,accel=tcg") && a.contains("-cpu qemu64") && a.contains("-nic none"), "{a}");
+        assert!(
+            a.contains("mount_tag=job,")
+                && a.contains("path=/srv/a,,b,mount_tag=repo0,security_model=none,readonly=on")
+        );
+        assert!(a.contains("-kernel /vm/vmlinux") && a.contains("-no-reboot"));
+    }
+}

@@ -1,0 +1,157 @@
+//! Builds in the throwaway VM (real qemu, TCG here): a fixture `loop` image, and the ways a
+//! build ends badly — a failing `%post --erroronfail`, the wall-clock limit, a stalled build,
+//! a cancel. After each: the job ends as it should, no qemu of ours runs, no overlay is left.
+
+use img_worker::build::{BuildError, BuildSpec, Builder, Executor, LOG_FILE, OUT_DIR};
+use img_worker::vm::{VmImage, VmLimits};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::sync::watch;
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace").to_owned()
+}
+
+fn fixture_repo() -> PathBuf {
+    let repo = workspace().join(".build/fixtures/repo");
+    let ok = std::process::Command::new(workspace().join("tests/fixtures/make-repo"))
+        .arg(&repo)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("make-repo runs");
+    assert!(ok.success(), "tests/fixtures/make-repo failed");
+    repo
+}
+
+const LOOP_KS: &str = "part / --size=128 --fstype=ext4 --label=root
+repo --name=fixture --baseurl=file://@FIXTURE_REPO@
+%packages
+@core
+-bloat
+%end
+";
+
+struct Case {
+    dir: PathBuf,
+    builder: Builder,
+}
+
+impl Case {
+    fn new(name: &str, timeout: Duration, idle: Duration) -> Case {
+        let dir = workspace().join(format!(".build/test-vm/{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("job")).expect("scratch");
+        let creator = workspace().join("target/debug/img-creator");
+        assert!(creator.is_file(), "build img-creator first (cargo build --workspace)");
+        let limits = VmLimits { memory_mb: 1024, cpus: 1, timeout, idle, kvm: img_worker::vm::use_kvm("auto") };
+        let executor =
+            Executor::Vm { image: VmImage { dir: workspace().join(".build/vm") }, limits, scratch: dir.join("vm-run") };
+        Case { builder: Builder { creator, cachedir: None, timeout, executor }, dir }
+    }
+
+    fn spec(&self, kickstart: String) -> BuildSpec {
+        let tokenmap = [("FIXTURE_REPO".to_owned(), fixture_repo().display().to_string())].into();
+        BuildSpec {
+            id: "vmtest".into(),
+            name: "fixture".into(),
+            kickstart,
+            imagetype: "loop".into(),
+            arch: "x86_64".into(),
+            tokenmap,
+        }
+    }
+
+    fn build(&self, ks: String, cancel: watch::Receiver<bool>) -> Result<Vec<img_worker::build::Artifact>, BuildError> {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
+        let spec = self.spec(ks);
+        rt.block_on(self.builder.run(&spec, &self.dir.join("job"), cancel))
+    }
+
+    /// Nothing of the VM is left: no overlay, no qemu whose command line names our folder.
+    fn assert_gone(&self) {
+        let left: Vec<_> =
+            std::fs::read_dir(self.dir.join("vm-run")).map(|d| d.flatten().collect()).unwrap_or_default();
+        assert!(left.is_empty(), "overlay left behind: {:?}", left.iter().map(|e| e.path()).collect::<Vec<_>>());
+        let ps = std::process::Command::new("ps").args(["-eo", "args"]).output().expect("ps");
+        let mine = self.dir.display().to_string();
+        let qemu = String::from_utf8_lossy(&ps.stdout).lines().any(|l| l.contains("qemu-system") && l.contains(&mine));
+        assert!(!qemu, "a qemu of this test still runs");
+    }
+}
+
+fn no_cancel() -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    std::mem::forget(tx);
+    rx
+}
+
+#[test]
+fn a_loop_image_is_built_inside_the_vm() {
+    let c = Case::new("loop", Duration::from_secs(300), Duration::from_secs(120));
+    let files = c.build(LOOP_KS.into(), no_cancel()).unwrap_or_else(|e| {
+        panic!("{e}\n{}", std::fs::read_to_string(c.dir.join("job").join(LOG_FILE)).unwrap_or_default())
+    });
+    let img = files.iter().find(|f| f.name.ends_with(".img")).expect("an image listed");
+    assert_eq!(img.size, 128 << 20);
+    assert_eq!(img.sha256.len(), 64, "hashed on the host");
+    let out = c.dir.join("job").join(OUT_DIR);
+    let sums = std::process::Command::new("sha256sum")
+        .arg("-c")
+        .arg("SHA256SUMS")
+        .current_dir(&out)
+        .output()
+        .expect("sha256sum");
+    assert!(sums.status.success(), "{}", String::from_utf8_lossy(&sums.stdout));
+    // A real ext4 with the fixture's busybox in it, made inside the guest.
+    let ls = std::process::Command::new("debugfs")
+        .args(["-R", "ls -l /bin"])
+        .arg(out.join(&img.name))
+        .output()
+        .expect("debugfs");
+    assert!(String::from_utf8_lossy(&ls.stdout).contains("busybox"), "{}", String::from_utf8_lossy(&ls.stdout));
+    // The guest's console (img-creator's detailed log) reached the job log.
+    let log = std::fs::read_to_string(c.dir.join("job").join(LOG_FILE)).expect("log");
+    assert!(log.contains("IMG-GUEST-READY") && log.contains("$ dnf "), "{log}");
+    c.assert_gone();
+}
+
+#[test]
+fn a_failing_post_script_fails_the_job() {
+    let c = Case::new("post", Duration::from_secs(300), Duration::from_secs(120));
+    let ks = format!("{LOOP_KS}%post --erroronfail\necho about to fail\nexit 3\n%end\n");
+    match c.build(ks, no_cancel()) {
+        Err(BuildError::Failed(why)) => assert!(why.contains("%post"), "{why}"),
+        other => panic!("expected a failure, got {other:?}"),
+    }
+    c.assert_gone();
+}
+
+#[test]
+fn limits_and_cancel_stop_the_vm() {
+    // Wall clock: a %pre that sleeps far past a 15 s limit.
+    let sleepy = format!("{LOOP_KS}%pre\nsleep 600\n%end\n");
+    let c = Case::new("timeout", Duration::from_secs(15), Duration::from_secs(120));
+    assert!(matches!(c.build(sleepy.clone(), no_cancel()), Err(BuildError::TimedOut(15))));
+    c.assert_gone();
+
+    // Watchdog: no output and no writes for 8 s.
+    let c = Case::new("stall", Duration::from_secs(300), Duration::from_secs(8));
+    match c.build(sleepy.clone(), no_cancel()) {
+        Err(BuildError::Vm(e)) => assert!(e.to_string().contains("no progress for 8 s"), "{e}"),
+        other => panic!("expected a stall, got {other:?}"),
+    }
+    c.assert_gone();
+
+    // Cancel after 6 s: the VM is gone at once.
+    let c = Case::new("cancel", Duration::from_secs(300), Duration::from_secs(120));
+    let (tx, rx) = watch::channel(false);
+    let t = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(6));
+        let _ = tx.send(true);
+    });
+    let started = std::time::Instant::now();
+    assert!(matches!(c.build(sleepy, rx), Err(BuildError::Cancelled)));
+    assert!(started.elapsed() < Duration::from_secs(15), "cancel took {:?}", started.elapsed());
+    let _ = t.join();
+    c.assert_gone();
+}
