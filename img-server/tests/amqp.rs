@@ -28,9 +28,12 @@ fn fixture_job() -> Value {
            "tokenmap": {"FIXTURE_REPO": fixture_repo().display().to_string()}})
 }
 
-/// Takes the next message from `queue`, waiting up to 10 s for the outbox to publish it.
+/// Takes the next message from `queue`, waiting up to 30 s for the outbox to publish it.
 async fn next_message(conn: &Connection, queue: &str) -> Value {
     let ch = conn.create_channel().await.expect("channel");
+    // The server declares the topology when its broker session starts, which may be later
+    // than this; declaring is idempotent.
+    img_worker::amqp::declare(&ch, &img_worker::amqp::Names::default()).await.expect("declare");
     let t0 = Instant::now();
     loop {
         if let Some(m) = ch.basic_get(queue, BasicGetOptions::default()).await.expect("basic.get") {
@@ -38,13 +41,14 @@ async fn next_message(conn: &Connection, queue: &str) -> Value {
             assert_eq!(m.delivery.properties.delivery_mode(), &Some(2), "persistent");
             return serde_json::from_slice(&m.delivery.data).expect("JSON body");
         }
-        assert!(t0.elapsed() < Duration::from_secs(10), "nothing on {queue}");
+        assert!(t0.elapsed() < Duration::from_secs(30), "nothing on {queue}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
 async fn publish(conn: &Connection, key: &str, body: &str) {
     let ch = conn.create_channel().await.expect("channel");
+    img_worker::amqp::declare(&ch, &img_worker::amqp::Names::default()).await.expect("declare");
     ch.basic_publish(
         "django_result_exchange",
         key,
@@ -90,17 +94,17 @@ fn the_original_wire_format_both_ways() {
 
     // Original answers, without any of our fields, move the jobs.
     send("status", format!(r#"{{"status": "BUILDING", "id": "{ks_job}"}}"#));
-    s.wait_status(&ks_job, "running", Duration::from_secs(10));
+    s.wait_status(&ks_job, "running", Duration::from_secs(30));
     send("link", format!(r#"{{"id": "{ks_job}", "url": "http://img.example/images/x.raw"}}"#));
     send("result", format!(r#"{{"logfile": "x.log", "id": "{ks_job}"}}"#));
-    s.wait_status(&ks_job, "done", Duration::from_secs(10));
+    s.wait_status(&ks_job, "done", Duration::from_secs(30));
     send("error", format!(r#"{{"error": "mic: boom", "url": "http://img.example/log", "id": "{tpl_job}"}}"#));
-    let failed = s.wait_status(&tpl_job, "failed", Duration::from_secs(10));
+    let failed = s.wait_status(&tpl_job, "failed", Duration::from_secs(30));
     assert_eq!(failed["error"], "mic: boom");
     // A malformed message is dropped; the consumer goes on with the next.
     send("link", "{\"id\": 12,".into());
     send("status", format!(r#"{{"status": "ERROR", "id": "{third}", "error": "disk full"}}"#));
-    let third_job = s.wait_status(&third, "failed", Duration::from_secs(10));
+    let third_job = s.wait_status(&third, "failed", Duration::from_secs(30));
     assert_eq!(third_job["error"], "disk full");
     // A late answer to an earlier attempt does not touch a retried job.
     assert_eq!(s.http.post(s.api(&format!("/jobs/{third}/retry"))).send().expect("retry").status(), 200);
