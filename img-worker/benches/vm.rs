@@ -94,7 +94,7 @@ fn main() {
     println!(
         "\nbuild VM benchmark ({accel}; {} with {}):\n",
         creator.display(),
-        if kvm { "-cpu host" } else { "-cpu qemu64" }
+        if kvm { "-cpu host" } else { "-cpu qemu64,+rdrand" }
     );
     println!("| measure | median | target |");
     println!("|---|---|---|");
