@@ -9,26 +9,17 @@
 
 use img_worker::build::{BuildSpec, Builder, Executor};
 use img_worker::vm::{self, VmImage, VmLimits, VmRun};
-use std::path::{Path, PathBuf};
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::{fixture_repo, workspace, LOOP_KS};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace").to_owned()
-}
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
 }
-
-const LOOP_KS: &str = "part / --size=128 --fstype=ext4 --label=root
-repo --name=fixture --baseurl=file://@FIXTURE_REPO@
-%packages
-@core
--bloat
-%end
-";
 
 fn main() {
     let rounds: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(5);
@@ -59,9 +50,7 @@ fn main() {
         .collect();
 
     // The fixture loop build, in the VM and on the host, alternating.
-    let repo = workspace().join(".build/fixtures/repo");
-    let made = std::process::Command::new(workspace().join("tests/fixtures/make-repo")).arg(&repo).output();
-    assert!(made.is_ok_and(|o| o.status.success()), "tests/fixtures/make-repo");
+    let repo = fixture_repo();
     let release = workspace().join("target/release/img-creator");
     let creator = if release.is_file() { release } else { workspace().join("target/debug/img-creator") };
     let spec = BuildSpec {

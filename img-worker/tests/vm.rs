@@ -4,32 +4,12 @@
 
 use img_worker::build::{BuildError, BuildSpec, Builder, Executor, LOG_FILE, OUT_DIR};
 use img_worker::vm::{VmImage, VmLimits};
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::{fixture_repo, workspace, LOOP_KS};
+use std::path::PathBuf;
 use std::time::Duration;
 use tokio::sync::watch;
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace").to_owned()
-}
-
-fn fixture_repo() -> PathBuf {
-    let repo = workspace().join(".build/fixtures/repo");
-    let ok = std::process::Command::new(workspace().join("tests/fixtures/make-repo"))
-        .arg(&repo)
-        .stdout(std::process::Stdio::null())
-        .status()
-        .expect("make-repo runs");
-    assert!(ok.success(), "tests/fixtures/make-repo failed");
-    repo
-}
-
-const LOOP_KS: &str = "part / --size=128 --fstype=ext4 --label=root
-repo --name=fixture --baseurl=file://@FIXTURE_REPO@
-%packages
-@core
--bloat
-%end
-";
 
 struct Case {
     dir: PathBuf,
