@@ -244,3 +244,22 @@ fn every_job_ends_after_a_broker_restart() {
     assert_eq!(failed["status"], "failed");
     assert!(failed["error"].as_str().is_some_and(|e| e.contains("extra1")), "{failed}");
 }
+
+#[test]
+fn two_workers_share_one_queue() {
+    let store = Store::new(Backend::PostgresAmqp);
+    let s = Server::start_with(store.config(), 2);
+    let ids: Vec<String> = (0..4).map(|_| id_of(s.submit_json(fixture_job()))).collect();
+    for id in &ids {
+        let job = s.wait_final(id, BUILD_TIMEOUT);
+        assert_eq!(job["status"], "done", "{job}{}", s.worker_logs());
+    }
+    // Each worker took some of the jobs (prefetch = concurrency = 1), and each job was built once.
+    let built: Vec<usize> = s
+        .workers
+        .iter()
+        .map(|w| std::fs::read_to_string(&w.log).unwrap_or_default().matches("building fs `").count())
+        .collect();
+    assert!(built.iter().all(|&n| n >= 1), "one worker idle: {built:?}{}", s.worker_logs());
+    assert_eq!(built.iter().sum::<usize>(), ids.len(), "{built:?}{}", s.worker_logs());
+}
