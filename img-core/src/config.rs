@@ -69,6 +69,12 @@ pub struct WorkerConfig {
     pub vm_dir: String,
     /// Size bound of the shared package cache, in MiB.
     pub cache_max_mb: u64,
+    /// A building worker tells the server it is alive this often, in seconds.
+    pub heartbeat_secs: u64,
+    /// A running job whose worker has been silent this long, in seconds, is taken back.
+    pub lost_after_secs: u64,
+    /// How often a job taken back from a silent worker is queued again before it fails.
+    pub max_retries: u32,
 }
 
 #[derive(Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -136,6 +142,9 @@ impl Default for WorkerConfig {
             kvm: "auto".into(),
             vm_dir: String::new(),
             cache_max_mb: 4096,
+            heartbeat_secs: 30,
+            lost_after_secs: 120,
+            max_retries: 2,
         }
     }
 }
@@ -232,6 +241,12 @@ impl Config {
         )?;
         check(matches!(self.worker.executor.as_str(), "vm" | "host"), "worker.executor", "must be `vm` or `host`")?;
         check(self.worker.concurrency > 0, "worker.concurrency", "must be at least 1")?;
+        check(self.worker.heartbeat_secs > 0, "worker.heartbeat_secs", "must be at least 1")?;
+        check(
+            self.worker.lost_after_secs >= 2 * self.worker.heartbeat_secs,
+            "worker.lost_after_secs",
+            "must be at least twice worker.heartbeat_secs (one lost heartbeat must not fail a job)",
+        )?;
         check(self.limits.max_upload_bytes > 0, "limits.max_upload_bytes", "must be at least 1")
     }
 

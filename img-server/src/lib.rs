@@ -18,7 +18,6 @@ use queue::QueueBackend;
 use state::AppState;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -30,9 +29,6 @@ pub enum ServerError {
     #[error("HTTP server: {0}")]
     Http(#[from] std::io::Error),
 }
-
-/// How long an embedded worker's claim on a job lasts without renewal.
-const LEASE: Duration = Duration::from_secs(60);
 
 /// Opens the database (migrating it), then serves on `listener` until `shutdown` completes.
 pub async fn serve(
@@ -67,7 +63,7 @@ pub async fn serve(
     if state.config.runs_embedded_worker() && state.config.amqp_url.is_empty() {
         let builder = img_worker::build::Builder::from_config(&state.config);
         let workers = state.config.worker.concurrency;
-        let q = queue::database::DatabaseQueue { builder, workers, lease: LEASE };
+        let q = queue::database::DatabaseQueue { builder, workers };
         background.push(tokio::spawn(q.run(state.clone(), stop_rx.clone())));
     }
     if !state.config.amqp_url.is_empty() {

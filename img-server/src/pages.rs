@@ -796,6 +796,7 @@ mod tests {
             tags: vec!["nightly".into()],
             pinned: status == "done",
             attempts: 1,
+            worker: Some("builder-1".into()),
             created: "2024-05-01T10:20:30.123Z".into(),
             started: Some("2024-05-01T10:21:00.000Z".into()),
             finished: is_final(status).then(|| "2024-05-01T10:24:05.500Z".into()),

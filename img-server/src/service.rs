@@ -155,7 +155,7 @@ pub async fn log(state: &AppState, id: &str, offset: u64, max: u64) -> Result<(V
         return Err(ApiError::BadRequest(format!("offset must be at most {MAX_LOG_OFFSET}")));
     }
     let view = get(state, id).await?;
-    let path = state.job_dir(&view.id).join(img_worker::build::LOG_FILE);
+    let path = state.attempt_dir(&view.id, view.attempts).join(img_worker::build::LOG_FILE);
     let data = match tokio::fs::File::open(&path).await {
         Ok(f) => {
             use tokio::io::{AsyncReadExt, AsyncSeekExt};
@@ -183,5 +183,8 @@ pub async fn artifact_path(state: &AppState, id: &str, name: &str) -> Result<(Pa
         view.artifacts.iter().find(|a| a.name == name).ok_or_else(|| {
             ApiError::NotFound(format!("job {} has no artifact `{}`", view.id, name.escape_default()))
         })?;
-    Ok((state.job_dir(&view.id).join(img_worker::build::OUT_DIR).join(&art.name), art.sha256.clone()))
+    Ok((
+        state.attempt_dir(&view.id, view.attempts).join(img_worker::build::OUT_DIR).join(&art.name),
+        art.sha256.clone(),
+    ))
 }

@@ -27,9 +27,14 @@ impl AppState {
         PathBuf::from(&self.config.data_dir)
     }
 
-    /// The folder of one job's files (kickstart, log, outputs).
+    /// The folder of one job's files.
     pub fn job_dir(&self, id: &str) -> PathBuf {
         self.config.jobs_dir().join(id)
+    }
+
+    /// The folder of one attempt's kickstart, log and outputs (see `img_worker::build::attempt_dir`).
+    pub fn attempt_dir(&self, id: &str, attempt: i32) -> PathBuf {
+        img_worker::build::attempt_dir(&self.job_dir(id), u32::try_from(attempt).unwrap_or(0))
     }
 
     /// Tells whoever takes jobs from the queue that there is news.

@@ -162,6 +162,7 @@ pub fn prepare(sub: Submission, catalog: &Catalog, max_bytes: u64) -> Result<Job
         started_at: None,
         finished_at: None,
         updated_at: now,
+        lost: 0,
     })
 }
 

@@ -3,6 +3,7 @@
 
 mod support;
 
+use img_core::config::Config;
 use lapin::options::{BasicAckOptions, BasicGetOptions, BasicPublishOptions};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use serde_json::{json, Value};
@@ -262,4 +263,154 @@ fn two_workers_share_one_queue() {
         .collect();
     assert!(built.iter().all(|&n| n >= 1), "one worker idle: {built:?}{}", s.worker_logs());
     assert_eq!(built.iter().sum::<usize>(), ids.len(), "{built:?}{}", s.worker_logs());
+}
+
+/// The fixture job with a `%post` that keeps its build running for `secs` more seconds.
+fn slow_fixture_job(secs: u32) -> Value {
+    let mut job = fixture_job();
+    job["kickstart"] = json!(format!("{}\n%post --nochroot\nsleep {secs}\n%end\n", fixture_ks()));
+    job
+}
+
+/// The job as soon as it is `running` on some worker; which worker it names.
+fn running_on(s: &Server, id: &str) -> usize {
+    let job = s.wait_status(id, "running", BUILD_TIMEOUT);
+    let t0 = Instant::now();
+    loop {
+        let job = if t0.elapsed().is_zero() { job.clone() } else { s.get_json(&format!("/jobs/{id}")) };
+        if let Some(w) = job["worker"].as_str() {
+            let logs: Vec<String> =
+                s.workers.iter().map(|w| std::fs::read_to_string(&w.log).unwrap_or_default()).collect();
+            if let Some(n) = logs.iter().position(|l| l.contains(&format!("worker {w} consuming"))) {
+                return n;
+            }
+        }
+        assert!(t0.elapsed() < Duration::from_secs(30), "no worker named for {job}{}", s.worker_logs());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_worker_killed_mid_build_loses_nothing() {
+    let store = Store::new(Backend::PostgresAmqp);
+    let mut s = Server::start_with(store.config(), 2);
+    let id = id_of(s.submit_json(slow_fixture_job(8)));
+    let busy = running_on(&s, &id);
+    s.workers[busy].kill();
+    // The broker hands the unacked message to the other worker: same attempt, built once.
+    let job = s.wait_final(&id, BUILD_TIMEOUT);
+    assert_eq!(job["status"], "done", "{job}{}", s.worker_logs());
+    assert_eq!(job["attempts"], 1, "redelivered, not re-queued: {job}");
+    let other = std::fs::read_to_string(&s.workers[1 - busy].log).unwrap_or_default();
+    assert_eq!(other.matches("building fs `").count(), 1, "{}", s.worker_logs());
+    for a in job["artifacts"].as_array().expect("artifacts") {
+        let bytes = s.http.get(a["url"].as_str().expect("url")).send().expect("GET").bytes().expect("body");
+        assert_eq!(support::sha256_hex(&bytes), a["sha256"].as_str().expect("sha256"));
+    }
+    // The killed worker's VM died with it (PDEATHSIG): no qemu builds in its job folder.
+    let ps = Command::new("ps").args(["-eo", "args"]).output().expect("ps");
+    let left =
+        String::from_utf8_lossy(&ps.stdout).lines().filter(|l| l.contains("qemu-system") && l.contains(&id)).count();
+    assert_eq!(left, 0, "a qemu of the job still runs");
+}
+
+#[test]
+fn a_silent_worker_loses_its_job_and_cannot_finish_it_later() {
+    let store = Store::new(Backend::PostgresAmqp);
+    let mut config = store.config();
+    config.worker.heartbeat_secs = 1;
+    config.worker.lost_after_secs = 6;
+    let mut s = Server::start_with(config.clone(), 1);
+    let id = id_of(s.submit_json(slow_fixture_job(10)));
+    s.wait_status(&id, "running", BUILD_TIMEOUT);
+    // A zombie: alive, holding its message, but silent.
+    s.workers[0].signal("STOP");
+    s.workers.push(support::Worker::spawn(&Config { base_url: s.url.clone(), ..config.clone() }, 1));
+    let job = s.wait_final(&id, BUILD_TIMEOUT);
+    assert_eq!(job["status"], "done", "{job}{}", s.worker_logs());
+    assert_eq!(job["attempts"], 2, "taken back from the silent worker: {job}");
+    let sums: Vec<Value> = job["artifacts"].as_array().expect("artifacts").clone();
+
+    // The zombie wakes up, finishes attempt 1 and answers: nothing about the job changes.
+    s.workers[0].signal("CONT");
+    let t0 = Instant::now();
+    while !std::fs::read_to_string(&s.workers[0].log).unwrap_or_default().contains("done:") {
+        assert!(t0.elapsed() < BUILD_TIMEOUT, "the zombie never finished{}", s.worker_logs());
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    let after = s.get_json(&format!("/jobs/{id}"));
+    assert_eq!(after["status"], "done");
+    assert_eq!(after["attempts"], 2);
+    assert_eq!(after["artifacts"].as_array().expect("artifacts"), &sums, "the zombie changed the job");
+    for a in &sums {
+        let bytes = s.http.get(a["url"].as_str().expect("url")).send().expect("GET").bytes().expect("body");
+        assert_eq!(support::sha256_hex(&bytes), a["sha256"].as_str().expect("sha256"), "{}", a["name"]);
+    }
+}
+
+#[test]
+fn a_job_lost_too_often_fails_with_its_own_error() {
+    let store = Store::new(Backend::PostgresAmqp);
+    let mut config = store.config();
+    config.worker.heartbeat_secs = 1;
+    config.worker.lost_after_secs = 4;
+    config.worker.max_retries = 0;
+    let s = Server::start_with(config, 1);
+    let id = id_of(s.submit_json(slow_fixture_job(5)));
+    s.wait_status(&id, "running", BUILD_TIMEOUT);
+    s.workers[0].signal("STOP");
+    let job = s.wait_final(&id, Duration::from_secs(60));
+    s.workers[0].signal("CONT");
+    assert_eq!(job["status"], "failed", "{job}");
+    let error = job["error"].as_str().unwrap_or_default();
+    assert!(error.starts_with("worker lost: no word from the worker for 4 s on attempt 1"), "{error}");
+}
+
+#[test]
+fn a_template_job_with_an_overlay_is_built_in_a_vm() {
+    let store = Store::new(Backend::PostgresAmqp);
+    let templates = store.dir.join("templates");
+    std::fs::create_dir_all(&templates).expect("templates");
+    let template = "# DisplayName: fixture loop\npart / --size=128 --fstype=ext4 --label=root\n\
+                    repo --name=fixture --baseurl=file://@FIXTURE_REPO@\n%packages\n@core\n-bloat\n%end\n";
+    std::fs::write(templates.join("fixture-loop.ks"), template).expect("template");
+    let mut config = store.config();
+    config.kickstarter.templates = vec![templates.display().to_string()];
+    let s = Server::start(config.clone());
+    let id = id_of(s.submit_json(json!({
+        "template": "fixture-loop.ks", "overlay": "greeter,extra-tool", "imagetype": "loop", "name": "tpl",
+        "tokenmap": {"FIXTURE_REPO": fixture_repo().display().to_string()}})));
+    let job = s.wait_final(&id, BUILD_TIMEOUT);
+    assert_eq!(job["status"], "done", "{job}{}", s.worker_logs());
+    assert_eq!(job["kind"], "template");
+
+    // The overlay's packages are in the image: the manifest says so, and so does the image.
+    let get = |url: &str| s.http.get(url).send().expect("GET").bytes().expect("body");
+    let arts = job["artifacts"].as_array().expect("artifacts");
+    let url_of = |suffix: &str| {
+        arts.iter().find(|a| a["name"].as_str().is_some_and(|n| n.ends_with(suffix))).expect(suffix)["url"]
+            .as_str()
+            .expect("url")
+            .to_owned()
+    };
+    let packages = String::from_utf8_lossy(&get(&url_of(".packages"))).into_owned();
+    assert!(packages.contains("greeter") && packages.contains("extra-tool"), "{packages}");
+    assert!(!packages.contains("bloat"), "{packages}");
+    for a in arts {
+        assert_eq!(support::sha256_hex(&get(a["url"].as_str().expect("url"))), a["sha256"].as_str().expect("sha"));
+    }
+    // The log came from inside the VM, and the job page shows it.
+    let log = s.http.get(s.api(&format!("/jobs/{id}/log"))).send().expect("log").text().expect("text");
+    assert!(log.contains("IMG-GUEST-READY") && log.contains("phase: install"), "{log}");
+    assert!(!log.contains("package cache cannot be mounted"), "the cache overlay failed: {log}");
+    let page = s.http.get(format!("{}/job/{id}", s.url)).send().expect("page");
+    assert_eq!(page.status(), 200);
+    assert!(page.text().expect("html").contains(&id));
+    // Nothing of the VM is left: no overlay, no qemu of the job.
+    let runs = std::path::Path::new(&config.data_dir).join("vm-run");
+    let left: Vec<_> = std::fs::read_dir(&runs).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+    assert!(left.is_empty(), "overlays left: {left:?}");
+    let ps = Command::new("ps").args(["-eo", "args"]).output().expect("ps");
+    assert!(!String::from_utf8_lossy(&ps.stdout).lines().any(|l| l.contains("qemu-system") && l.contains(&id)));
 }

@@ -6,16 +6,11 @@ mod support;
 
 use reqwest::blocking::multipart;
 use serde_json::json;
-use sha2::{Digest, Sha256};
 use std::time::Duration;
 use support::{fixture_ks, fixture_repo, Backend, Server, Store};
 
 const BUILD_TIMEOUT: Duration = Duration::from_secs(180);
 const SMALL_KS: &str = "part / --size=64 --fstype=ext4 --label=root\n%packages\nbusybox\n%end\n";
-
-fn hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
-}
 
 fn fixture_tokenmap() -> String {
     format!("FIXTURE_REPO:{}", fixture_repo().display())
@@ -47,7 +42,7 @@ fn submit_build_download(backend: Backend) {
     // Full download: length and checksum as listed.
     let body = s.http.get(url).send().unwrap().bytes().unwrap();
     assert_eq!(body.len() as u64, raw["size"].as_u64().unwrap());
-    assert_eq!(hex(&body), raw["sha256"].as_str().unwrap());
+    assert_eq!(support::sha256_hex(&body), raw["sha256"].as_str().unwrap());
     assert_eq!(&body[510..512], &[0x55, 0xaa], "an MBR disk");
     // Range and ETag.
     let part = s.http.get(url).header("Range", "bytes=510-511").send().unwrap();

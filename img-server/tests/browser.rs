@@ -7,7 +7,6 @@ mod support;
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -18,10 +17,6 @@ const CHROMIUM: &str = "/usr/bin/chromium";
 const BUILD_TIMEOUT: Duration = Duration::from_secs(180);
 const PAGE_TIMEOUT: Duration = Duration::from_secs(30);
 const SMALL_KS: &str = "part / --size=64 --fstype=ext4 --label=root\n%packages\nbusybox\n%end\n";
-
-fn hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
-}
 
 /// `name` on PATH, else a clear failure: scripts/setup installs the browser, so a missing one
 /// is a broken machine, not a reason to skip.
@@ -233,7 +228,7 @@ fn submit_watch_and_download_in_a_browser() {
     let raw = job["artifacts"].as_array().unwrap().iter().find(|a| a["name"] == "fixture.raw").expect("raw image");
     let body = s.http.get(&seen.href).send().expect("download").error_for_status().unwrap().bytes().unwrap();
     assert_eq!(body.len() as u64, raw["size"].as_u64().unwrap());
-    assert_eq!(hex(&body), seen.shown_sha, "sha256 of the download vs. the page");
+    assert_eq!(support::sha256_hex(&body), seen.shown_sha, "sha256 of the download vs. the page");
     assert_eq!(raw["sha256"], seen.shown_sha.as_str());
 
     let dir = workspace().join("target/test-artifacts");

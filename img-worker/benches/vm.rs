@@ -61,7 +61,7 @@ fn main() {
         arch: "x86_64".into(),
         tokenmap: [("FIXTURE_REPO".to_owned(), repo.display().to_string())].into(),
     };
-    let builder = |executor| Builder { creator: creator.clone(), cachedir: None, timeout: limits.timeout, executor };
+    let builder = |executor| Builder { creator: creator.clone(), cache: None, timeout: limits.timeout, executor };
     let in_vm = builder(Executor::Vm { image: image.clone(), limits: limits.clone(), scratch: scratch.join("vm-run") });
     let on_host = builder(Executor::Host);
     let build_rounds = rounds.clamp(1, 3);

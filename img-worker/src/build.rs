@@ -5,6 +5,7 @@
 //! Job folder layout (served by img-server): `NAME.ks`, `build.log`, `out/` (the images,
 //! `SHA256SUMS`, `result.json`).
 
+use crate::cache::{self, PackageCache};
 use crate::vm::{self, Share, VmImage, VmLimits, VmRun};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -17,6 +18,13 @@ use tokio::sync::watch;
 
 pub const LOG_FILE: &str = "build.log";
 pub const OUT_DIR: &str = "out";
+
+/// Each attempt of a job builds in a folder of its own inside the job's folder, so a worker
+/// that was given up for lost and comes back cannot touch the files of the attempt that
+/// replaced it.
+pub fn attempt_dir(job_dir: &Path, attempt: u32) -> PathBuf {
+    job_dir.join(format!("attempt-{attempt}"))
+}
 
 #[derive(Debug, Clone)]
 pub struct BuildSpec {
@@ -34,7 +42,7 @@ pub struct Builder {
     /// The img-creator program.
     pub creator: PathBuf,
     /// Package cache shared by builds.
-    pub cachedir: Option<PathBuf>,
+    pub cache: Option<PackageCache>,
     /// Wall-clock limit of one build.
     pub timeout: Duration,
     pub executor: Executor,
@@ -132,7 +140,10 @@ impl Builder {
         };
         Builder {
             creator,
-            cachedir: Some(data.join("cache")),
+            cache: Some(PackageCache {
+                dir: data.join("cache"),
+                max_bytes: config.worker.cache_max_mb.saturating_mul(1024 * 1024),
+            }),
             timeout: Duration::from_secs(config.worker.timeout_secs),
             executor,
         }
@@ -177,9 +188,18 @@ impl Builder {
         (image, limits, scratch): (&VmImage, &VmLimits, &PathBuf),
         cancel: watch::Receiver<bool>,
     ) -> Result<Vec<Artifact>, BuildError> {
+        let io = |what, path: &Path| {
+            let path = path.to_owned();
+            move |source| BuildError::Io { what, path, source }
+        };
         let tools = self.creator.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
         let creator_name = self.creator.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let mut shares = vec![Share { tag: "tools".into(), host: tools, guest_path: "/tools".into() }];
+        let cache = self.cache.as_ref().and_then(|c| Some((c, c.for_arch(&spec.arch)?)));
+        if let Some((_, dir)) = &cache {
+            tokio::fs::create_dir_all(dir).await.map_err(io("cannot create", dir))?;
+            shares.push(Share { tag: CACHE_TAG.into(), host: dir.clone(), guest_path: GUEST_CACHE_RO.into() });
+        }
         shares.extend(file_repos(spec).into_iter().enumerate().map(|(i, dir)| Share {
             tag: format!("repo{i}"),
             guest_path: dir.display().to_string(),
@@ -187,10 +207,6 @@ impl Builder {
         }));
         let script = run_script(spec, &creator_name, &shares);
         let run_path = job_dir.join(vm::RUN);
-        let io = |what, path: &Path| {
-            let path = path.to_owned();
-            move |source| BuildError::Io { what, path, source }
-        };
         tokio::fs::write(&run_path, script).await.map_err(io("cannot write", &run_path))?;
         use std::os::unix::fs::PermissionsExt;
         tokio::fs::set_permissions(&run_path, std::fs::Permissions::from_mode(0o755))
@@ -199,7 +215,11 @@ impl Builder {
         let _ = tokio::fs::remove_file(log).await;
         tracing::info!(job = %spec.id, "img-creator create {} in a build VM", spec.imagetype);
         let run = VmRun { job_dir, log, shares: &shares, scratch };
-        let outcome = vm::run_vm(image, limits, &run, cancel).await?;
+        let outcome = vm::run_vm(image, limits, &run, cancel).await;
+        if let Some((c, _)) = cache {
+            absorb_downloads(c, &spec.arch, &job_dir.join(cache::HARVEST_DIR)).await;
+        }
+        let outcome = outcome?;
         tracing::info!(job = %spec.id, "build VM done in {:.1} s (exit {})", outcome.seconds, outcome.code);
         let stderr = tokio::fs::read_to_string(job_dir.join(CREATOR_STDERR)).await.unwrap_or_default();
         let tail: Vec<String> = stderr.lines().rev().take(20).map(str::to_owned).collect::<Vec<_>>();
@@ -240,7 +260,7 @@ impl Builder {
             .arg("--logfile")
             .arg(&log)
             .arg("--genchecksum");
-        if let Some(cache) = &self.cachedir {
+        if let Some(cache) = self.cache.as_ref().and_then(|c| c.for_arch(&spec.arch)) {
             cmd.arg("--cachedir").arg(cache);
         }
         if !spec.tokenmap.is_empty() {
@@ -280,6 +300,12 @@ impl Builder {
                 status = child.wait() => {
                     let status = status.map_err(io("cannot wait for", &self.creator))?;
                     let lines = tail.await.unwrap_or_default();
+                    if let Some(cache) = self.cache.clone() {
+                        // img-creator wrote into the cache itself here; only the bound is ours.
+                        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || cache.trim()).await {
+                            tracing::warn!("cannot trim the shared package cache: {e}");
+                        }
+                    }
                     return finish(status.code(), &out, &lines);
                 }
                 _ = &mut deadline => break Some(BuildError::TimedOut(self.timeout.as_secs())),
@@ -344,8 +370,47 @@ fn run_script(spec: &BuildSpec, creator: &str, shares: &[Share]) -> String {
         let pairs: Vec<String> = spec.tokenmap.iter().map(|(k, v)| format!("{k}:{v}")).collect();
         args.push(format!("--tokenmap {}", q(&pairs.join(","))));
     }
-    s.push_str(&format!("exec {} 2>/job/{CREATOR_STDERR}\n", args.join(" ")));
+    let cached = shares.iter().any(|sh| sh.tag == CACHE_TAG);
+    if cached {
+        // dnf writes into an overlay of the read-only shared cache; what it adds goes back to
+        // the host, which decides what enters the cache.
+        s.push_str(&format!(
+            "mkdir -p {CACHE_UPPER} {CACHE_WORK} {GUEST_CACHE}\n\
+             harvest={CACHE_UPPER}\n\
+             mount -t overlay overlay -o lowerdir={GUEST_CACHE_RO},upperdir={CACHE_UPPER},workdir={CACHE_WORK} \
+             {GUEST_CACHE} || {{ echo 'img-worker: the shared package cache cannot be mounted; not using it'; \
+             harvest={GUEST_CACHE}; }}\n"
+        ));
+        args.push(format!("--cachedir {GUEST_CACHE}"));
+    }
+    s.push_str(&format!("set +e\n{} 2>/job/{CREATOR_STDERR}\nrc=$?\n", args.join(" ")));
+    if cached {
+        s.push_str(&format!(
+            "cd \"$harvest\" && find . -type f -name '*.rpm' | cpio -pdm /job/{} 2>/dev/null\n",
+            cache::HARVEST_DIR
+        ));
+    }
+    s.push_str("exit $rc\n");
     s
+}
+
+/// The shared package cache in the guest: the read-only share, the overlay dnf writes to, and
+/// where that overlay keeps new files.
+const CACHE_TAG: &str = "pkgcache";
+const GUEST_CACHE_RO: &str = "/var/cache/img-shared";
+const GUEST_CACHE: &str = "/var/cache/img-pkgs";
+const CACHE_UPPER: &str = "/var/tmp/img-pkgs/upper";
+const CACHE_WORK: &str = "/var/tmp/img-pkgs/work";
+
+/// Moves what a VM build downloaded into the shared cache; a failure costs only a download.
+async fn absorb_downloads(cache: &PackageCache, arch: &str, harvest: &Path) {
+    let (cache, arch, from) = (cache.clone(), arch.to_owned(), harvest.to_owned());
+    match tokio::task::spawn_blocking(move || cache.absorb(&arch, &from)).await {
+        Ok(Ok(0)) => {}
+        Ok(Ok(n)) => tracing::info!("{n} downloaded package(s) added to the shared cache"),
+        Ok(Err(e)) => tracing::warn!("cannot add downloads to the shared package cache: {e}"),
+        Err(e) => tracing::warn!("cannot add downloads to the shared package cache: {e}"),
+    }
 }
 
 /// Local folders of the kickstart's `file://` repositories (after token substitution).

@@ -2,7 +2,7 @@
 //! the original did) and `image_queue` (build), and answers on the result queues.
 //!
 //! A job message is acked only after its answer is confirmed by the broker. Each build's
-//! answer is saved in the job folder before it is sent (`answer-ATTEMPT.json`), so a message
+//! answer is saved in its attempt's folder before it is sent (`attempt-N/answer.json`), so a message
 //! redelivered after a broker restart or a lost ack is answered again without a second build.
 //! Builds keep running while the broker is away; the session reconnects around them.
 
@@ -10,7 +10,7 @@ use crate::amqp::{self, AmqpError, Backoff, Names, Publisher};
 use crate::build::{BuildError, BuildSpec, Builder, LOG_FILE};
 use crate::kickstarter::kickstart_for;
 use futures_util::StreamExt;
-use img_core::job::JobState;
+use img_core::job::{legacy_status, JobState};
 use img_core::wire::topology::{
     CONTROL_EXCHANGE, ERROR_KEY, IMAGE_EXCHANGE, IMAGE_KEY, IMAGE_QUEUE, KICKSTARTER_QUEUE, LINK_KEY, RESULT_EXCHANGE,
     RESULT_KEY, STATUS_KEY,
@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::sync::{watch, RwLock};
 use tokio::task::JoinSet;
 use tracing::Instrument;
@@ -42,8 +43,10 @@ pub struct WorkerSettings {
     pub base_url: String,
     pub concurrency: u16,
     pub builder: Builder,
-    /// Names this worker in logs and consumer tags.
+    /// Names this worker in logs, consumer tags and its status messages.
     pub worker_id: String,
+    /// A `running` status (the server's sign of life) is sent this often while building.
+    pub heartbeat: Duration,
 }
 
 impl WorkerSettings {
@@ -56,6 +59,7 @@ impl WorkerSettings {
             concurrency: u16::try_from(config.worker.concurrency).unwrap_or(u16::MAX),
             builder: Builder::from_config(config),
             worker_id,
+            heartbeat: Duration::from_secs(config.worker.heartbeat_secs),
         }
     }
 }
@@ -271,16 +275,20 @@ async fn kickstarter(ctx: &Ctx, job: KickstarterJob) -> Vec<Outgoing> {
     }
 }
 
+/// A build's answer, kept in its attempt's folder until the broker confirmed it.
+const ANSWER_FILE: &str = "answer.json";
+
 /// Builds one image job, or returns the answer saved by an earlier delivery of it.
 /// `None`: the worker is stopping and the job goes back to the queue.
-async fn image(ctx: &Ctx, job: ImageJob, stop: watch::Receiver<bool>) -> Result<Option<Vec<Outgoing>>, String> {
+async fn image(ctx: &Arc<Ctx>, job: ImageJob, stop: watch::Receiver<bool>) -> Result<Option<Vec<Outgoing>>, String> {
     let s = &ctx.settings;
     let Some(dir) = job_dir(&s.jobs_dir, &job.id) else {
         return Err(format!("job id `{}` cannot name a folder", job.id));
     };
     let attempt = job.extras.attempt.unwrap_or(1);
+    let dir = crate::build::attempt_dir(&dir, attempt);
     let key = format!("{}/{attempt}", job.id);
-    let saved = dir.join(format!("answer-{attempt}.json"));
+    let saved = dir.join(ANSWER_FILE);
 
     // A copy of a message we are still building (redelivered after a reconnect): wait for it.
     let running = ctx.building.lock().map(|b| b.get(&key).cloned()).unwrap_or(None);
@@ -310,7 +318,7 @@ async fn image(ctx: &Ctx, job: ImageJob, stop: watch::Receiver<bool>) -> Result<
 }
 
 async fn build(
-    ctx: &Ctx,
+    ctx: &Arc<Ctx>,
     job: &ImageJob,
     attempt: u32,
     dir: &Path,
@@ -336,6 +344,7 @@ async fn build(
         name: Some(spec.name.clone()),
         state: Some(JobState::Running),
         attempt: Some(attempt),
+        worker: Some(s.worker_id.clone()),
         wire_version: wire::WIRE_VERSION,
     };
     // Progress only: a lost status is not worth failing the build for.
@@ -343,6 +352,8 @@ async fn build(
         tracing::warn!("status not sent: {e}");
     }
     tracing::info!("building {} `{}` (attempt {attempt})", spec.imagetype, spec.name);
+    let heartbeat = tokio::spawn(heartbeats(ctx.clone(), building.clone(), dir.join(LOG_FILE)).in_current_span());
+    let _stop_heartbeats = AbortOnDrop(heartbeat);
 
     let (cancel_tx, cancel_rx) = watch::channel(false);
     if let Ok(mut c) = ctx.cancels.lock() {
@@ -415,6 +426,48 @@ async fn build(
     }
 }
 
+/// Sends `building` again every `heartbeat`, its status naming the build's current phase
+/// (`VIRTUAL MACHINE, install`, in the original's form), until aborted.
+async fn heartbeats(ctx: Arc<Ctx>, building: StatusMessage, log: PathBuf) {
+    let mut every = tokio::time::interval(ctx.settings.heartbeat);
+    every.tick().await;
+    loop {
+        every.tick().await;
+        let phase = current_phase(&log).await;
+        let status = match (&ctx.settings.builder.executor, phase) {
+            (crate::build::Executor::Vm { .. }, Some(p)) => format!("{}, {p}", legacy_status::VIRTUAL_MACHINE_PREFIX),
+            _ => building.status.clone(),
+        };
+        let beat = StatusMessage { status, ..building.clone() };
+        if let Err(e) = send_all(&ctx, &[Outgoing::new(RESULT_EXCHANGE, STATUS_KEY, &beat)]).await {
+            tracing::warn!("heartbeat not sent: {e}");
+        }
+    }
+}
+
+/// The last `phase: NAME` img-creator logged (it is near the end of the log).
+async fn current_phase(log: &Path) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    const TAIL: u64 = 64 * 1024;
+    let mut f = tokio::fs::File::open(log).await.ok()?;
+    let len = f.metadata().await.ok()?.len();
+    f.seek(std::io::SeekFrom::Start(len.saturating_sub(TAIL))).await.ok()?;
+    let mut buf = Vec::new();
+    f.read_to_end(&mut buf).await.ok()?;
+    let text = String::from_utf8_lossy(&buf);
+    let (_, after) = text.rsplit_once("phase: ")?;
+    let name: String = after.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-').collect();
+    (!name.is_empty()).then_some(name)
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// `error_queue` and `status_queue` answers for a failed job.
 fn failure(s: &WorkerSettings, id: &str, attempt: Option<u32>, error: &str) -> Vec<Outgoing> {
     let url = format!("{}/log", api_url(s, id));
@@ -436,6 +489,7 @@ fn failure(s: &WorkerSettings, id: &str, attempt: Option<u32>, error: &str) -> V
         name: None,
         state: Some(JobState::Failed),
         attempt,
+        worker: Some(s.worker_id.clone()),
         wire_version: wire::WIRE_VERSION,
     };
     vec![Outgoing::new(RESULT_EXCHANGE, ERROR_KEY, &err), Outgoing::new(RESULT_EXCHANGE, STATUS_KEY, &status)]

@@ -4,6 +4,7 @@
 
 pub mod amqp;
 pub mod build;
+pub mod cache;
 pub mod consumer;
 pub mod kickstarter;
 pub mod process;

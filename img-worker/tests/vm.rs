@@ -26,7 +26,7 @@ impl Case {
         let limits = VmLimits { memory_mb: 1024, cpus: 1, timeout, idle, kvm: img_worker::vm::use_kvm("auto") };
         let executor =
             Executor::Vm { image: VmImage { dir: workspace().join(".build/vm") }, limits, scratch: dir.join("vm-run") };
-        Case { builder: Builder { creator, cachedir: None, timeout, executor }, dir }
+        Case { builder: Builder { creator, cache: None, timeout, executor }, dir }
     }
 
     fn spec(&self, kickstart: String) -> BuildSpec {

@@ -210,6 +210,10 @@ pub struct StatusMessage {
     pub state: Option<crate::job::JobState>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempt: Option<u32>,
+    /// Ours: the worker building the job. A `running` status is also its heartbeat: the
+    /// server takes back a job whose worker stays silent (`worker.lost_after_secs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
     #[serde(default = "wire_version")]
     pub wire_version: u32,
 }

@@ -20,6 +20,8 @@ pub struct JobView {
     pub tags: Vec<String>,
     pub pinned: bool,
     pub attempts: i32,
+    /// The worker building (or that built) the current attempt.
+    pub worker: Option<String>,
     pub created: String,
     pub started: Option<String>,
     pub finished: Option<String>,
@@ -69,6 +71,7 @@ impl JobView {
             tags: job.tags.split(',').filter(|t| !t.is_empty()).map(str::to_owned).collect(),
             pinned: job.pinned,
             attempts: job.attempts,
+            worker: job.worker_id.clone(),
             created: time(job.created_at),
             started: job.started_at.map(time),
             finished: job.finished_at.map(time),

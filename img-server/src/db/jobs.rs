@@ -42,6 +42,8 @@ pub struct Job {
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
     pub updated_at: i64,
+    /// Times the job was taken back from a silent worker.
+    pub lost: i32,
 }
 
 impl Job {
@@ -217,20 +219,95 @@ pub fn renew_lease(db: &Db, id: &str, worker: &str, lease_ms: i64) -> DbResult<b
     Ok(n == 1)
 }
 
-/// Running jobs whose lease ran out (their worker died) go back to the queue.
-pub fn requeue_expired(db: &Db) -> DbResult<usize> {
+/// A worker says it is building `attempt` of job `id` (its first status, or a heartbeat):
+/// the job is running, its lease extended. False when that attempt is not the job's to
+/// build any more (cancelled, finished, or taken back and queued again).
+pub fn heartbeat(db: &Db, id: &str, attempt: Option<i32>, worker: Option<&str>, lease_ms: i64) -> DbResult<bool> {
+    let Some(job) = get(db, id)? else { return Ok(false) };
+    let attempt = attempt.unwrap_or(job.attempts);
+    if attempt != job.attempts || !matches!(job.state(), JobState::Queued | JobState::Running) {
+        return Ok(false);
+    }
     let now = now_ms();
-    Ok(with_conn!(db, |conn| diesel::update(
-        jobs::table.filter(jobs::state.eq(JobState::Running.as_str())).filter(jobs::lease_until.lt(now))
+    let live = [JobState::Queued.as_str(), JobState::Running.as_str()];
+    let n = with_conn!(db, |conn| diesel::update(
+        jobs::table.filter(jobs::id.eq(id)).filter(jobs::state.eq_any(live)).filter(jobs::attempts.eq(attempt))
     )
     .set((
-        jobs::state.eq(JobState::Queued.as_str()),
-        jobs::worker_id.eq(None::<String>),
-        jobs::lease_until.eq(None::<i64>),
-        jobs::attempts.eq(jobs::attempts + 1),
+        jobs::state.eq(JobState::Running.as_str()),
+        jobs::worker_id.eq(worker.map(str::to_owned).or(job.worker_id)),
+        jobs::started_at.eq(job.started_at.unwrap_or(now)),
+        jobs::lease_until.eq(now + lease_ms),
         jobs::updated_at.eq(now),
     ))
-    .execute(conn))?)
+    .execute(conn))?;
+    Ok(n == 1)
+}
+
+/// What [`take_back_lost`] did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct TakenBack {
+    /// Queued again as a new attempt.
+    pub requeued: Vec<String>,
+    /// Lost too often: failed.
+    pub failed: Vec<String>,
+}
+
+/// Running jobs whose lease ran out (their worker died or hangs): queued again as a new
+/// attempt, at most `max_retries` times per job; after that they fail with an error that
+/// says so. A worker that comes back later answers for an old attempt, which is ignored.
+pub fn take_back_lost(db: &Db, max_retries: u32, silent_secs: u64) -> DbResult<TakenBack> {
+    let now = now_ms();
+    let lost: Vec<Job> = with_conn!(db, |conn| jobs::table
+        .filter(jobs::state.eq(JobState::Running.as_str()))
+        .filter(jobs::lease_until.lt(now))
+        .select(Job::as_select())
+        .load(conn))?;
+    let mut done = TakenBack::default();
+    for job in lost {
+        // Only if nothing moved it since we looked (a late heartbeat, a cancel).
+        let still = jobs::table
+            .filter(jobs::id.eq(job.id.clone()))
+            .filter(jobs::state.eq(JobState::Running.as_str()))
+            .filter(jobs::attempts.eq(job.attempts))
+            .filter(jobs::lease_until.lt(now));
+        if i64::from(job.lost) < i64::from(max_retries) {
+            let n = with_conn!(db, |conn| diesel::update(still.clone())
+                .set((
+                    jobs::state.eq(JobState::Queued.as_str()),
+                    jobs::worker_id.eq(None::<String>),
+                    jobs::lease_until.eq(None::<i64>),
+                    jobs::published_at.eq(None::<i64>),
+                    jobs::attempts.eq(jobs::attempts + 1),
+                    jobs::lost.eq(jobs::lost + 1),
+                    jobs::updated_at.eq(now),
+                ))
+                .execute(conn))?;
+            if n == 1 {
+                done.requeued.push(job.id);
+            }
+        } else {
+            let error = format!(
+                "worker lost: no word from the worker for {silent_secs} s on attempt {}, after {} retr{}; not retried again",
+                job.attempts,
+                job.lost,
+                if job.lost == 1 { "y" } else { "ies" }
+            );
+            let n = with_conn!(db, |conn| diesel::update(still.clone())
+                .set((
+                    jobs::state.eq(JobState::Failed.as_str()),
+                    jobs::error.eq(Some(error.clone())),
+                    jobs::lease_until.eq(None::<i64>),
+                    jobs::finished_at.eq(Some(now)),
+                    jobs::updated_at.eq(now),
+                ))
+                .execute(conn))?;
+            if n == 1 {
+                done.failed.push(job.id);
+            }
+        }
+    }
+    Ok(done)
 }
 
 /// AMQP outbox: queued jobs not yet confirmed by the broker, oldest first.

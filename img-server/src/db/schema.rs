@@ -1,4 +1,4 @@
-// The tables of migrations/*/…_init/up.sql, in diesel's terms (the same for both backends).
+// The tables of migrations/*/ (…_init, then `lost` from …_lost_workers), in diesel's terms (the same for both backends).
 
 diesel::table! {
     jobs (id) {
@@ -29,6 +29,7 @@ diesel::table! {
         started_at -> Nullable<BigInt>,
         finished_at -> Nullable<BigInt>,
         updated_at -> BigInt,
+        lost -> Integer,
     }
 }
 

@@ -61,7 +61,8 @@ async fn session(state: &AppState, backoff: &mut Backoff, shutdown: watch::Recei
     let r = tokio::try_join!(
         outbox(state, &publisher, shutdown.clone()),
         results(state, &channel, &names, shutdown.clone()),
-        control(state, &publisher, shutdown),
+        control(state, &publisher, shutdown.clone()),
+        take_back_lost(state, shutdown),
     );
     let _ = conn.close(200, "img-server stopping").await;
     r.map(drop)
@@ -159,6 +160,44 @@ fn message_for(job: &Job) -> Result<(&'static str, Vec<u8>), String> {
             (IMAGE_KEY, wire::encode(&msg))
         }
     })
+}
+
+/// How long a running job stays a worker's without a word from it.
+fn lease_ms(state: &AppState) -> i64 {
+    i64::try_from(state.config.worker.lost_after_secs.saturating_mul(1000)).unwrap_or(i64::MAX)
+}
+
+/// Takes running jobs back from workers that went silent, while this session listens.
+///
+/// Silence only means something while we hear the status queue: the first look comes a
+/// whole `lost_after` after the session started, so heartbeats sent while the server or the
+/// broker was away (queued in `status_queue`) have been read by then.
+async fn take_back_lost(state: &AppState, mut shutdown: watch::Receiver<bool>) -> Result<(), AmqpError> {
+    let w = &state.config.worker;
+    let (retries, silent) = (w.max_retries, w.lost_after_secs);
+    let mut first = true;
+    loop {
+        let pause = if first { Duration::from_secs(silent) } else { Duration::from_secs(w.heartbeat_secs) };
+        first = false;
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = shutdown.changed() => return Ok(()),
+        }
+        match state.db.run(move |db| jobs::take_back_lost(db, retries, silent)).await {
+            Ok(taken) => {
+                for id in &taken.requeued {
+                    tracing::warn!(job = %id, "no heartbeat for {silent} s: queued again for another worker");
+                }
+                for id in &taken.failed {
+                    tracing::error!(job = %id, "no heartbeat for {silent} s and no retries left: failed");
+                }
+                if !taken.requeued.is_empty() {
+                    state.outbox.notify_one();
+                }
+            }
+            Err(e) => tracing::warn!("looking for lost jobs: {e}"),
+        }
+    }
 }
 
 /// Forwards build stops (cancel, delete) to every worker on the control fan-out.
@@ -262,10 +301,17 @@ async fn apply(state: &AppState, queue: &str, body: &[u8]) -> Result<(), Handlin
             let to = m.state.or_else(|| JobState::from_legacy_status(&m.status));
             match to {
                 Some(JobState::Running) => {
-                    update(state, m.id, m.attempt, "status", |db, id| {
-                        jobs::transition(db, id, JobState::Running, Change::default())
-                    })
-                    .await
+                    // The first status of an attempt, or a heartbeat: either way the worker lives.
+                    let lease_ms = lease_ms(state);
+                    let attempt = m.attempt.and_then(|a| i32::try_from(a).ok());
+                    let outcome = state
+                        .db
+                        .run(move |db| jobs::heartbeat(db, &m.id, attempt, m.worker.as_deref(), lease_ms))
+                        .await?;
+                    if !outcome {
+                        tracing::debug!("a running status for a job that is not this attempt's to build: ignored");
+                    }
+                    Ok(())
                 }
                 Some(JobState::Failed) => {
                     let why = m.error.unwrap_or_else(|| format!("the worker reported {}", m.status));

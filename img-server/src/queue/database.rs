@@ -15,7 +15,6 @@ use tracing::Instrument;
 pub struct DatabaseQueue {
     pub builder: Builder,
     pub workers: u32,
-    pub lease: Duration,
 }
 
 impl QueueBackend for DatabaseQueue {
@@ -24,7 +23,7 @@ impl QueueBackend for DatabaseQueue {
         for n in 0..self.workers {
             let worker = format!("{}-{n}", img_worker::process::worker_id());
             let (state, builder, shutdown) = (state.clone(), self.builder.clone(), shutdown.clone());
-            tasks.push(tokio::spawn(work(state, builder, worker, self.lease, shutdown)));
+            tasks.push(tokio::spawn(work(state, builder, worker, shutdown)));
         }
         for t in tasks {
             let _ = t.await;
@@ -32,21 +31,23 @@ impl QueueBackend for DatabaseQueue {
     }
 }
 
-async fn work(state: AppState, builder: Builder, worker: String, lease: Duration, mut shutdown: watch::Receiver<bool>) {
-    let lease_ms = lease.as_millis() as i64;
+async fn work(state: AppState, builder: Builder, worker: String, mut shutdown: watch::Receiver<bool>) {
+    let lease = lease_of(&state);
+    let (retries, silent) = (state.config.worker.max_retries, state.config.worker.lost_after_secs);
     while !*shutdown.borrow() {
         let w = worker.clone();
         let claimed = state
             .db
             .run(move |db| {
-                jobs::requeue_expired(db)?;
-                jobs::claim_next(db, &w, lease_ms)
+                // A worker of an earlier process that died mid-build.
+                jobs::take_back_lost(db, retries, silent)?;
+                jobs::claim_next(db, &w, lease.as_millis() as i64)
             })
             .await;
         match claimed {
             Ok(Some(job)) => {
                 let span = tracing::info_span!("job", job = %job.id);
-                build(&state, &builder, &worker, lease, job, shutdown.clone()).instrument(span).await
+                build(&state, &builder, &worker, job, shutdown.clone()).instrument(span).await
             }
             Ok(None) => {
                 tokio::select! {
@@ -63,6 +64,11 @@ async fn work(state: AppState, builder: Builder, worker: String, lease: Duration
     }
 }
 
+/// A claim lasts `worker.lost_after_secs` unless renewed (every `worker.heartbeat_secs`).
+fn lease_of(state: &AppState) -> Duration {
+    Duration::from_secs(state.config.worker.lost_after_secs)
+}
+
 fn spec_of(job: &Job) -> BuildSpec {
     BuildSpec {
         id: job.id.clone(),
@@ -74,22 +80,16 @@ fn spec_of(job: &Job) -> BuildSpec {
     }
 }
 
-async fn build(
-    state: &AppState,
-    builder: &Builder,
-    worker: &str,
-    lease: Duration,
-    job: Job,
-    mut shutdown: watch::Receiver<bool>,
-) {
+async fn build(state: &AppState, builder: &Builder, worker: &str, job: Job, mut shutdown: watch::Receiver<bool>) {
     let id = job.id.clone();
     tracing::info!("building {} {} (attempt {})", job.imagetype, job.name, job.attempts);
     let (cancel_tx, cancel_rx) = watch::channel(false);
-    let dir = state.job_dir(&id);
+    let dir = state.attempt_dir(&id, job.attempts);
     let spec = spec_of(&job);
     let run = builder.run(&spec, &dir, cancel_rx);
     tokio::pin!(run);
-    let mut renew = tokio::time::interval(lease / 3);
+    let lease = lease_of(state);
+    let mut renew = tokio::time::interval(Duration::from_secs(state.config.worker.heartbeat_secs));
     renew.tick().await;
     let mut stopping = false;
     let mut stops = state.stops.subscribe();

@@ -41,6 +41,12 @@ pub fn fixture_repo() -> PathBuf {
     .clone()
 }
 
+/// SHA-256 of `bytes` in lowercase hex, as the API shows it.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
 pub fn fixture_ks() -> String {
     std::fs::read_to_string(workspace().join("img-creator/tests/fixtures/fixture.ks")).expect("fixture.ks")
 }
@@ -174,6 +180,7 @@ impl Worker {
             .env("IMG_BASE_URL", &config.base_url)
             .env("IMG_WORKER_CREATOR", &config.worker.creator)
             .env("IMG_WORKER_VM_DIR", &config.worker.vm_dir)
+            .env("IMG_WORKER_HEARTBEAT_SECS", config.worker.heartbeat_secs.to_string())
             .env("IMG_LOG", "info")
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
@@ -181,6 +188,16 @@ impl Worker {
             .spawn()
             .expect("img-worker starts");
         Worker { child, log }
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`, `KILL`) to the worker process.
+    pub fn signal(&self, signal: &str) {
+        let ok = std::process::Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill runs");
+        assert!(ok.success(), "kill -{signal} failed");
     }
 
     pub fn kill(&mut self) {
