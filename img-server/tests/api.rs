@@ -142,7 +142,7 @@ fn cancel_retry_and_conflicts(backend: Backend) {
     let r = s.http.post(s.api(&format!("/jobs/{id}/cancel"))).send().unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.json::<serde_json::Value>().unwrap()["status"], "cancelled");
-    // The build stops: img-creator is gone within seconds.
+    // The build stops: its VM (whose command line names the job folder) is gone within 15 s.
     let t0 = std::time::Instant::now();
     while std::process::Command::new("pgrep")
         .args(["-f", &id])
@@ -151,7 +151,11 @@ fn cancel_retry_and_conflicts(backend: Backend) {
         .map(|s| s.success())
         .unwrap_or(false)
     {
-        assert!(t0.elapsed() < Duration::from_secs(20), "img-creator still runs for {id}{}", s.worker_logs());
+        assert!(
+            t0.elapsed() < Duration::from_secs(15),
+            "the build (VM or img-creator) still runs for {id}{}",
+            s.worker_logs()
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     let r = s.http.post(s.api(&format!("/jobs/{id}/cancel"))).send().unwrap();

@@ -96,11 +96,19 @@ fn a_loop_image_is_built_inside_the_vm() {
 }
 
 #[test]
-fn a_failing_post_script_fails_the_job() {
+fn a_failing_post_script_or_a_missing_package_fails_the_job() {
     let c = Case::new("post", Duration::from_secs(300), Duration::from_secs(120));
     let ks = format!("{LOOP_KS}%post --erroronfail\necho about to fail\nexit 3\n%end\n");
     match c.build(ks, no_cancel()) {
         Err(BuildError::Failed(why)) => assert!(why.contains("%post"), "{why}"),
+        other => panic!("expected a failure, got {other:?}"),
+    }
+    c.assert_gone();
+
+    let c = Case::new("missing", Duration::from_secs(300), Duration::from_secs(120));
+    let ks = LOOP_KS.replace("-bloat", "-bloat\nno-such-package");
+    match c.build(ks, no_cancel()) {
+        Err(BuildError::Failed(why)) => assert!(why.contains("no-such-package"), "{why}"),
         other => panic!("expected a failure, got {other:?}"),
     }
     c.assert_gone();
