@@ -100,6 +100,19 @@ pub struct SmtpConfig {
     pub url: String,
     /// Sender address of notification mail.
     pub from: String,
+    /// Also mail when a build starts (success and failure are always mailed).
+    pub notify_start: bool,
+    /// Subject of the mail for a finished image (`{name}`: image name, `{id}`: job id).
+    pub subject_done: String,
+    /// Subject of the mail for a failed build (`{name}`, `{id}` as above).
+    pub subject_failed: String,
+    /// Subject of the mail for a started build (`{name}`, `{id}` as above).
+    pub subject_started: String,
+    /// First wait before sending a mail again after the SMTP server failed, in seconds; it
+    /// doubles on each failure, up to an hour.
+    pub retry_secs: u64,
+    /// Attempts before a mail is given up.
+    pub max_attempts: u32,
 }
 
 #[derive(Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -163,7 +176,16 @@ impl Default for KickstarterSettings {
 
 impl Default for SmtpConfig {
     fn default() -> Self {
-        SmtpConfig { url: String::new(), from: "img@localhost".into() }
+        SmtpConfig {
+            url: String::new(),
+            from: "img@localhost".into(),
+            notify_start: false,
+            subject_done: "[IMG] Image {name} creation succeeded".into(),
+            subject_failed: "[IMG] Image {name} creation failed".into(),
+            subject_started: "[IMG] Image {name} creation started".into(),
+            retry_secs: 30,
+            max_attempts: 20,
+        }
     }
 }
 
@@ -247,6 +269,12 @@ impl Config {
             "worker.lost_after_secs",
             "must be at least twice worker.heartbeat_secs (one lost heartbeat must not fail a job)",
         )?;
+        check(
+            self.smtp.url.is_empty() || self.smtp.url.starts_with("smtp://") || self.smtp.url.starts_with("smtps://"),
+            "smtp.url",
+            "must be empty or start with smtp:// or smtps://",
+        )?;
+        check(self.smtp.max_attempts > 0, "smtp.max_attempts", "must be at least 1")?;
         check(self.limits.max_upload_bytes > 0, "limits.max_upload_bytes", "must be at least 1")
     }
 

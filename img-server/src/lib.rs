@@ -6,6 +6,7 @@ pub mod api;
 pub mod auth;
 pub mod catalog;
 pub mod db;
+pub mod mailer;
 pub mod pages;
 pub mod queue;
 pub mod service;
@@ -26,6 +27,8 @@ pub enum ServerError {
     Db(#[from] db::DbError),
     #[error("templates: {0}")]
     Templates(String),
+    #[error(transparent)]
+    Mail(#[from] mailer::MailerError),
     #[error("HTTP server: {0}")]
     Http(#[from] std::io::Error),
 }
@@ -42,6 +45,7 @@ pub async fn serve(
         .map_err(|e| db::DbError::Task(e.to_string()))??;
     let catalog = catalog::Catalog::scan(&config.kickstarter.templates);
     let tera = pages::templates(&templates_dir()).map_err(|e| ServerError::Templates(format!("{e:?}")))?;
+    let mailer = mailer::Mailer::new(&config.smtp, &templates_dir().join("mail"))?;
     let state = AppState {
         config: Arc::new(config),
         db,
@@ -59,7 +63,7 @@ pub async fn serve(
     );
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut background = Vec::new();
+    let mut background = vec![tokio::spawn(mailer.run(state.clone(), stop_rx.clone()))];
     if state.config.runs_embedded_worker() && state.config.amqp_url.is_empty() {
         let builder = img_worker::build::Builder::from_config(&state.config);
         let workers = state.config.worker.concurrency;

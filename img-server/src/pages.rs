@@ -8,7 +8,7 @@
 
 use crate::api::error::ApiError;
 use crate::api::upload::read_submission;
-use crate::api::view::{ArtifactView, JobView};
+use crate::api::view::{ArtifactView, JobView, MailView};
 use crate::auth::{self, Access};
 use crate::catalog::Template;
 use crate::service::{self, Page};
@@ -22,7 +22,6 @@ use img_core::job::{Arch, ImageType, JobState};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::Path;
-use std::time::Duration;
 use tera::{Context, Tera, Value};
 
 /// The pages' script, served at `/static/live.js`.
@@ -455,30 +454,25 @@ fn log_excerpt(mut data: Vec<u8>, finished: bool) -> LogExcerpt {
     LogExcerpt { text: String::from_utf8_lossy(&data).into_owned(), lines, truncated }
 }
 
-/// How long the build ran (so far): started → finished, or → `now` while running.
-fn took(view: &JobView, now: std::time::SystemTime) -> Option<String> {
-    let start = humantime::parse_rfc3339(view.started.as_deref()?).ok()?;
-    let end = match view.finished.as_deref() {
-        Some(f) => humantime::parse_rfc3339(f).ok()?,
-        None if view.status == "running" => now,
-        None => return None,
-    };
-    let d = end.duration_since(start).ok()?;
-    Some(humantime::format_duration(Duration::from_secs(d.as_secs())).to_string())
-}
-
 fn downloads(view: &JobView, base_url: &str) -> Vec<ArtifactView> {
     view.artifacts.iter().map(|a| ArtifactView { url: local(&a.url, base_url), ..a.clone() }).collect()
 }
 
-fn job_context(view: &JobView, log: &LogExcerpt, base_url: &str, now: std::time::SystemTime) -> Context {
+fn job_context(
+    view: &JobView,
+    log: &LogExcerpt,
+    mails: &[MailView],
+    base_url: &str,
+    now: std::time::SystemTime,
+) -> Context {
     let live = !is_final(&view.status);
     let mut ctx = Context::new();
     ctx.insert("job", view);
+    ctx.insert("mails", mails);
     ctx.insert("live", &live);
     ctx.insert("can_cancel", &matches!(view.status.as_str(), "queued" | "running"));
     ctx.insert("can_retry", &matches!(view.status.as_str(), "failed" | "cancelled"));
-    ctx.insert("took", &took(view, now));
+    ctx.insert("took", &view.build_time(now));
     ctx.insert("downloads", &downloads(view, base_url));
     ctx.insert("events", &local(&view.links.events, base_url));
     ctx.insert("log_url", &local(&view.log_url, base_url));
@@ -611,7 +605,8 @@ async fn job(req: HttpRequest, state: State, tera: Templates, id: web::Path<Stri
         auth::check(&req, &state, Access::Read).await?;
         let (data, _, view) = service::log(&state, &id, 0, LOG_MAX + 1).await?;
         let log = log_excerpt(data, is_final(&view.status));
-        Ok::<_, ApiError>(job_context(&view, &log, &state.config.base_url, std::time::SystemTime::now()))
+        let mails = service::mails(&state, &id).await?;
+        Ok::<_, ApiError>(job_context(&view, &log, &mails, &state.config.base_url, std::time::SystemTime::now()))
     };
     match page.await {
         Ok(ctx) => render(&tera, "job.html", &ctx, StatusCode::OK),
@@ -909,11 +904,11 @@ mod tests {
         assert_eq!(time_filter(&Value::Null, &HashMap::new()).unwrap(), Value::from(""));
         let v = view("running");
         let now = humantime::parse_rfc3339("2024-05-01T10:23:00Z").unwrap();
-        assert_eq!(took(&v, now).as_deref(), Some("2m"));
-        assert_eq!(took(&view("done"), now).as_deref(), Some("3m 5s"));
+        assert_eq!(v.build_time(now).as_deref(), Some("2m"));
+        assert_eq!(view("done").build_time(now).as_deref(), Some("3m 5s"));
         let mut q = view("queued");
         q.started = None;
-        assert_eq!(took(&q, now), None);
+        assert_eq!(q.build_time(now), None);
     }
 
     #[test]
@@ -1049,7 +1044,7 @@ mod tests {
 
         let now = std::time::SystemTime::now();
         let log = log_excerpt(b"booting <vm>\nrunning %post\n".to_vec(), false);
-        let html = render_ok(&t, "job.html", &job_context(&view("running"), &log, BASE, now));
+        let html = render_ok(&t, "job.html", &job_context(&view("running"), &log, &[], BASE, now));
         let pre = format!("<pre id=\"log\" data-lines=\"2\" data-events=\"/api/v1/jobs/{ID}/events\">");
         assert!(html.contains(&pre), "{html}");
         assert!(
@@ -1059,12 +1054,24 @@ mod tests {
         assert!(html.contains(&format!("action=\"/job/{ID}/cancel\"")));
         assert!(!html.contains("/retry\"") && html.contains("id=\"status\""));
         let log = log_excerpt(b"done\n".to_vec(), true);
-        let html = render_ok(&t, "job.html", &job_context(&view("done"), &log, BASE, now));
+        let html = render_ok(&t, "job.html", &job_context(&view("done"), &log, &[], BASE, now));
         assert!(!html.contains("http-equiv") && !html.contains("data-events") && !html.contains("/cancel\""));
         assert!(html.contains("nemo.raw") && html.contains("1.5 GiB") && html.contains(&"ab".repeat(32)));
         assert!(!html.contains("img.example"), "links are local: {html}");
-        let html = render_ok(&t, "job.html", &job_context(&view("failed"), &log, BASE, now));
+        let mails = [MailView {
+            kind: "failed".into(),
+            to: "dev@example.org".into(),
+            state: "pending".into(),
+            attempts: 2,
+            last_error: Some("Connection refused <smtp>".into()),
+            created: "2024-05-01T10:24:00.000Z".into(),
+            sent: None,
+            next_try: Some("2024-05-01T10:26:00.000Z".into()),
+        }];
+        let html = render_ok(&t, "job.html", &job_context(&view("failed"), &log, &mails, BASE, now));
         assert!(html.contains("mkfs failed: &lt;disk full&gt;") && html.contains("/retry\""));
+        assert!(html.contains("<h2>Mail</h2>") && html.contains("Connection refused &lt;smtp&gt;"), "{html}");
+        assert!(html.contains("next try") && html.contains("2024-05-01 10:26:00 UTC"), "{html}");
 
         let html = render_ok(&t, "images.html", &images_context(&view("done"), BASE));
         assert!(html.contains("nemo.raw") && html.contains("1.5 GiB"));

@@ -2,7 +2,7 @@
 //! changes the database through `db::jobs`, and touches the job's files.
 
 use crate::api::error::ApiError;
-use crate::api::view::JobView;
+use crate::api::view::{JobView, MailView};
 use crate::db::jobs::{self, Change, Refused};
 use crate::state::AppState;
 use crate::submit::{self, Submission};
@@ -174,6 +174,33 @@ pub async fn log(state: &AppState, id: &str, offset: u64, max: u64) -> Result<(V
     };
     let next = offset + data.len() as u64;
     Ok((data, next, view))
+}
+
+/// The last `n` lines of the job's current log (for failure mail).
+pub async fn log_tail(state: &AppState, view: &JobView, n: usize) -> Vec<String> {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    const TAIL_BYTES: u64 = 16 * 1024;
+    let path = state.attempt_dir(&view.id, view.attempts).join(img_worker::build::LOG_FILE);
+    let Ok(mut f) = tokio::fs::File::open(&path).await else { return Vec::new() };
+    let len = f.metadata().await.map(|m| m.len()).unwrap_or(0);
+    let mut buf = Vec::new();
+    if f.seek(std::io::SeekFrom::Start(len.saturating_sub(TAIL_BYTES))).await.is_err()
+        || f.read_to_end(&mut buf).await.is_err()
+    {
+        return Vec::new();
+    }
+    let text = String::from_utf8_lossy(&buf);
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(n)..].iter().map(|l| (*l).to_owned()).collect()
+}
+
+/// The notification mail of job `id`, oldest first.
+pub async fn mails(state: &AppState, id: &str) -> Result<Vec<MailView>, ApiError> {
+    let id = check_id(id)?;
+    let key = id.clone();
+    let (job, mails) = state.db.read(move |db| Ok((jobs::get(db, &key)?, crate::db::mails::of_job(db, &key)?))).await?;
+    job.ok_or_else(|| not_found(&id))?;
+    Ok(mails.iter().map(MailView::from).collect())
 }
 
 /// The file of artifact `name` of job `id`; only names the job recorded are served.

@@ -52,16 +52,31 @@ pub enum TokenMapInput {
 const MAX_NAME: usize = 64;
 
 /// Checks `sub` and makes the job row to store (state `queued`).
+/// Most addresses one job notifies.
+const MAX_RECIPIENTS: usize = 10;
+
+/// One address or several separated by commas, each checked; normalised to `a, b`.
+fn email_list(field: &str) -> Result<String, ApiError> {
+    let addresses: Vec<&str> = field.split(',').map(str::trim).filter(|a| !a.is_empty()).collect();
+    if let Some(bad) = addresses.iter().find(|a| {
+        let (local, domain) = a.split_once('@').unwrap_or_default();
+        local.is_empty() || domain.is_empty() || a.contains(char::is_whitespace) || a.len() > 254
+    }) {
+        return Err(ApiError::invalid(format!("email: `{bad}` is not an email address")));
+    }
+    if addresses.len() > MAX_RECIPIENTS {
+        return Err(ApiError::invalid(format!("email: at most {MAX_RECIPIENTS} addresses")));
+    }
+    Ok(addresses.join(", "))
+}
+
 pub fn prepare(sub: Submission, catalog: &Catalog, max_bytes: u64) -> Result<Job, ApiError> {
     let tokens = token_map(&sub.tokenmap)?;
     let overlay = match sub.overlay.as_deref().map(str::trim).filter(|o| !o.is_empty()) {
         Some(text) => Some(img_core::overlay::parse(text).map_err(|e| ApiError::invalid(format!("overlay: {e}")))?),
         None => None,
     };
-    let email = sub.email.clone().unwrap_or_default().trim().to_owned();
-    if !email.is_empty() && (!email.contains('@') || email.contains(char::is_whitespace) || email.len() > 254) {
-        return Err(ApiError::invalid(format!("email: `{email}` is not an email address")));
-    }
+    let email = email_list(sub.email.as_deref().unwrap_or_default())?;
     let tags: Vec<String> = sub.tags.iter().map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()).collect();
     if let Some(bad) = tags.iter().find(|t| t.contains(',') || t.len() > 64) {
         return Err(ApiError::invalid(format!("tags: `{bad}` must be at most 64 characters without commas")));
@@ -351,6 +366,17 @@ mod tests {
 
     fn err(s: Submission) -> ApiError {
         prepare(s, &Catalog::default(), 1 << 20).unwrap_err()
+    }
+
+    #[test]
+    fn email_takes_one_address_or_a_list() {
+        assert_eq!(email_list(" a@x.org ").unwrap(), "a@x.org");
+        assert_eq!(email_list("a@x.org,b@y.org , ").unwrap(), "a@x.org, b@y.org");
+        assert_eq!(email_list("").unwrap(), "");
+        for bad in ["a", "a@", "@x", "a b@x.org", "a@x.org, nobody"] {
+            assert!(email_list(bad).is_err(), "{bad}");
+        }
+        assert!(email_list(&vec!["a@x.org"; 11].join(",")).is_err());
     }
 
     #[test]

@@ -226,6 +226,7 @@ fn openapi_matches_routes(backend: Backend) {
         "/api/v1/jobs/{id}/retry",
         "/api/v1/jobs/{id}/log",
         "/api/v1/jobs/{id}/events",
+        "/api/v1/jobs/{id}/mails",
         "/api/v1/jobs/{id}/artifacts/{name}",
         "/api/v1/templates",
     ] {

@@ -30,6 +30,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .service(endpoint("/jobs/{id}/retry", "POST").route(web::post().to(retry)))
             .service(endpoint("/jobs/{id}/log", "GET").route(web::get().to(log)))
             .service(endpoint("/jobs/{id}/events", "GET").route(web::get().to(events::stream)))
+            .service(endpoint("/jobs/{id}/mails", "GET").route(web::get().to(mails)))
             .service(endpoint("/jobs/{id}/artifacts/{name}", "GET").route(web::get().to(artifact)))
             .service(endpoint("/templates", "GET").route(web::get().to(templates)))
             .default_service(web::to(|| async {
@@ -83,6 +84,11 @@ async fn list(
 async fn show(req: HttpRequest, state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     auth::check(&req, &state, Access::Read).await?;
     Ok(HttpResponse::Ok().json(service::get(&state, &id).await?))
+}
+
+async fn mails(req: HttpRequest, state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    auth::check(&req, &state, Access::Read).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "mails": service::mails(&state, &id).await? })))
 }
 
 async fn delete(req: HttpRequest, state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {

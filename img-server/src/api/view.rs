@@ -1,6 +1,7 @@
 //! How jobs look in the API and on the pages.
 
 use crate::db::jobs::{Artifact, Job};
+use crate::db::mails::Mail;
 use crate::state::AppState;
 use serde::Serialize;
 use std::time::{Duration, UNIX_EPOCH};
@@ -31,6 +32,38 @@ pub struct JobView {
     pub links: Links,
 }
 
+/// One notification mail of a job and how its sending went.
+#[derive(Debug, Clone, Serialize)]
+pub struct MailView {
+    /// `started`, `done` or `failed`.
+    pub kind: String,
+    pub to: String,
+    /// `pending` (waiting or being tried again), `sent`, `failed` (given up) or `skipped`.
+    pub state: String,
+    pub attempts: i32,
+    /// Why the last attempt failed, or why it was skipped.
+    pub last_error: Option<String>,
+    pub created: String,
+    pub sent: Option<String>,
+    /// When it is tried again, while pending.
+    pub next_try: Option<String>,
+}
+
+impl From<&Mail> for MailView {
+    fn from(m: &Mail) -> MailView {
+        MailView {
+            kind: m.kind.clone(),
+            to: m.recipients.clone(),
+            state: m.state.clone(),
+            attempts: m.attempts,
+            last_error: m.last_error.clone(),
+            created: time(m.created_at),
+            sent: m.sent_at.map(time),
+            next_try: (m.state == crate::db::mails::PENDING).then(|| time(m.next_try_at)),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct ArtifactView {
     pub name: String,
@@ -55,6 +88,18 @@ pub fn time(ms: i64) -> String {
 }
 
 impl JobView {
+    /// How long the build ran (so far): started → finished, or → `now` while running.
+    pub fn build_time(&self, now: std::time::SystemTime) -> Option<String> {
+        let start = humantime::parse_rfc3339(self.started.as_deref()?).ok()?;
+        let end = match self.finished.as_deref() {
+            Some(f) => humantime::parse_rfc3339(f).ok()?,
+            None if self.status == "running" => now,
+            None => return None,
+        };
+        let d = end.duration_since(start).ok()?;
+        Some(humantime::format_duration(Duration::from_secs(d.as_secs())).to_string())
+    }
+
     pub fn new(state: &AppState, job: &Job, artifacts: &[Artifact]) -> JobView {
         let api = format!("/api/v1/jobs/{}", job.id);
         JobView {

@@ -2,6 +2,7 @@
 //! State changes go through [`JobState::can_become`] and are conditional on the state read,
 //! so two writers can never both move a job.
 
+use super::mails::{queue_mail, MailKind};
 use super::schema::{artifacts, jobs};
 use super::{now_ms, with_conn, Db, DbResult};
 use diesel::prelude::*;
@@ -146,6 +147,14 @@ pub fn transition(db: &Db, id: &str, to: JobState, change: Change) -> DbResult<R
                     .set((jobs::published_at.eq(None::<i64>), jobs::attempts.eq(jobs::attempts + 1)))
                     .execute(conn)?;
             }
+            let mail = match to {
+                JobState::Done => Some(MailKind::Done),
+                JobState::Failed => Some(MailKind::Failed),
+                _ => None,
+            };
+            if let (1, Some(kind)) = (n, mail) {
+                queue_mail!(conn, &job, kind)?;
+            }
             Ok(n)
         }))?;
         if n == 1 {
@@ -187,17 +196,23 @@ pub fn claim_next(db: &Db, worker: &str, lease_ms: i64) -> DbResult<Option<Job>>
             .optional())?;
         let Some(id) = candidate else { return Ok(None) };
         let now = now_ms();
-        let n = with_conn!(db, |conn| diesel::update(
-            jobs::table.filter(jobs::id.eq(&id)).filter(jobs::state.eq(JobState::Queued.as_str()))
-        )
-        .set((
-            jobs::state.eq(JobState::Running.as_str()),
-            jobs::worker_id.eq(worker),
-            jobs::lease_until.eq(now + lease_ms),
-            jobs::started_at.eq(now),
-            jobs::updated_at.eq(now),
-        ))
-        .execute(conn))?;
+        let n = with_conn!(db, |conn| conn.transaction::<_, diesel::result::Error, _>(|conn| {
+            let n =
+                diesel::update(jobs::table.filter(jobs::id.eq(&id)).filter(jobs::state.eq(JobState::Queued.as_str())))
+                    .set((
+                        jobs::state.eq(JobState::Running.as_str()),
+                        jobs::worker_id.eq(worker),
+                        jobs::lease_until.eq(now + lease_ms),
+                        jobs::started_at.eq(now),
+                        jobs::updated_at.eq(now),
+                    ))
+                    .execute(conn)?;
+            if n == 1 {
+                let job: Job = jobs::table.find(&id).select(Job::as_select()).first(conn)?;
+                queue_mail!(conn, &job, MailKind::Started)?;
+            }
+            Ok(n)
+        }))?;
         if n == 1 {
             return get(db, &id);
         }
@@ -230,17 +245,24 @@ pub fn heartbeat(db: &Db, id: &str, attempt: Option<i32>, worker: Option<&str>, 
     }
     let now = now_ms();
     let live = [JobState::Queued.as_str(), JobState::Running.as_str()];
-    let n = with_conn!(db, |conn| diesel::update(
-        jobs::table.filter(jobs::id.eq(id)).filter(jobs::state.eq_any(live)).filter(jobs::attempts.eq(attempt))
-    )
-    .set((
-        jobs::state.eq(JobState::Running.as_str()),
-        jobs::worker_id.eq(worker.map(str::to_owned).or(job.worker_id)),
-        jobs::started_at.eq(job.started_at.unwrap_or(now)),
-        jobs::lease_until.eq(now + lease_ms),
-        jobs::updated_at.eq(now),
-    ))
-    .execute(conn))?;
+    let starts = job.state() == JobState::Queued;
+    let n = with_conn!(db, |conn| conn.transaction::<_, diesel::result::Error, _>(|conn| {
+        let n = diesel::update(
+            jobs::table.filter(jobs::id.eq(id)).filter(jobs::state.eq_any(live)).filter(jobs::attempts.eq(attempt)),
+        )
+        .set((
+            jobs::state.eq(JobState::Running.as_str()),
+            jobs::worker_id.eq(worker.map(str::to_owned).or(job.worker_id.clone())),
+            jobs::started_at.eq(job.started_at.unwrap_or(now)),
+            jobs::lease_until.eq(now + lease_ms),
+            jobs::updated_at.eq(now),
+        ))
+        .execute(conn)?;
+        if n == 1 && starts {
+            queue_mail!(conn, &job, MailKind::Started)?;
+        }
+        Ok(n)
+    }))?;
     Ok(n == 1)
 }
 
@@ -293,15 +315,21 @@ pub fn take_back_lost(db: &Db, max_retries: u32, silent_secs: u64) -> DbResult<T
                 job.lost,
                 if job.lost == 1 { "y" } else { "ies" }
             );
-            let n = with_conn!(db, |conn| diesel::update(still.clone())
-                .set((
-                    jobs::state.eq(JobState::Failed.as_str()),
-                    jobs::error.eq(Some(error.clone())),
-                    jobs::lease_until.eq(None::<i64>),
-                    jobs::finished_at.eq(Some(now)),
-                    jobs::updated_at.eq(now),
-                ))
-                .execute(conn))?;
+            let n = with_conn!(db, |conn| conn.transaction::<_, diesel::result::Error, _>(|conn| {
+                let n = diesel::update(still.clone())
+                    .set((
+                        jobs::state.eq(JobState::Failed.as_str()),
+                        jobs::error.eq(Some(error.clone())),
+                        jobs::lease_until.eq(None::<i64>),
+                        jobs::finished_at.eq(Some(now)),
+                        jobs::updated_at.eq(now),
+                    ))
+                    .execute(conn)?;
+                if n == 1 {
+                    queue_mail!(conn, &job, MailKind::Failed)?;
+                }
+                Ok(n)
+            }))?;
             if n == 1 {
                 done.failed.push(job.id);
             }

@@ -1,9 +1,10 @@
 //! The job database: SQLite (embedded default; WAL, foreign keys) or PostgreSQL (scale-out),
 //! chosen by the URL. Migrations are embedded, one folder per backend, and run at start.
 //! Queries are written once with diesel's DSL and compiled for both backends by [`with_conn!`];
-//! they all live in [`jobs`] and [`tokens`]: no SQL anywhere else.
+//! they all live in [`jobs`], [`mails`] and [`tokens`]: no SQL anywhere else.
 
 pub mod jobs;
+pub mod mails;
 pub mod schema;
 pub mod tokens;
 

@@ -1,4 +1,4 @@
-// The tables of migrations/*/ (…_init, then `lost` from …_lost_workers), in diesel's terms (the same for both backends).
+// The tables of migrations/*/ (…_init, `lost` from …_lost_workers, `mails`), in diesel's terms (the same for both backends).
 
 diesel::table! {
     jobs (id) {
@@ -51,4 +51,21 @@ diesel::table! {
 }
 
 diesel::joinable!(artifacts -> jobs (job_id));
-diesel::allow_tables_to_appear_in_same_query!(jobs, artifacts, api_tokens);
+diesel::allow_tables_to_appear_in_same_query!(jobs, artifacts, api_tokens, mails);
+
+diesel::table! {
+    mails (id) {
+        id -> Text,
+        job_id -> Text,
+        kind -> Text,
+        recipients -> Text,
+        state -> Text,
+        attempts -> Integer,
+        next_try_at -> BigInt,
+        last_error -> Nullable<Text>,
+        created_at -> BigInt,
+        sent_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::joinable!(mails -> jobs (job_id));
