@@ -7,4 +7,5 @@ pub mod build;
 pub mod consumer;
 pub mod kickstarter;
 pub mod process;
+pub mod repo_proxy;
 pub mod vm;
