@@ -340,10 +340,12 @@ fn run_script(spec: &BuildSpec, creator: &str, shares: &[Share], proxy: bool) ->
         String::from("#!/bin/sh\n# Written by img-worker; runs as root inside the throwaway build VM.\nset -e\n");
     if proxy {
         // qemu's user network without DHCP: the proxy (vm::GUEST_PROXY) is the one address
-        // that answers; the default route only lets other attempts fail inside qemu.
+        // that answers; the default route only lets other attempts fail inside qemu. `lo`
+        // up: without it DNS queries to 127.0.0.1 (no resolv.conf) take the default route
+        // and time out, and dnf waited 10 s for them before its first download.
         s.push_str(
-            "modprobe virtio_net\nbusybox ip link set eth0 up\nbusybox ip addr add 10.0.2.15/24 dev eth0\n\
-             busybox ip route add default via 10.0.2.2\n",
+            "modprobe virtio_net\nbusybox ip link set lo up\nbusybox ip link set eth0 up\n\
+             busybox ip addr add 10.0.2.15/24 dev eth0\nbusybox ip route add default via 10.0.2.2\n",
         );
     }
     for sh in shares {
@@ -472,6 +474,7 @@ mod tests {
 
         let with = run_script(&s, "img-creator", &[], true);
         assert!(with.contains("modprobe virtio_net\n") && with.contains("ip addr add 10.0.2.15/24 dev eth0"), "{with}");
+        assert!(with.contains("ip link set lo up\n"), "DNS to 127.0.0.1 must fail at once: {with}");
         assert!(with.contains(&format!("--proxy {}", vm::GUEST_PROXY)), "{with}");
         let without = run_script(&spec("repo --name=c --baseurl=file:///srv\n"), "img-creator", &[], false);
         assert!(!without.contains("virtio_net") && !without.contains("--proxy"), "{without}");
