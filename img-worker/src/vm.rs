@@ -41,6 +41,8 @@ const TAIL: usize = 20;
 pub const GUEST_PROXY_IP: &str = "10.0.2.100";
 pub const GUEST_PROXY_PORT: u16 = 3128;
 pub const GUEST_PROXY: &str = "http://10.0.2.100:3128";
+/// What qemu's guestfwd runs per guest connection to reach the proxy.
+const SOCAT: &str = "socat";
 
 #[derive(Debug, Error)]
 pub enum VmError {
@@ -223,7 +225,7 @@ pub fn qemu_args(
             // DNS). `cmd:` runs one socat per connection; the `tcp:` form carries only one.
             a.push("-netdev".into());
             a.push(format!(
-                "user,id=net0,restrict=on,guestfwd=tcp:{GUEST_PROXY_IP}:{GUEST_PROXY_PORT}-cmd:socat - TCP:127.0.0.1:{port}"
+                "user,id=net0,restrict=on,guestfwd=tcp:{GUEST_PROXY_IP}:{GUEST_PROXY_PORT}-cmd:{SOCAT} - TCP:127.0.0.1:{port}"
             ));
             a.extend(["-device", "virtio-net-pci,netdev=net0"].map(String::from));
         }
@@ -271,6 +273,11 @@ pub async fn run_vm(
     let proxy = if run.repo_hosts.is_empty() {
         None
     } else {
+        // qemu would start without it and every guest connection would fail later, unclearly.
+        if !on_path(SOCAT) {
+            let source = std::io::Error::new(std::io::ErrorKind::NotFound, "not on PATH (scripts/setup installs it)");
+            return Err(VmError::Spawn { program: SOCAT.into(), source });
+        }
         let proxy = RepoProxy::start(run.repo_hosts.clone(), refusals_tx).await.map_err(VmError::Proxy)?;
         let line = format!(
             "img-worker: repository proxy {} (for the guest {GUEST_PROXY}) allows {}\n",
@@ -374,6 +381,10 @@ pub async fn run_vm(
             Err(VmError::NoExitCode(last.join(" ⏎ ")))
         }
     }
+}
+
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
 }
 
 /// Bytes in the job folder (not following links): grows while a build writes its image.
