@@ -339,7 +339,7 @@ fn run_script(spec: &BuildSpec, creator: &str, shares: &[Share], proxy: bool) ->
     let mut s =
         String::from("#!/bin/sh\n# Written by img-worker; runs as root inside the throwaway build VM.\nset -e\n");
     if proxy {
-        // qemu's user network without DHCP: the proxy (vm::GUEST_PROXY) is the one address
+        // qemu's user network without DHCP: the proxy (vm::guest_proxy) is the one address
         // that answers; the default route only lets other attempts fail inside qemu. `lo`
         // up: without it DNS queries to 127.0.0.1 (no resolv.conf) take the default route
         // and time out, and dnf waited 10 s for them before its first download.
@@ -370,7 +370,7 @@ fn run_script(spec: &BuildSpec, creator: &str, shares: &[Share], proxy: bool) ->
         "--logfile /dev/stdout".into(),
     ];
     if proxy {
-        args.push(format!("--proxy {}", vm::GUEST_PROXY));
+        args.push(format!("--proxy {}", vm::guest_proxy()));
     }
     if !spec.tokenmap.is_empty() {
         let pairs: Vec<String> = spec.tokenmap.iter().map(|(k, v)| format!("{k}:{v}")).collect();
@@ -475,7 +475,7 @@ mod tests {
         let with = run_script(&s, "img-creator", &[], true);
         assert!(with.contains("modprobe virtio_net\n") && with.contains("ip addr add 10.0.2.15/24 dev eth0"), "{with}");
         assert!(with.contains("ip link set lo up\n"), "DNS to 127.0.0.1 must fail at once: {with}");
-        assert!(with.contains(&format!("--proxy {}", vm::GUEST_PROXY)), "{with}");
+        assert!(with.contains("--proxy http://10.0.2.100:3128"), "{with}");
         let without = run_script(&spec("repo --name=c --baseurl=file:///srv\n"), "img-creator", &[], false);
         assert!(!without.contains("virtio_net") && !without.contains("--proxy"), "{without}");
     }

@@ -6,12 +6,13 @@
 //!
 //! Network: none, unless the kickstart has `http(s)://` repositories. Then the guest gets
 //! qemu's user network with `restrict=on` (no route to the host or beyond) and one service in
-//! it, [`GUEST_PROXY`], which `guestfwd` connects (one `socat` per connection) to this run's
+//! it, [`guest_proxy`], which `guestfwd` connects (one `socat` per connection) to this run's
 //! [`RepoProxy`] on the host's loopback: it reaches only those repositories' hosts.
 //!
 //! The console streams into the job log line by line. A wall-clock limit, a no-progress
-//! watchdog (no console output and no growth of the job folder) and cancellation stop it. On
-//! every way out qemu is killed by its own pid and the overlay deleted.
+//! watchdog (no console output, no growth of the job folder, no bytes through the proxy) and
+//! cancellation stop it. On every way out qemu is killed by its own pid, the proxy stopped and
+//! the overlay deleted.
 
 use crate::repo_proxy::{AllowList, RepoProxy};
 use std::path::{Path, PathBuf};
@@ -40,7 +41,10 @@ const TAIL: usize = 20;
 /// guestfwd cannot take). Its own address is 10.0.2.15/24 (`/job/run` sets it).
 pub const GUEST_PROXY_IP: &str = "10.0.2.100";
 pub const GUEST_PROXY_PORT: u16 = 3128;
-pub const GUEST_PROXY: &str = "http://10.0.2.100:3128";
+/// The proxy URL the guest's dnf uses.
+pub fn guest_proxy() -> String {
+    format!("http://{GUEST_PROXY_IP}:{GUEST_PROXY_PORT}")
+}
 /// What qemu's guestfwd runs per guest connection to reach the proxy.
 const SOCAT: &str = "socat";
 
@@ -280,8 +284,9 @@ pub async fn run_vm(
         }
         let proxy = RepoProxy::start(run.repo_hosts.clone(), refusals_tx).await.map_err(VmError::Proxy)?;
         let line = format!(
-            "img-worker: repository proxy {} (for the guest {GUEST_PROXY}) allows {}\n",
+            "img-worker: repository proxy {} (for the guest {}) allows {}\n",
             proxy.addr(),
+            guest_proxy(),
             run.repo_hosts.describe()
         );
         let _ = log.write_all(line.as_bytes()).await;
@@ -470,6 +475,5 @@ mod tests {
         );
         let a = a.join(" ");
         assert!(a.contains("-device virtio-net-pci,netdev=net0") && !a.contains("-nic none"), "{a}");
-        assert_eq!(GUEST_PROXY, format!("http://{GUEST_PROXY_IP}:{GUEST_PROXY_PORT}"));
     }
 }
