@@ -140,12 +140,13 @@ fn the_guest_reaches_only_its_repositories() {
     // CONNECT tunnel and a plain GET) or the build fails.
     let tls_repo = format!("repo --name=tls --baseurl=https://127.0.0.1:{}/\n", tls.port);
     // Each probe prints `NET-<name> REACHED` or `NET-<name> BLOCKED` (the script's own text
-    // holds neither). `timeout`: busybox's wget has no -T, and a dropped SYN would hang.
+    // holds neither). `timeout`: busybox's wget has no -T, and a dropped SYN would hang (qemu
+    // refuses at once; the margin is for the allowed fetch on a loaded host).
     let ks = tls_repo
         + &LOOP_KS.replace("file://@FIXTURE_REPO@", &repo)
         + &format!(
             "%post --nochroot\n\
-             probe() {{ n=$1; shift; if timeout 8 \"$@\" >/tmp/probe 2>&1; then r=REACHED; else r=BLOCKED; fi; \
+             probe() {{ n=$1; shift; if timeout 20 \"$@\" >/tmp/probe 2>&1; then r=REACHED; else r=BLOCKED; fi; \
              echo \"NET-$n $r\"; head -c 300 /tmp/probe; echo; }}\n\
              probe repo env http_proxy=http://10.0.2.100:3128 busybox wget -O- {repo}repodata/repomd.xml\n\
              probe repo-direct busybox wget -O- http://10.0.2.2:{repo_port}/repodata/repomd.xml\n\
