@@ -36,6 +36,8 @@ pub struct Request {
     pub compress_gz: bool,
     /// mic2's `--genchecksum`: SHA-256 of every output, in `SHA256SUMS` and `result.json`.
     pub checksums: bool,
+    /// Proxy for the remote repositories that name none (`--proxy`).
+    pub proxy: Option<String>,
 }
 
 /// Builds the image; `result.json` is written to `outdir` whether it succeeds or not.
@@ -108,6 +110,7 @@ fn build(req: &Request, result: &mut BuildResult) -> Result<()> {
             releasever: &releasever,
             cachedir: req.cachedir.as_deref(),
             work: work.path(),
+            proxy: req.proxy.as_deref(),
         }
         .run()
     })?;

@@ -24,12 +24,15 @@ pub struct Install<'a> {
     /// Shared package cache; `None` keeps it in `work` (thrown away).
     pub cachedir: Option<&'a Path>,
     pub work: &'a Path,
+    /// Proxy for the remote repos that name none (`--proxy`); only dnf sees it, not the
+    /// image (`repo --save`).
+    pub proxy: Option<&'a str>,
 }
 
 impl Install<'_> {
     pub fn run(&self) -> Result<()> {
         let conf = self.work.join("dnf.conf");
-        fsio::write(&conf, dnf_conf(self.plan, self.cachedir.is_some()))?;
+        fsio::write(&conf, dnf_conf(self.plan, self.cachedir.is_some(), self.proxy))?;
         let home = self.work.join("rpm-home");
         fsio::create_dir_all(&home)?;
         // rpm reads ~/.rpmmacros: this is how the database lands in the root without touching the host.
@@ -97,8 +100,9 @@ fn dnf_error(e: CmdError) -> CreateError {
     CreateError::in_phase("installing packages")(e)
 }
 
-/// dnf's configuration: only the kickstart's repos, nothing from the host.
-pub fn dnf_conf(plan: &Plan, keepcache: bool) -> String {
+/// dnf's configuration: only the kickstart's repos, nothing from the host; `proxy` for the
+/// remote ones without their own.
+pub fn dnf_conf(plan: &Plan, keepcache: bool, proxy: Option<&str>) -> String {
     let o = &plan.packages_options;
     let mut s = String::from("[main]\nreposdir=/dev/null\nplugins=0\ninstallonly_limit=0\nskip_if_unavailable=False\n");
     let _ = writeln!(s, "keepcache={}", u8::from(keepcache));
@@ -115,9 +119,20 @@ pub fn dnf_conf(plan: &Plan, keepcache: bool) -> String {
     }
     for r in plan.repos.iter().filter(|r| !r.disable) {
         s.push('\n');
-        s.push_str(&repo_section(r));
+        match proxy.filter(|_| r.proxy.is_none() && is_remote(r)) {
+            Some(p) => s.push_str(&repo_section(&Repo { proxy: Some(p.to_owned()), ..r.clone() })),
+            None => s.push_str(&repo_section(r)),
+        }
     }
     s
+}
+
+/// Reached over the network (http, https, ftp), so through a proxy if there is one.
+fn is_remote(r: &Repo) -> bool {
+    [&r.baseurl, &r.mirrorlist]
+        .into_iter()
+        .flatten()
+        .any(|u| ["http://", "https://", "ftp://"].iter().any(|s| u.starts_with(s)))
 }
 
 /// One repo as dnf reads it; `$basearch` and `$releasever` are left for dnf to expand.
@@ -262,7 +277,7 @@ mod tests {
                   --cost=100 --ssl_verify=no --proxy=http://p:3128 --gpgkey=file:///k\n\
                   repo --name=off --baseurl=file:///x --disable\n%packages --excludedocs --ignoremissing\na\n%end\n";
         let parsed = parse(ks, &ParseOptions { file: "t.ks", tokens: &TokenMap::new() }, &NoFiles);
-        let conf = dnf_conf(&Plan::of(&parsed.kickstart), true);
+        let conf = dnf_conf(&Plan::of(&parsed.kickstart), true, None);
         for line in [
             "reposdir=/dev/null",
             "keepcache=1",
@@ -282,6 +297,23 @@ mod tests {
             assert!(conf.lines().any(|l| l == line), "missing {line:?} in\n{conf}");
         }
         assert!(!conf.contains("[off]"), "disabled repos are left out");
+    }
+
+    #[test]
+    fn default_proxy_goes_to_remote_repos_without_one() {
+        let ks = "repo --name=web --baseurl=http://h/os/\nrepo --name=tls --mirrorlist=https://m/list\n\
+                  repo --name=own --baseurl=http://h/x/ --proxy=http://corp:8080\n\
+                  repo --name=local --baseurl=file:///srv/r\n";
+        let parsed = parse(ks, &ParseOptions { file: "t.ks", tokens: &TokenMap::new() }, &NoFiles);
+        let conf = dnf_conf(&Plan::of(&parsed.kickstart), true, Some("http://10.0.2.100:3128"));
+        let proxy_of = |repo: &str| {
+            let section = conf.split("\n\n").find(|s| s.starts_with(&format!("[{repo}]"))).expect(repo);
+            section.lines().find_map(|l| l.strip_prefix("proxy=")).map(str::to_owned)
+        };
+        assert_eq!(proxy_of("web").as_deref(), Some("http://10.0.2.100:3128"));
+        assert_eq!(proxy_of("tls").as_deref(), Some("http://10.0.2.100:3128"));
+        assert_eq!(proxy_of("own").as_deref(), Some("http://corp:8080"), "a repo's own proxy is kept");
+        assert_eq!(proxy_of("local"), None, "local repos need none");
     }
 
     #[test]

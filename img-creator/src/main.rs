@@ -90,6 +90,10 @@ struct CreateArgs {
     /// Write SHA256SUMS (and each output's sha256 in result.json), as mic2's --genchecksum.
     #[arg(long)]
     genchecksum: bool,
+    /// Proxy for every http(s)/ftp repository without its own `--proxy` (as mic's `proxy`
+    /// setting), e.g. `http://10.0.2.100:3128`.
+    #[arg(long, value_name = "URL")]
+    proxy: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -166,6 +170,7 @@ fn run(args: &CreateArgs) -> anyhow::Result<ExitCode> {
         record_content: record.contains(&"content"),
         compress_gz,
         checksums: args.genchecksum || mic("genchecksum").is_some(),
+        proxy: args.proxy.clone(),
     };
     tracing::info!("building {} image `{}` for {} into {}", req.image_type, req.name, req.arch, req.outdir.display());
     match create(&req) {

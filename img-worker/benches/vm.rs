@@ -39,7 +39,14 @@ fn main() {
     let job = scratch.join("job");
     std::fs::write(job.join(vm::RUN), "#!/bin/sh\nexit 0\n").expect("run script");
     std::process::Command::new("chmod").arg("+x").arg(job.join(vm::RUN)).status().expect("chmod");
-    let run = VmRun { job_dir: &job, log: &scratch.join("empty.log"), shares: &[], scratch: &scratch.join("vm-run") };
+    let no_repos = img_worker::repo_proxy::AllowList::default();
+    let run = VmRun {
+        job_dir: &job,
+        log: &scratch.join("empty.log"),
+        shares: &[],
+        scratch: &scratch.join("vm-run"),
+        repo_hosts: &no_repos,
+    };
     let overhead: Vec<f64> = (0..rounds)
         .map(|_| {
             let t = Instant::now();
@@ -62,7 +69,12 @@ fn main() {
         tokenmap: [("FIXTURE_REPO".to_owned(), repo.display().to_string())].into(),
     };
     let builder = |executor| Builder { creator: creator.clone(), cache: None, timeout: limits.timeout, executor };
-    let in_vm = builder(Executor::Vm { image: image.clone(), limits: limits.clone(), scratch: scratch.join("vm-run") });
+    let in_vm = builder(Executor::Vm {
+        image: image.clone(),
+        limits: limits.clone(),
+        scratch: scratch.join("vm-run"),
+        ca_certs: img_worker::build::HOST_CA_CERTS.into(),
+    });
     let on_host = builder(Executor::Host);
     let build_rounds = rounds.clamp(1, 3);
     let (mut vm_times, mut host_times) = (Vec::new(), Vec::new());

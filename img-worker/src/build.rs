@@ -6,6 +6,7 @@
 //! `SHA256SUMS`, `result.json`).
 
 use crate::cache::{self, PackageCache};
+use crate::repo_proxy::AllowList;
 use crate::vm::{self, Share, VmImage, VmLimits, VmRun};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -53,8 +54,9 @@ pub struct Builder {
 pub enum Executor {
     /// On this host, as root: kickstart scripts can do anything here. Development only.
     Host,
-    /// In a throwaway VM (the default): see [`crate::vm`].
-    Vm { image: VmImage, limits: VmLimits, scratch: PathBuf },
+    /// In a throwaway VM (the default): see [`crate::vm`]. `ca_certs`: the folder whose
+    /// `ca-certificates.crt` the guest trusts for `https://` repositories ([`HOST_CA_CERTS`]).
+    Vm { image: VmImage, limits: VmLimits, scratch: PathBuf, ca_certs: PathBuf },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,6 +138,7 @@ impl Builder {
                     kvm: vm::use_kvm(&config.worker.kvm),
                 },
                 scratch: data.join("vm-run"),
+                ca_certs: HOST_CA_CERTS.into(),
             },
         };
         Builder {
@@ -172,20 +175,21 @@ impl Builder {
         let log = job_dir.join(LOG_FILE);
         match &self.executor {
             Executor::Host => self.on_host(spec, &ks, &out, &log, cancel).await,
-            Executor::Vm { image, limits, scratch } => {
-                self.in_vm(spec, job_dir, &log, (image, limits, scratch), cancel).await
+            Executor::Vm { image, limits, scratch, ca_certs } => {
+                self.in_vm(spec, job_dir, &log, (image, limits, scratch, ca_certs), cancel).await
             }
         }
     }
 
     /// img-creator in a throwaway VM: the job folder is `/job` there, img-creator's folder
-    /// `/tools`, and each `file://` repository is mounted read-only at its own path.
+    /// `/tools`, and each `file://` repository is mounted read-only at its own path; the
+    /// `http(s)://` ones are reached through the run's repository proxy.
     async fn in_vm(
         &self,
         spec: &BuildSpec,
         job_dir: &Path,
         log: &Path,
-        (image, limits, scratch): (&VmImage, &VmLimits, &PathBuf),
+        (image, limits, scratch, ca_certs): (&VmImage, &VmLimits, &PathBuf, &PathBuf),
         cancel: watch::Receiver<bool>,
     ) -> Result<Vec<Artifact>, BuildError> {
         let io = |what, path: &Path| {
@@ -200,12 +204,20 @@ impl Builder {
             tokio::fs::create_dir_all(dir).await.map_err(io("cannot create", dir))?;
             shares.push(Share { tag: CACHE_TAG.into(), host: dir.clone(), guest_path: GUEST_CACHE_RO.into() });
         }
-        shares.extend(file_repos(spec).into_iter().enumerate().map(|(i, dir)| Share {
+        let repos = kickstart_repos(spec);
+        shares.extend(file_repos(&repos).into_iter().enumerate().map(|(i, dir)| Share {
             tag: format!("repo{i}"),
             guest_path: dir.display().to_string(),
             host: dir,
         }));
-        let script = run_script(spec, &creator_name, &shares);
+        let repo_hosts = web_repo_hosts(&repos);
+        // The base VM has no CA certificates: https repositories are checked against the
+        // worker host's, mounted read-only where the guest's libcurl looks.
+        let https = repos.iter().flat_map(|r| [&r.baseurl, &r.mirrorlist]).flatten().any(|u| u.starts_with("https://"));
+        if https && ca_certs.join(CA_BUNDLE).is_file() {
+            shares.push(Share { tag: "certs".into(), host: ca_certs.clone(), guest_path: GUEST_CA_CERTS.into() });
+        }
+        let script = run_script(spec, &creator_name, &shares, !repo_hosts.is_empty());
         let run_path = job_dir.join(vm::RUN);
         tokio::fs::write(&run_path, script).await.map_err(io("cannot write", &run_path))?;
         use std::os::unix::fs::PermissionsExt;
@@ -214,7 +226,7 @@ impl Builder {
             .map_err(io("cannot make executable", &run_path))?;
         let _ = tokio::fs::remove_file(log).await;
         tracing::info!(job = %spec.id, "img-creator create {} in a build VM", spec.imagetype);
-        let run = VmRun { job_dir, log, shares: &shares, scratch };
+        let run = VmRun { job_dir, log, shares: &shares, scratch, repo_hosts: &repo_hosts };
         let outcome = vm::run_vm(image, limits, &run, cancel).await;
         if let Some((c, _)) = cache {
             absorb_downloads(c, &spec.arch, &job_dir.join(cache::HARVEST_DIR)).await;
@@ -337,14 +349,31 @@ fn checksum_on_host(out: &Path) -> Result<(), BuildError> {
     std::fs::write(&path, serde_json::to_vec_pretty(&result).unwrap_or_default()).map_err(|e| io("cannot write", e))
 }
 
+/// Debian's CA folder, whose `ca-certificates.crt` is the bundle libcurl reads: the worker
+/// host's is shared with the guest at the same place.
+pub const HOST_CA_CERTS: &str = "/etc/ssl/certs";
+const GUEST_CA_CERTS: &str = "/etc/ssl/certs";
+pub const CA_BUNDLE: &str = "ca-certificates.crt";
+
 /// img-creator's own stderr inside the VM (its detailed log goes to the console).
 const CREATOR_STDERR: &str = "creator.stderr";
 
-/// `/job/run` for the guest agent: mount the repositories, run img-creator on `/job`.
-fn run_script(spec: &BuildSpec, creator: &str, shares: &[Share]) -> String {
+/// `/job/run` for the guest agent: mount the repositories, bring up the network if there is
+/// a repository proxy, run img-creator on `/job`.
+fn run_script(spec: &BuildSpec, creator: &str, shares: &[Share], proxy: bool) -> String {
     use crate::vm::shell_quote as q;
     let mut s =
         String::from("#!/bin/sh\n# Written by img-worker; runs as root inside the throwaway build VM.\nset -e\n");
+    if proxy {
+        // qemu's user network without DHCP: the proxy (vm::guest_proxy) is the one address
+        // that answers; the default route only lets other attempts fail inside qemu. `lo`
+        // up: without it DNS queries to 127.0.0.1 (no resolv.conf) take the default route
+        // and time out, and dnf waited 10 s for them before its first download.
+        s.push_str(
+            "modprobe virtio_net\nbusybox ip link set lo up\nbusybox ip link set eth0 up\n\
+             busybox ip addr add 10.0.2.15/24 dev eth0\nbusybox ip route add default via 10.0.2.2\n",
+        );
+    }
     for sh in shares {
         s.push_str(&format!(
             "mkdir -p {p}\nmount -t 9p -o trans=virtio,version=9p2000.L,msize=1048576,ro {tag} {p}\n",
@@ -366,6 +395,9 @@ fn run_script(spec: &BuildSpec, creator: &str, shares: &[Share]) -> String {
         // emulated CPU (see `checksum_on_host`).
         "--logfile /dev/stdout".into(),
     ];
+    if proxy {
+        args.push(format!("--proxy {}", vm::guest_proxy()));
+    }
     if !spec.tokenmap.is_empty() {
         let pairs: Vec<String> = spec.tokenmap.iter().map(|(k, v)| format!("{k}:{v}")).collect();
         args.push(format!("--tokenmap {}", q(&pairs.join(","))));
@@ -413,15 +445,22 @@ async fn absorb_downloads(cache: &PackageCache, arch: &str, harvest: &Path) {
     }
 }
 
-/// Local folders of the kickstart's `file://` repositories (after token substitution).
-fn file_repos(spec: &BuildSpec) -> Vec<PathBuf> {
+/// The kickstart's enabled repositories (after token substitution).
+fn kickstart_repos(spec: &BuildSpec) -> Vec<img_core::kickstart::commands::Repo> {
     use img_core::kickstart::{parse, ParseOptions};
     let parsed =
         parse(&spec.kickstart, &ParseOptions { file: "job.ks", tokens: &spec.tokenmap }, &img_core::source::NoFiles);
-    let mut dirs: Vec<PathBuf> = parsed
-        .kickstart
-        .summary()
-        .repos
+    parsed.kickstart.summary().repos.into_iter().filter(|r| !r.disable).collect()
+}
+
+/// The hosts of the `http(s)://` repositories (baseurl and mirrorlist): all the proxy reaches.
+fn web_repo_hosts(repos: &[img_core::kickstart::commands::Repo]) -> AllowList {
+    AllowList::from_urls(repos.iter().flat_map(|r| [r.baseurl.as_deref(), r.mirrorlist.as_deref()]).flatten())
+}
+
+/// Local folders of the `file://` repositories.
+fn file_repos(repos: &[img_core::kickstart::commands::Repo]) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = repos
         .iter()
         .filter_map(|r| r.baseurl.as_deref()?.strip_prefix("file://").map(PathBuf::from))
         .filter(|p| p.is_absolute() && p.is_dir())
@@ -471,5 +510,38 @@ fn finish(code: Option<i32>, out: &Path, stderr_tail: &[String]) -> Result<Vec<A
                 None => "img-creator was killed".into(),
             })))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(kickstart: &str) -> BuildSpec {
+        BuildSpec {
+            id: "t".into(),
+            name: "img".into(),
+            kickstart: kickstart.into(),
+            imagetype: "loop".into(),
+            arch: "x86_64".into(),
+            tokenmap: [("HOST".to_owned(), "repo.example.org".to_owned())].into(),
+        }
+    }
+
+    #[test]
+    fn web_repositories_decide_the_network() {
+        let s = spec(
+            "repo --name=a --baseurl=http://@HOST@/os/\nrepo --name=b --mirrorlist=https://m.example.net:8443/l\n\
+             repo --name=off --baseurl=http://disabled.example.org/ --disable\nrepo --name=c --baseurl=file:///srv\n",
+        );
+        let repos = kickstart_repos(&s);
+        assert_eq!(web_repo_hosts(&repos).describe(), "m.example.net:8443, repo.example.org:80");
+
+        let with = run_script(&s, "img-creator", &[], true);
+        assert!(with.contains("modprobe virtio_net\n") && with.contains("ip addr add 10.0.2.15/24 dev eth0"), "{with}");
+        assert!(with.contains("ip link set lo up\n"), "DNS to 127.0.0.1 must fail at once: {with}");
+        assert!(with.contains("--proxy http://10.0.2.100:3128"), "{with}");
+        let without = run_script(&spec("repo --name=c --baseurl=file:///srv\n"), "img-creator", &[], false);
+        assert!(!without.contains("virtio_net") && !without.contains("--proxy"), "{without}");
     }
 }

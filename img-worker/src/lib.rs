@@ -8,4 +8,5 @@ pub mod cache;
 pub mod consumer;
 pub mod kickstarter;
 pub mod process;
+pub mod repo_proxy;
 pub mod vm;

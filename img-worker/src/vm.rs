@@ -1,13 +1,20 @@
 //! The throwaway build VM. Per job: a qcow2 overlay of the base image that `vm/build` makes,
 //! qemu with the accelerator the KVM probe chose, direct kernel boot (PVH, no bootloader), the
 //! job folder shared read-write (9p tag `job`), img-creator's folder read-only (`tools`), and
-//! each `file://` repository read-only at its own path. No network device. The guest agent
-//! (`vm/img-guest`) runs `/job/run`, writes `/job/exit-code` and powers off.
+//! each `file://` repository read-only at its own path. The guest agent (`vm/img-guest`) runs
+//! `/job/run`, writes `/job/exit-code` and powers off.
+//!
+//! Network: none, unless the kickstart has `http(s)://` repositories. Then the guest gets
+//! qemu's user network with `restrict=on` (no route to the host or beyond) and one service in
+//! it, [`guest_proxy`], which `guestfwd` connects (one `socat` per connection) to this run's
+//! [`RepoProxy`] on the host's loopback: it reaches only those repositories' hosts.
 //!
 //! The console streams into the job log line by line. A wall-clock limit, a no-progress
-//! watchdog (no console output and no growth of the job folder) and cancellation stop it. On
-//! every way out qemu is killed by its own pid and the overlay deleted.
+//! watchdog (no console output, no growth of the job folder, no bytes through the proxy) and
+//! cancellation stop it. On every way out qemu is killed by its own pid, the proxy stopped and
+//! the overlay deleted.
 
+use crate::repo_proxy::{AllowList, RepoProxy};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -30,6 +37,16 @@ const OVERLAY_SIZE: &str = "16G";
 const WATCH_EVERY: Duration = Duration::from_secs(2);
 /// Console lines kept for the error of a failed build.
 const TAIL: usize = 20;
+/// Where the guest finds the repository proxy (qemu's `guestfwd`; not 10.0.2.2, which
+/// guestfwd cannot take). Its own address is 10.0.2.15/24 (`/job/run` sets it).
+pub const GUEST_PROXY_IP: &str = "10.0.2.100";
+pub const GUEST_PROXY_PORT: u16 = 3128;
+/// The proxy URL the guest's dnf uses.
+pub fn guest_proxy() -> String {
+    format!("http://{GUEST_PROXY_IP}:{GUEST_PROXY_PORT}")
+}
+/// What qemu's guestfwd runs per guest connection to reach the proxy.
+const SOCAT: &str = "socat";
 
 #[derive(Debug, Error)]
 pub enum VmError {
@@ -47,6 +64,8 @@ pub enum VmError {
     Stalled(u64),
     #[error("cancelled")]
     Cancelled,
+    #[error("cannot start the repository proxy: {0}")]
+    Proxy(std::io::Error),
     #[error("building the base VM failed: {0}")]
     Recipe(String),
     #[error("the build VM stopped without an exit code; console ends: {0}")]
@@ -90,13 +109,15 @@ pub struct Share {
 }
 
 /// What one VM run needs: the job folder (holding `run`), the log the console goes to, the
-/// read-only shares, and a scratch folder for the overlay.
+/// read-only shares, a scratch folder for the overlay, and the hosts of the kickstart's
+/// `http(s)://` repositories (none: no network device at all).
 #[derive(Debug, Clone)]
 pub struct VmRun<'a> {
     pub job_dir: &'a Path,
     pub log: &'a Path,
     pub shares: &'a [Share],
     pub scratch: &'a Path,
+    pub repo_hosts: &'a AllowList,
 }
 
 /// Result of a finished VM: the exit code of `/job/run` and the console's last lines.
@@ -153,8 +174,15 @@ pub fn use_kvm(mode: &str) -> bool {
     img_creator::qemu::accel_for(mode) == img_creator::qemu::Accel::Kvm
 }
 
-/// The qemu arguments; `vm/README.md` documents the same command line.
-pub fn qemu_args(image: &VmImage, limits: &VmLimits, overlay: &Path, run: &VmRun) -> Vec<String> {
+/// The qemu arguments; `vm/README.md` documents the same command line. `proxy_port`: the
+/// host port of this run's repository proxy, the guest's only network service.
+pub fn qemu_args(
+    image: &VmImage,
+    limits: &VmLimits,
+    overlay: &Path,
+    run: &VmRun,
+    proxy_port: Option<u16>,
+) -> Vec<String> {
     let esc = |p: &Path| p.display().to_string().replace(',', ",,");
     let accel = if limits.kvm { "kvm" } else { "tcg" };
     // qemu64 is faster than `max` under TCG (glibc picks AVX routines TCG emulates slowly);
@@ -175,8 +203,6 @@ pub fn qemu_args(image: &VmImage, limits: &VmLimits, overlay: &Path, run: &VmRun
         "none",
         "-serial",
         "stdio",
-        "-nic",
-        "none",
         "-kernel",
         &image.dir.join(KERNEL).display().to_string(),
         "-initrd",
@@ -195,6 +221,18 @@ pub fn qemu_args(image: &VmImage, limits: &VmLimits, overlay: &Path, run: &VmRun
     for s in run.shares {
         a.push("-virtfs".into());
         a.push(format!("local,path={},mount_tag={},security_model=none,readonly=on", esc(&s.host), s.tag));
+    }
+    match proxy_port {
+        None => a.extend(["-nic", "none"].map(String::from)),
+        Some(port) => {
+            // restrict=on: the guest reaches nothing but the guestfwd (no host, no outside, no
+            // DNS). `cmd:` runs one socat per connection; the `tcp:` form carries only one.
+            a.push("-netdev".into());
+            a.push(format!(
+                "user,id=net0,restrict=on,guestfwd=tcp:{GUEST_PROXY_IP}:{GUEST_PROXY_PORT}-cmd:{SOCAT} - TCP:127.0.0.1:{port}"
+            ));
+            a.extend(["-device", "virtio-net-pci,netdev=net0"].map(String::from));
+        }
     }
     a
 }
@@ -227,9 +265,37 @@ pub async fn run_vm(
         return Err(VmError::Overlay(String::from_utf8_lossy(&made.stderr).trim().to_owned()));
     }
     let _ = tokio::fs::remove_file(run.job_dir.join(EXIT_CODE)).await;
+    let mut log = tokio::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(run.log)
+        .await
+        .map_err(io("cannot open", run.log))?;
+
+    // Lives exactly as long as this function: dropping it ends its connections.
+    let (refusals_tx, mut refusals) = tokio::sync::mpsc::channel::<String>(16);
+    let proxy = if run.repo_hosts.is_empty() {
+        None
+    } else {
+        // qemu would start without it and every guest connection would fail later, unclearly.
+        if !on_path(SOCAT) {
+            let source = std::io::Error::new(std::io::ErrorKind::NotFound, "not on PATH (scripts/setup installs it)");
+            return Err(VmError::Spawn { program: SOCAT.into(), source });
+        }
+        let proxy = RepoProxy::start(run.repo_hosts.clone(), refusals_tx).await.map_err(VmError::Proxy)?;
+        let line = format!(
+            "img-worker: repository proxy {} (for the guest {}) allows {}\n",
+            proxy.addr(),
+            guest_proxy(),
+            run.repo_hosts.describe()
+        );
+        let _ = log.write_all(line.as_bytes()).await;
+        Some(proxy)
+    };
+    let relayed = || proxy.as_ref().map_or(0, RepoProxy::relayed);
 
     let mut cmd = tokio::process::Command::new(QEMU);
-    cmd.args(qemu_args(image, limits, &overlay, run))
+    cmd.args(qemu_args(image, limits, &overlay, run, proxy.as_ref().map(|p| p.addr().port())))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -244,12 +310,6 @@ pub async fn run_vm(
     let started = Instant::now();
     let mut child = cmd.spawn().map_err(|source| VmError::Spawn { program: QEMU.into(), source })?;
     tracing::info!("build VM started (pid {:?}, {})", child.id(), if limits.kvm { "kvm" } else { "tcg" });
-    let mut log = tokio::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(run.log)
-        .await
-        .map_err(io("cannot open", run.log))?;
     let mut console = tokio::io::BufReader::new(child.stdout.take().expect("piped stdout")).lines();
     let stderr = child.stderr.take();
     let qemu_err = tokio::spawn(async move {
@@ -264,7 +324,8 @@ pub async fn run_vm(
     let deadline = tokio::time::sleep(limits.timeout);
     tokio::pin!(deadline);
     let mut watch = tokio::time::interval(WATCH_EVERY);
-    let (mut last_progress, mut last_size) = (Instant::now(), folder_size(run.job_dir));
+    // Progress: console lines, bytes in the job folder, bytes downloaded through the proxy.
+    let (mut last_progress, mut last_size) = (Instant::now(), folder_size(run.job_dir) + relayed());
     let stopped: Option<VmError> = loop {
         tokio::select! {
             line = console.next_line() => match line {
@@ -281,8 +342,11 @@ pub async fn run_vm(
                 _ => break None,
             },
             _ = &mut deadline => break Some(VmError::TimedOut(limits.timeout.as_secs())),
+            Some(line) = refusals.recv() => {
+                let _ = log.write_all(format!("{line}\n").as_bytes()).await;
+            }
             _ = watch.tick() => {
-                let size = folder_size(run.job_dir);
+                let size = folder_size(run.job_dir) + relayed();
                 if size != last_size {
                     (last_size, last_progress) = (size, Instant::now());
                 } else if last_progress.elapsed() >= limits.idle {
@@ -299,6 +363,10 @@ pub async fn run_vm(
     // Killed by its own pid, whatever happened; then reaped.
     let _ = child.start_kill();
     let _ = child.wait().await;
+    drop(proxy);
+    while let Ok(line) = refusals.try_recv() {
+        let _ = log.write_all(format!("{line}\n").as_bytes()).await;
+    }
     let _ = log.flush().await;
     if let Some(e) = stopped {
         tracing::warn!("build VM stopped: {e}");
@@ -318,6 +386,10 @@ pub async fn run_vm(
             Err(VmError::NoExitCode(last.join(" ⏎ ")))
         }
     }
+}
+
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
 }
 
 /// Bytes in the job folder (not following links): grows while a build writes its image.
@@ -377,18 +449,31 @@ mod tests {
             kvm: false,
         };
         let shares = [Share { tag: "repo0".into(), host: "/srv/a,b".into(), guest_path: "/srv/a,b".into() }];
+        let no_repos = AllowList::default();
         let run = VmRun {
             job_dir: Path::new("/j"),
             log: Path::new("/j/build.log"),
             shares: &shares,
             scratch: Path::new("/s"),
+            repo_hosts: &no_repos,
         };
-        let a = qemu_args(&image, &limits, Path::new("/s/o.qcow2"), &run).join(" ");
+        let a = qemu_args(&image, &limits, Path::new("/s/o.qcow2"), &run, None).join(" ");
         assert!(a.contains("q35,accel=tcg") && a.contains("-cpu qemu64,+rdrand") && a.contains("-nic none"), "{a}");
+        assert!(!a.contains("-netdev"), "{a}");
         assert!(
             a.contains("mount_tag=job,")
                 && a.contains("path=/srv/a,,b,mount_tag=repo0,security_model=none,readonly=on")
         );
         assert!(a.contains("-kernel /vm/vmlinux") && a.contains("-no-reboot"));
+
+        // With a repository proxy: a restricted user network whose one service is the proxy.
+        let a = qemu_args(&image, &limits, Path::new("/s/o.qcow2"), &run, Some(4321));
+        let netdev = a.iter().position(|x| x == "-netdev").map(|i| a[i + 1].as_str());
+        assert_eq!(
+            netdev,
+            Some("user,id=net0,restrict=on,guestfwd=tcp:10.0.2.100:3128-cmd:socat - TCP:127.0.0.1:4321")
+        );
+        let a = a.join(" ");
+        assert!(a.contains("-device virtio-net-pci,netdev=net0") && !a.contains("-nic none"), "{a}");
     }
 }

@@ -2,68 +2,12 @@
 //! build ends badly — a failing `%post --erroronfail`, the wall-clock limit, a stalled build,
 //! a cancel. After each: the job ends as it should, no qemu of ours runs, no overlay is left.
 
-use img_worker::build::{BuildError, BuildSpec, Builder, Executor, LOG_FILE, OUT_DIR};
-use img_worker::vm::{VmImage, VmLimits};
+use img_worker::build::{BuildError, LOG_FILE, OUT_DIR};
 mod common;
 
-use common::{fixture_repo, workspace, LOOP_KS};
-use std::path::PathBuf;
+use common::{no_cancel, Case, LOOP_KS};
 use std::time::Duration;
 use tokio::sync::watch;
-
-struct Case {
-    dir: PathBuf,
-    builder: Builder,
-}
-
-impl Case {
-    fn new(name: &str, timeout: Duration, idle: Duration) -> Case {
-        let dir = workspace().join(format!(".build/test-vm/{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join("job")).expect("scratch");
-        let creator = workspace().join("target/debug/img-creator");
-        assert!(creator.is_file(), "build img-creator first (cargo build --workspace)");
-        let limits = VmLimits { memory_mb: 1024, cpus: 1, timeout, idle, kvm: img_worker::vm::use_kvm("auto") };
-        let executor =
-            Executor::Vm { image: VmImage { dir: workspace().join(".build/vm") }, limits, scratch: dir.join("vm-run") };
-        Case { builder: Builder { creator, cache: None, timeout, executor }, dir }
-    }
-
-    fn spec(&self, kickstart: String) -> BuildSpec {
-        let tokenmap = [("FIXTURE_REPO".to_owned(), fixture_repo().display().to_string())].into();
-        BuildSpec {
-            id: "vmtest".into(),
-            name: "fixture".into(),
-            kickstart,
-            imagetype: "loop".into(),
-            arch: "x86_64".into(),
-            tokenmap,
-        }
-    }
-
-    fn build(&self, ks: String, cancel: watch::Receiver<bool>) -> Result<Vec<img_worker::build::Artifact>, BuildError> {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
-        let spec = self.spec(ks);
-        rt.block_on(self.builder.run(&spec, &self.dir.join("job"), cancel))
-    }
-
-    /// Nothing of the VM is left: no overlay, no qemu whose command line names our folder.
-    fn assert_gone(&self) {
-        let left: Vec<_> =
-            std::fs::read_dir(self.dir.join("vm-run")).map(|d| d.flatten().collect()).unwrap_or_default();
-        assert!(left.is_empty(), "overlay left behind: {:?}", left.iter().map(|e| e.path()).collect::<Vec<_>>());
-        let ps = std::process::Command::new("ps").args(["-eo", "args"]).output().expect("ps");
-        let mine = self.dir.display().to_string();
-        let qemu = String::from_utf8_lossy(&ps.stdout).lines().any(|l| l.contains("qemu-system") && l.contains(&mine));
-        assert!(!qemu, "a qemu of this test still runs");
-    }
-}
-
-fn no_cancel() -> watch::Receiver<bool> {
-    let (tx, rx) = watch::channel(false);
-    std::mem::forget(tx);
-    rx
-}
 
 #[test]
 fn a_loop_image_is_built_inside_the_vm() {

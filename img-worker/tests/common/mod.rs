@@ -1,9 +1,13 @@
-//! What the VM tests and the VM benchmark share: the workspace, the offline fixture repository
-//! and the fixture `loop` kickstart.
+//! What the VM tests and the VM benchmark share: the workspace, the offline fixture repository,
+//! the fixture `loop` kickstart, and a build in a throwaway VM with its leftovers checked.
 
 #![allow(dead_code)]
 
+use img_worker::build::{Artifact, BuildError, BuildSpec, Builder, Executor};
+use img_worker::vm::{VmImage, VmLimits};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::sync::watch;
 
 pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace").to_owned()
@@ -29,3 +33,62 @@ repo --name=fixture --baseurl=file://@FIXTURE_REPO@
 -bloat
 %end
 ";
+
+/// One VM build in its own scratch folder under `.build/test-vm/`.
+pub struct Case {
+    pub dir: PathBuf,
+    pub builder: Builder,
+}
+
+impl Case {
+    pub fn new(name: &str, timeout: Duration, idle: Duration) -> Case {
+        let dir = workspace().join(format!(".build/test-vm/{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("job")).expect("scratch");
+        let creator = workspace().join("target/debug/img-creator");
+        assert!(creator.is_file(), "build img-creator first (cargo build --workspace)");
+        let limits = VmLimits { memory_mb: 1024, cpus: 1, timeout, idle, kvm: img_worker::vm::use_kvm("auto") };
+        let executor = Executor::Vm {
+            image: VmImage { dir: workspace().join(".build/vm") },
+            limits,
+            scratch: dir.join("vm-run"),
+            ca_certs: img_worker::build::HOST_CA_CERTS.into(),
+        };
+        Case { builder: Builder { creator, cache: None, timeout, executor }, dir }
+    }
+
+    pub fn spec(&self, kickstart: String) -> BuildSpec {
+        let tokenmap = [("FIXTURE_REPO".to_owned(), fixture_repo().display().to_string())].into();
+        BuildSpec {
+            id: "vmtest".into(),
+            name: "fixture".into(),
+            kickstart,
+            imagetype: "loop".into(),
+            arch: "x86_64".into(),
+            tokenmap,
+        }
+    }
+
+    pub fn build(&self, ks: String, cancel: watch::Receiver<bool>) -> Result<Vec<Artifact>, BuildError> {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
+        let spec = self.spec(ks);
+        rt.block_on(self.builder.run(&spec, &self.dir.join("job"), cancel))
+    }
+
+    /// Nothing of the VM is left: no overlay, no qemu whose command line names our folder.
+    pub fn assert_gone(&self) {
+        let left: Vec<_> =
+            std::fs::read_dir(self.dir.join("vm-run")).map(|d| d.flatten().collect()).unwrap_or_default();
+        assert!(left.is_empty(), "overlay left behind: {:?}", left.iter().map(|e| e.path()).collect::<Vec<_>>());
+        let ps = std::process::Command::new("ps").args(["-eo", "args"]).output().expect("ps");
+        let mine = self.dir.display().to_string();
+        let qemu = String::from_utf8_lossy(&ps.stdout).lines().any(|l| l.contains("qemu-system") && l.contains(&mine));
+        assert!(!qemu, "a qemu of this test still runs");
+    }
+}
+
+pub fn no_cancel() -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    std::mem::forget(tx);
+    rx
+}
