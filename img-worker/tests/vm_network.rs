@@ -7,6 +7,7 @@
 //! is cut by qemu's `restrict=on`, which the direct probes of the host show.
 
 use img_worker::build::{Executor, CA_BUNDLE, LOG_FILE};
+use img_worker::cache::PackageCache;
 mod common;
 
 use common::{fixture_repo, no_cancel, Case, LOOP_KS};
@@ -15,15 +16,22 @@ use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// Paths a test file server answered with 200, in order.
+type Served = Arc<Mutex<Vec<String>>>;
+
+fn served_count(served: &Served, suffix: &str) -> usize {
+    served.lock().map(|s| s.iter().filter(|p| p.ends_with(suffix)).count()).unwrap_or(0)
+}
+
 /// A static file server for `root` on 127.0.0.1 (GET and HEAD, one request per connection);
-/// returns its port and the number of requests it answered with 200.
-fn serve_files(root: PathBuf) -> (u16, Arc<AtomicUsize>) {
+/// returns its port and the paths it served.
+fn serve_files(root: PathBuf) -> (u16, Served) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
-    let served = Arc::new(AtomicUsize::new(0));
+    let served: Served = Arc::default();
     let count = served.clone();
     std::thread::spawn(move || {
         for conn in listener.incoming().flatten() {
@@ -34,7 +42,7 @@ fn serve_files(root: PathBuf) -> (u16, Arc<AtomicUsize>) {
     (port, served)
 }
 
-fn answer(mut conn: TcpStream, root: &Path, served: &AtomicUsize) {
+fn answer(mut conn: TcpStream, root: &Path, served: &Mutex<Vec<String>>) {
     let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
@@ -51,7 +59,9 @@ fn answer(mut conn: TcpStream, root: &Path, served: &AtomicUsize) {
     let file = (!path.split('/').any(|p| p == "..")).then(|| root.join(path)).filter(|f| f.is_file());
     let reply = match (method, file.and_then(|f| std::fs::read(f).ok())) {
         ("GET" | "HEAD", Some(body)) => {
-            served.fetch_add(1, Ordering::Relaxed);
+            if let Ok(mut s) = served.lock() {
+                s.push(path.to_owned());
+            }
             let mut r =
                 format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len()).into_bytes();
             if method == "GET" {
@@ -162,15 +172,11 @@ fn the_guest_reaches_only_its_repositories() {
     let log = std::fs::read_to_string(c.dir.join("job").join(LOG_FILE)).unwrap_or_default();
     drop(tls);
     let files = result.unwrap_or_else(|e| panic!("{e}\n{log}"));
-    eprintln!(
-        "network build: {:.1} s, {} files served",
-        started.elapsed().as_secs_f64(),
-        served.load(Ordering::Relaxed)
-    );
+    eprintln!("network build: {:.1} s, {} files served", started.elapsed().as_secs_f64(), served_count(&served, ""));
 
     // The packages came over HTTP, through the proxy (the guest has no other way out).
     assert!(files.iter().any(|f| f.name.ends_with(".img")), "{files:?}");
-    assert!(served.load(Ordering::Relaxed) >= 2, "repomd and primary were fetched over http\n{log}");
+    assert!(served_count(&served, "") >= 2, "repomd and primary were fetched over http\n{log}");
     assert!(log.contains("allows 127.0.0.1:"), "{log}");
     assert!(log.contains("NET-repo REACHED"), "the allowed repository answers through the proxy\n{log}");
     for probe in ["repo-direct", "host", "proxy", "outside"] {
@@ -192,4 +198,51 @@ fn the_guest_reaches_only_its_repositories() {
     let target = format!("TCP:{proxy_addr}");
     assert!(!String::from_utf8_lossy(&ps.stdout).lines().any(|l| l.contains("socat") && l.contains(&target)));
     c.assert_gone();
+}
+
+#[test]
+fn downloaded_packages_fill_the_shared_cache_for_the_next_build() {
+    let (port, served) = serve_files(fixture_repo());
+    let mut c = Case::new("cache", Duration::from_secs(240), Duration::from_secs(60));
+    let cache_dir = c.dir.join("cache");
+    c.builder.cache = Some(PackageCache { dir: cache_dir.clone(), max_bytes: 1 << 30 });
+    // The guest cannot write into the shared cache itself.
+    let ks = LOOP_KS.replace("file://@FIXTURE_REPO@", &format!("http://127.0.0.1:{port}/"))
+        + "%post --nochroot\nif touch /var/cache/img-shared/planted 2>/dev/null; then echo CACHE-WRITABLE; \
+           else echo CACHE-READ-ONLY; fi\n%end\n";
+
+    let first = c.build(ks.clone(), no_cancel());
+    let log = std::fs::read_to_string(c.dir.join("job").join(LOG_FILE)).unwrap_or_default();
+    first.unwrap_or_else(|e| panic!("{e}\n{log}"));
+    let downloaded = served_count(&served, ".rpm");
+    assert!(downloaded >= 3, "the first build downloads its packages: {:?}", served.lock().unwrap());
+    assert!(log.contains("CACHE-READ-ONLY") && !log.contains("cache cannot be mounted"), "{log}");
+    let cached: Vec<String> = walk(&cache_dir.join("x86_64")).into_iter().filter(|p| p.ends_with(".rpm")).collect();
+    assert_eq!(cached.len(), downloaded, "every downloaded package is cached: {cached:?}");
+    assert!(cached.iter().any(|p| p.contains("busybox")), "{cached:?}");
+    assert!(!cache_dir.join("x86_64/planted").exists() && !c.dir.join("job/cache-new").exists());
+
+    // The second build takes every package from the cache: only metadata is fetched.
+    let second = c.build(ks, no_cancel());
+    let log = std::fs::read_to_string(c.dir.join("job").join(LOG_FILE)).unwrap_or_default();
+    second.unwrap_or_else(|e| panic!("{e}\n{log}"));
+    assert_eq!(served_count(&served, ".rpm"), downloaded, "packages downloaded again:\n{log}");
+    c.assert_gone();
+}
+
+/// Files below `dir`, as paths relative to it.
+fn walk(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Ok(rel) = p.strip_prefix(dir) {
+                out.push(rel.display().to_string());
+            }
+        }
+    }
+    out
 }
