@@ -247,6 +247,26 @@ fn every_job_ends_after_a_broker_restart() {
 }
 
 #[test]
+fn a_build_outlives_a_broker_restart() {
+    let broker = PrivateBroker::start();
+    let store = Store::new(Backend::PostgresAmqp);
+    let mut config = store.config();
+    config.amqp_url = broker.url();
+    let s = Server::start(config);
+    let id = id_of(s.submit_json(slow_fixture_job(10)));
+    s.wait_status(&id, "running", BUILD_TIMEOUT);
+    // Mid-build: the broker goes away and comes back; the build goes on and its answer waits.
+    broker.down();
+    std::thread::sleep(Duration::from_secs(3));
+    broker.up();
+    let job = s.wait_final(&id, BUILD_TIMEOUT);
+    assert_eq!(job["status"], "done", "{job}{}", s.worker_logs());
+    assert_eq!(job["attempts"], 1, "built once: {job}");
+    let logs = s.worker_logs();
+    assert_eq!(logs.matches("building fs `").count(), 1, "{logs}");
+}
+
+#[test]
 fn two_workers_share_one_queue() {
     let store = Store::new(Backend::PostgresAmqp);
     let s = Server::start_with(store.config(), 2);
