@@ -221,3 +221,65 @@ fn a_worker_without_a_shared_folder_uploads_log_and_images() {
     let worker_log = std::fs::read_to_string(&s.workers[0].log).unwrap_or_default();
     assert!(worker_log.contains("the server refused the build log: 409"), "{worker_log}");
 }
+
+/// Polls the server's log of `id` until it is `want`.
+fn wait_log(api: &Api, id: &str, want: &str) {
+    let t0 = Instant::now();
+    loop {
+        let log = api.log(id);
+        if log == want {
+            return;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(10), "server log {log:?}, not {want:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn append(path: &Path, text: &str) {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).expect("local log");
+    f.write_all(text.as_bytes()).expect("append");
+}
+
+/// The worker's side of the log endpoint, against the real server: a chunk that arrived although
+/// its answer was lost is not sent twice, and a refusal is reported (the worker then stops).
+#[test]
+fn the_log_shipper_resumes_at_the_servers_end_and_reports_a_refusal() {
+    use img_worker::upload::{LogShipper, Uploader};
+    let store = Store::new(Backend::Sqlite);
+    let mut config = store.config();
+    config.worker.embedded = "never".into();
+    let db = img_server::db::Db::open(&store.url).expect("database");
+    let (token, hash) = img_server::auth::generate();
+    assert!(img_server::db::tokens::insert(&db, "worker-1", &hash).expect("token stored"));
+    let s = Server::start_with(config, 0);
+    let small = json!({"kickstart": "part / --size=64\n%packages\nbusybox\n%end\n", "imagetype": "fs"});
+    let id = id_of(s.http.post(s.api("/jobs")).bearer_auth(&token).json(&small).send().expect("POST"));
+    assert!(jobs::transition(&db, &id, JobState::Running, Change::default()).expect("database").is_ok());
+    let api = Api { base: s.url.clone(), http: Client::new(), token: token.clone() };
+    let uploader = std::sync::Arc::new(Uploader::new(&s.url, &token).expect("uploader"));
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let local = store.dir.join("local-build.log");
+    let start = |attempt| {
+        let _in_runtime = rt.enter();
+        LogShipper::start(uploader.clone(), id.clone(), attempt, local.clone())
+    };
+
+    let shipper = start(1);
+    append(&local, "abc\n");
+    wait_log(&api, &id, "abc\n");
+    // "def\n" reached the server but the shipper never heard so: it resumes after it.
+    assert_eq!(api.put_log(&id, 1, 4, "def\n").send().expect("PUT").status(), 200);
+    append(&local, "def\nghi\n");
+    rt.block_on(shipper.finish()).expect("the rest of the log is sent");
+    assert_eq!(api.log(&id), "abc\ndef\nghi\n");
+
+    assert!(jobs::transition(&db, &id, JobState::Cancelled, Change::default()).expect("database").is_ok());
+    let mut shipper = start(1);
+    let why =
+        rt.block_on(async { tokio::time::timeout(Duration::from_secs(10), shipper.refused()).await }).expect("refused");
+    assert!(why.contains("refused the build log: 409") && why.contains("cancelled"), "{why}");
+    let err = rt.block_on(shipper.finish()).expect_err("refused");
+    assert!(err.to_string().contains("409"), "{err}");
+    assert_eq!(api.log(&id), "abc\ndef\nghi\n", "a refused shipper changes nothing");
+}
