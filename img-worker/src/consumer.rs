@@ -418,6 +418,8 @@ async fn build(
         };
         if let Err(e) = uploaded {
             tracing::warn!("failed: {e}");
+            // Nobody fetches images from a worker: a retry builds them again.
+            let _ = tokio::fs::remove_dir_all(dir.join(OUT_DIR)).await;
             append_failure(&log, &e.to_string()).await;
             return Some(failure(s, &job.id, Some(attempt), &e.to_string()));
         }

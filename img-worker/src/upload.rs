@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use thiserror::Error;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::watch;
+use tracing::Instrument;
 
 /// How often new log bytes are sent while a job builds.
 pub const LOG_INTERVAL: Duration = Duration::from_secs(1);
@@ -217,7 +218,8 @@ impl LogShipper {
         let (finish, finish_rx) = watch::channel(false);
         let (refused_tx, refused) = watch::channel(None);
         let shipping = Shipping { uploader, id, attempt, log, sent: 0, started: false };
-        let task = tokio::spawn(shipping.run(finish_rx, refused_tx));
+        // In the job's span, so its log lines name the job.
+        let task = tokio::spawn(shipping.run(finish_rx, refused_tx).instrument(tracing::Span::current()));
         LogShipper { finish, refused, task }
     }
 
