@@ -9,6 +9,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+/// Short names the environment may use instead of a setting's own (which wins if both are set).
+pub const ENV_ALIASES: [(&str, &str); 1] = [("IMG_CONCURRENCY", "worker.concurrency")];
+
 /// Environment variables with the `IMG_` prefix that are not settings: the config file, log
 /// filter, test blessing, page templates folder, img-creator's KVM override and img-client's.
 pub const NON_SETTING_VARS: [&str; 8] =
@@ -35,6 +38,13 @@ pub struct Config {
     /// Prefix for every AMQP exchange and queue name (empty: the original names); lets several
     /// IMG installations or test runs share one broker.
     pub amqp_prefix: String,
+    /// img-worker: the server's URL (`http://HOST:PORT`) to upload build logs and artifacts
+    /// to, so workers on other hosts need no shared folder. Empty: job files are written under
+    /// `artifact_dir`, a folder shared with the server.
+    pub server_url: String,
+    /// img-worker: the API token (`img-server token create NAME`) its uploads to `server_url`
+    /// carry; required with `server_url`. A secret: redacted when printed.
+    pub worker_token: String,
     pub worker: WorkerConfig,
     pub limits: LimitsConfig,
     pub kickstarter: KickstarterSettings,
@@ -82,6 +92,9 @@ pub struct WorkerConfig {
 pub struct LimitsConfig {
     /// Largest accepted upload (kickstart or YAML), in bytes.
     pub max_upload_bytes: u64,
+    /// Largest artifact a worker may upload (`server_url` mode), in bytes; streamed to disk,
+    /// never held in memory.
+    pub max_artifact_bytes: u64,
 }
 
 #[derive(Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -132,6 +145,8 @@ impl Default for Config {
             database_url: "sqlite://img-data/img.db".into(),
             amqp_url: String::new(),
             amqp_prefix: String::new(),
+            server_url: String::new(),
+            worker_token: String::new(),
             worker: WorkerConfig::default(),
             limits: LimitsConfig::default(),
             kickstarter: KickstarterSettings::default(),
@@ -164,7 +179,7 @@ impl Default for WorkerConfig {
 
 impl Default for LimitsConfig {
     fn default() -> Self {
-        LimitsConfig { max_upload_bytes: 16 * 1024 * 1024 }
+        LimitsConfig { max_upload_bytes: 16 * 1024 * 1024, max_artifact_bytes: 64 << 30 }
     }
 }
 
@@ -222,7 +237,8 @@ impl Config {
         let mut table = toml::Table::try_from(&base).map_err(|e| invalid("config", e))?;
         let mut vars: Vec<(String, String)> =
             env.into_iter().filter(|(k, _)| k.starts_with("IMG_") && !NON_SETTING_VARS.contains(&k.as_str())).collect();
-        vars.sort();
+        // Aliases first, so a setting's own name wins when both are set.
+        vars.sort_by_key(|(k, _)| (!ENV_ALIASES.iter().any(|(alias, _)| alias == k), k.clone()));
         for (var, value) in vars {
             apply_env(&mut table, &var, &value)?;
         }
@@ -275,7 +291,27 @@ impl Config {
             "must be empty or start with smtp:// or smtps://",
         )?;
         check(self.smtp.max_attempts > 0, "smtp.max_attempts", "must be at least 1")?;
-        check(self.limits.max_upload_bytes > 0, "limits.max_upload_bytes", "must be at least 1")
+        check(self.limits.max_upload_bytes > 0, "limits.max_upload_bytes", "must be at least 1")?;
+        check(self.limits.max_artifact_bytes > 0, "limits.max_artifact_bytes", "must be at least 1")?;
+        check(
+            self.server_url.is_empty()
+                || self.server_url.starts_with("http://")
+                || self.server_url.starts_with("https://"),
+            "server_url",
+            "must be empty or start with http:// or https://",
+        )?;
+        check(
+            self.server_url.is_empty() || !self.worker_token.trim().is_empty(),
+            "worker_token",
+            "is required when server_url is set: uploads need an API token (IMG_WORKER_TOKEN; make one with \
+             `img-server token create NAME`)",
+        )
+    }
+
+    /// Whether img-worker uploads job files to the server (else it writes them under
+    /// [`Config::jobs_dir`], shared with the server).
+    pub fn uploads(&self) -> bool {
+        !self.server_url.is_empty()
     }
 
     /// The configuration as TOML, each key preceded by its documentation; secrets redacted.
@@ -305,11 +341,14 @@ impl Config {
         }
     }
 
-    /// A copy with passwords in URLs replaced by `***`, safe to log or print.
+    /// A copy with passwords in URLs and the worker token replaced by `***`, safe to log or print.
     pub fn redacted(&self) -> Config {
         let mut c = self.clone();
-        for url in [&mut c.database_url, &mut c.amqp_url, &mut c.smtp.url] {
+        for url in [&mut c.database_url, &mut c.amqp_url, &mut c.smtp.url, &mut c.server_url] {
             *url = redact_url(url);
+        }
+        if !c.worker_token.is_empty() {
+            c.worker_token = "***".into();
         }
         c
     }
@@ -348,12 +387,12 @@ fn collect_paths(table: &toml::Table, prefix: &str, out: &mut Vec<String>) {
     }
 }
 
-/// Sets the setting named by `var`, parsing `value` as the type the default has.
+/// Sets the setting named by `var` (or an alias), parsing `value` as the type the default has.
 fn apply_env(table: &mut toml::Table, var: &str, value: &str) -> Result<(), ConfigError> {
     let env_err = |message: String| ConfigError::Env { var: var.to_owned(), message };
-    let (_, path) = Config::env_names()
-        .into_iter()
-        .find(|(name, _)| name == var)
+    let alias = ENV_ALIASES.iter().find(|(name, _)| *name == var).map(|(_, path)| path.to_string());
+    let path = alias
+        .or_else(|| Config::env_names().into_iter().find(|(name, _)| name == var).map(|(_, path)| path))
         .ok_or_else(|| env_err("unknown setting (see `img-server default-config` for the list)".into()))?;
     let mut slot = table;
     let mut keys = path.split('.').peekable();
@@ -425,6 +464,9 @@ fn write_table(
             }
         }
         let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+        for (alias, _) in ENV_ALIASES.iter().filter(|(_, p)| *p == path) {
+            out.push_str(&format!("# also env: {alias}\n"));
+        }
         out.push_str(&format!("# env: {}\n{key} = {value}\n\n", env_name(&path)));
     }
     for (key, sub, prop) in sections {
@@ -490,10 +532,38 @@ mod tests {
     }
 
     #[test]
+    fn upload_mode_needs_a_token_and_concurrency_has_a_short_name() {
+        let c = Config::load(None, env(&[("IMG_CONCURRENCY", "4")])).unwrap();
+        assert_eq!(c.worker.concurrency, 4);
+        assert!(!c.uploads(), "no server_url: the shared folder");
+        let both = env(&[("IMG_WORKER_CONCURRENCY", "2"), ("IMG_CONCURRENCY", "4")]);
+        assert_eq!(Config::load(None, both).unwrap().worker.concurrency, 2, "the setting's own name wins");
+        assert!(Config::load(None, env(&[("IMG_CONCURRENCY", "0")])).is_err());
+
+        let err = Config::load(None, env(&[("IMG_SERVER_URL", "http://img:8080")])).unwrap_err().to_string();
+        assert!(err.starts_with("worker_token:") && err.contains("IMG_WORKER_TOKEN"), "{err}");
+        let err = Config::load(None, env(&[("IMG_SERVER_URL", "img:8080"), ("IMG_WORKER_TOKEN", "t")])).unwrap_err();
+        assert!(err.to_string().starts_with("server_url:"), "{err}");
+        let c = Config::load(None, env(&[("IMG_SERVER_URL", "http://img:8080"), ("IMG_WORKER_TOKEN", "img_s3cret")]))
+            .unwrap();
+        assert!(c.uploads());
+        assert_eq!((c.server_url.as_str(), c.worker_token.as_str()), ("http://img:8080", "img_s3cret"));
+    }
+
+    #[test]
     fn secrets_are_redacted() {
-        let c = Config::load(None, env(&[("IMG_SMTP_URL", "smtps://me:hunter2@mail:465")])).unwrap();
+        let c = Config::load(
+            None,
+            env(&[
+                ("IMG_SMTP_URL", "smtps://me:hunter2@mail:465"),
+                ("IMG_SERVER_URL", "http://img:8080"),
+                ("IMG_WORKER_TOKEN", "img_t0ps3cret"),
+            ]),
+        )
+        .unwrap();
         let shown = format!("{c:?}{}", c.to_documented_toml());
         assert!(!shown.contains("hunter2") && !shown.contains("guest:guest"), "{shown}");
+        assert!(!shown.contains("img_t0ps3cret") && shown.contains("worker_token = \"***\""), "{shown}");
         assert!(shown.contains("smtps://me:***@mail:465"));
         assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
     }
@@ -504,6 +574,15 @@ mod tests {
         for (var, path) in Config::env_names() {
             assert!(text.contains(&format!("# env: {var}\n")), "{path} missing from printout");
         }
+        for (alias, _) in ENV_ALIASES {
+            assert!(text.contains(&format!("# also env: {alias}\n")), "{alias} missing from printout");
+        }
+        let mut names: Vec<String> = Config::env_names().into_iter().map(|(var, _)| var).collect();
+        names.extend(ENV_ALIASES.iter().map(|(alias, _)| alias.to_string()));
+        let count = names.len();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), count, "two settings share an environment variable");
         let keys = text.lines().filter(|l| !l.starts_with('#') && l.contains(" = ")).count();
         let docs = text.lines().filter(|l| l.starts_with("# env: ")).count();
         assert_eq!(keys, docs);

@@ -1,6 +1,6 @@
 //! API tokens. With none created, the server is open (the embedded default on loopback).
 //! Once one exists, writes need `Authorization: Bearer TOKEN` (or the login cookie the form
-//! sets), and reads too unless `auth.public_reads`.
+//! sets), and reads too unless `auth.public_reads`. Worker uploads always need a valid token.
 
 use crate::api::error::ApiError;
 use crate::db::{tokens, Db};
@@ -25,6 +25,8 @@ pub fn generate() -> (String, String) {
 pub enum Access {
     Read,
     Write,
+    /// A worker's upload of a job's log or files: a valid token even on an open server.
+    Upload,
 }
 
 fn presented(req: &HttpRequest) -> Option<String> {
@@ -54,7 +56,8 @@ pub async fn check(req: &HttpRequest, state: &AppState, access: Access) -> Resul
         }
         None => None,
     };
-    let any = db.run(tokens::any).await?;
+    // An open server (no token yet) still takes no uploads: they write into job folders.
+    let any = matches!(access, Access::Upload) || db.run(tokens::any).await?;
     if !any {
         return Ok(None);
     }

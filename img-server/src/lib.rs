@@ -12,6 +12,7 @@ pub mod queue;
 pub mod service;
 pub mod state;
 pub mod submit;
+pub mod uploads;
 
 use actix_web::{web, App, HttpServer};
 use img_core::config::Config;
@@ -74,8 +75,10 @@ pub async fn serve(
         background.push(tokio::spawn(queue::amqp::AmqpQueue.run(state.clone(), stop_rx.clone())));
         if state.config.runs_embedded_worker() {
             let id = format!("{}-embedded", img_worker::process::worker_id());
-            let settings = img_worker::consumer::WorkerSettings::from_config(&state.config, id);
-            background.push(tokio::spawn(img_worker::consumer::run(settings, stop_rx.clone())));
+            match img_worker::consumer::WorkerSettings::from_config(&state.config, id) {
+                Ok(settings) => background.push(tokio::spawn(img_worker::consumer::run(settings, stop_rx.clone()))),
+                Err(e) => tracing::error!("no in-process worker: {e}"),
+            }
         }
     }
 

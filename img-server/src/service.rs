@@ -15,11 +15,11 @@ pub const MAX_PAGE: i64 = 1_000_000_000;
 /// The largest log offset taken (1 TiB, far past any log; openapi.json says so too).
 pub const MAX_LOG_OFFSET: u64 = 1 << 40;
 
-fn check_id(id: &str) -> Result<String, ApiError> {
+pub(crate) fn check_id(id: &str) -> Result<String, ApiError> {
     id.parse::<JobId>().map(|j| j.to_string()).map_err(|e| ApiError::NotFound(format!("no such job: {e}")))
 }
 
-fn not_found(id: &str) -> ApiError {
+pub(crate) fn not_found(id: &str) -> ApiError {
     ApiError::NotFound(format!("no job {id}"))
 }
 

@@ -223,7 +223,7 @@ fn token_map(input: &TokenMapInput) -> Result<TokenMap, ApiError> {
 }
 
 /// A file or template name: one plain path component, no traversal.
-fn plain_name(field: &str, name: &str) -> Result<String, ApiError> {
+pub(crate) fn plain_name(field: &str, name: &str) -> Result<String, ApiError> {
     let n = name.trim();
     if n.is_empty() || n.contains(['/', '\\', '\0']) || n == "." || n == ".." || n.starts_with('.') || n.len() > 255 {
         return Err(ApiError::invalid(format!("{field}: `{}` must be a plain file name", n.escape_default())));

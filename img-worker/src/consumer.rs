@@ -5,10 +5,15 @@
 //! answer is saved in its attempt's folder before it is sent (`attempt-N/answer.json`), so a message
 //! redelivered after a broker restart or a lost ack is answered again without a second build.
 //! Builds keep running while the broker is away; the session reconnects around them.
+//!
+//! Job files go where the server serves them: into a folder shared with it, or (with
+//! `server_url`) into this worker's own folder, uploaded over HTTP ([`crate::upload`]): the
+//! log while the job builds, the outputs before the answer is sent.
 
 use crate::amqp::{self, AmqpError, Backoff, Names, Publisher};
-use crate::build::{BuildError, BuildSpec, Builder, LOG_FILE};
+use crate::build::{Artifact, BuildError, BuildSpec, Builder, LOG_FILE, OUT_DIR};
 use crate::kickstarter::kickstart_for;
+use crate::upload::{LogShipper, UploadError, Uploader};
 use futures_util::StreamExt;
 use img_core::job::{legacy_status, JobState};
 use img_core::wire::topology::{
@@ -37,8 +42,11 @@ use tracing::Instrument;
 pub struct WorkerSettings {
     pub amqp_url: String,
     pub names: Names,
-    /// Where job folders are made: the server's `jobs_dir`, shared with it.
+    /// Where job folders are made: the server's `jobs_dir`, shared with it, or with
+    /// `upload` this worker's own `DATA_DIR/jobs`.
     pub jobs_dir: PathBuf,
+    /// Upload mode: logs and outputs go to the server over HTTP.
+    pub upload: Option<Arc<Uploader>>,
     /// The server's public URL, for links in the answers.
     pub base_url: String,
     pub concurrency: u16,
@@ -50,17 +58,24 @@ pub struct WorkerSettings {
 }
 
 impl WorkerSettings {
-    pub fn from_config(config: &img_core::config::Config, worker_id: String) -> WorkerSettings {
-        WorkerSettings {
+    pub fn from_config(config: &img_core::config::Config, worker_id: String) -> Result<WorkerSettings, UploadError> {
+        let (jobs_dir, upload) = if config.uploads() {
+            let uploader = Uploader::new(&config.server_url, &config.worker_token)?;
+            (Path::new(&config.data_dir).join("jobs"), Some(Arc::new(uploader)))
+        } else {
+            (config.jobs_dir(), None)
+        };
+        Ok(WorkerSettings {
             amqp_url: config.amqp_url.clone(),
             names: Names { prefix: config.amqp_prefix.clone() },
-            jobs_dir: config.jobs_dir(),
+            jobs_dir,
+            upload,
             base_url: config.base_url.clone(),
             concurrency: u16::try_from(config.worker.concurrency).unwrap_or(u16::MAX),
             builder: Builder::from_config(config),
             worker_id,
             heartbeat: Duration::from_secs(config.worker.heartbeat_secs),
-        }
+        })
     }
 }
 
@@ -355,6 +370,19 @@ async fn build(
     let heartbeat = tokio::spawn(heartbeats(ctx.clone(), building.clone(), dir.join(LOG_FILE)).in_current_span());
     let _stop_heartbeats = AbortOnDrop(heartbeat);
 
+    let log = dir.join(LOG_FILE);
+    let mut shipper = match &s.upload {
+        Some(uploader) => {
+            // The server's copy starts afresh with this attempt; so does ours (a retried
+            // job's old log may be here).
+            if let Err(e) = tokio::fs::create_dir_all(dir).await {
+                return Some(failure(s, &job.id, Some(attempt), &format!("cannot create {}: {e}", dir.display())));
+            }
+            let _ = tokio::fs::remove_file(&log).await;
+            Some(LogShipper::start(uploader.clone(), job.id.clone(), attempt, log.clone()))
+        }
+        None => None,
+    };
     let (cancel_tx, cancel_rx) = watch::channel(false);
     if let Ok(mut c) = ctx.cancels.lock() {
         c.insert(job.id.clone(), cancel_tx);
@@ -362,6 +390,8 @@ async fn build(
     let run = s.builder.run(&spec, dir, cancel_rx);
     tokio::pin!(run);
     let mut stop_seen = false;
+    // Why the server would not take the log: the build is stopped and fails with it.
+    let mut refused: Option<String> = None;
     let result = loop {
         tokio::select! {
             r = &mut run => break r,
@@ -371,10 +401,39 @@ async fn build(
                     ctx.cancel(&job.id);
                 }
             }
+            why = async { shipper.as_mut()?.refused().await.into() }, if shipper.is_some() && refused.is_none() => {
+                if let Some(why) = why {
+                    tracing::warn!("{why}: stopping the build");
+                    refused = Some(why);
+                    ctx.cancel(&job.id);
+                }
+            }
         }
     };
     if let Ok(mut c) = ctx.cancels.lock() {
         c.remove(&job.id);
+    }
+    let mut result = match (result, refused) {
+        (Err(BuildError::Cancelled), _) if *stop.borrow() => Err(BuildError::Cancelled),
+        (Err(_), Some(why)) => Err(BuildError::Failed(why)),
+        (r, _) => r,
+    };
+    if let (Ok(files), Some(uploader)) = (&mut result, &s.upload) {
+        let shipped = match shipper.take() {
+            Some(shipper) => shipper.finish().await,
+            None => Ok(()),
+        };
+        let uploaded = match shipped {
+            Ok(()) => upload_outputs(uploader, &job.id, attempt, &dir.join(OUT_DIR), files).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = uploaded {
+            tracing::warn!("failed: {e}");
+            // Nobody fetches images from a worker: a retry builds them again.
+            let _ = tokio::fs::remove_dir_all(dir.join(OUT_DIR)).await;
+            append_failure(&log, &e.to_string()).await;
+            return Some(failure(s, &job.id, Some(attempt), &e.to_string()));
+        }
     }
     match result {
         Ok(files) => {
@@ -416,10 +475,12 @@ async fn build(
         }
         Err(e) => {
             tracing::warn!("failed: {e}");
-            let log = dir.join(LOG_FILE);
-            let line = format!("{}\n{e}\n", wire::FAILED_LOG_LINE);
-            if let Err(err) = append(&log, &line).await {
-                tracing::warn!("cannot append to {}: {err}", log.display());
+            append_failure(&log, &e.to_string()).await;
+            if let Some(shipper) = shipper.take() {
+                // The failure line too; the error message goes out whether or not it arrives.
+                if let Err(up) = shipper.finish().await {
+                    tracing::warn!("the end of the build log did not reach the server: {up}");
+                }
             }
             Some(failure(s, &job.id, Some(attempt), &e.to_string()))
         }
@@ -465,6 +526,41 @@ struct AbortOnDrop(tokio::task::JoinHandle<()>);
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+/// Uploads each output with its sha256 (from `result.json`; hashed here if it has none),
+/// then drops the local copies: the server has them.
+async fn upload_outputs(
+    uploader: &Uploader,
+    id: &str,
+    attempt: u32,
+    out: &Path,
+    files: &mut [Artifact],
+) -> Result<(), UploadError> {
+    for f in files {
+        let path = out.join(&f.name);
+        if f.sha256.is_empty() {
+            let hashing = |why: String| UploadError::Hash { path: path.clone(), why };
+            let p = path.clone();
+            f.sha256 = tokio::task::spawn_blocking(move || img_creator::outputs::sha256_file(&p))
+                .await
+                .map_err(|e| hashing(e.to_string()))?
+                .map_err(|e| hashing(e.to_string()))?;
+        }
+        uploader.artifact(id, attempt, &path, &f.sha256).await?;
+    }
+    if let Err(e) = tokio::fs::remove_dir_all(out).await {
+        tracing::warn!("cannot remove the uploaded {}: {e}", out.display());
+    }
+    Ok(())
+}
+
+/// The original's last log line on failure, and the reason.
+async fn append_failure(log: &Path, error: &str) {
+    let line = format!("{}\n{error}\n", wire::FAILED_LOG_LINE);
+    if let Err(err) = append(log, &line).await {
+        tracing::warn!("cannot append to {}: {err}", log.display());
     }
 }
 

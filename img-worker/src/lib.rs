@@ -1,6 +1,7 @@
 //! img-worker: builds image jobs. [`build`] runs one build (img-creator in a child process)
 //! and is shared by the server's embedded worker and the AMQP consumer ([`consumer`]);
-//! [`amqp`] is the RabbitMQ plumbing the server uses too.
+//! [`amqp`] is the RabbitMQ plumbing the server uses too; [`upload`] sends job files to the
+//! server over HTTP when workers share no folder with it.
 
 pub mod amqp;
 pub mod build;
@@ -9,4 +10,5 @@ pub mod consumer;
 pub mod kickstarter;
 pub mod process;
 pub mod repo_proxy;
+pub mod upload;
 pub mod vm;

@@ -18,8 +18,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Consume jobs from `IMG_AMQP_URL` until SIGTERM or SIGINT, writing job files under
-    /// `IMG_ARTIFACT_DIR` (a folder shared with the server).
+    /// Consume jobs from `IMG_AMQP_URL` until SIGTERM or SIGINT. Job files are uploaded to
+    /// `IMG_SERVER_URL` (with `IMG_WORKER_TOKEN`) or written under `IMG_ARTIFACT_DIR` (a
+    /// folder shared with the server); `IMG_CONCURRENCY` jobs at a time.
     Run,
     /// The worker's base VM.
     #[command(subcommand)]
@@ -43,7 +44,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 "no broker: set IMG_AMQP_URL (or amqp_url in the config file)"
             );
             init_logging("info,lapin=warn");
-            let settings = WorkerSettings::from_config(&config, worker_id());
+            let settings = WorkerSettings::from_config(&config, worker_id())?;
+            match &settings.upload {
+                Some(up) => tracing::info!("job files are uploaded to {}", up.server()),
+                None => tracing::info!("job files are written under {}", settings.jobs_dir.display()),
+            }
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             rt.block_on(async move {
                 let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -17,6 +17,10 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// A worker's upload the job does not take (409). The headers tell a worker whether to
+    /// wait (`X-Job-Status: queued` at its attempt), resume at `X-Log-Size`, or give up.
+    #[error("{message}")]
+    UploadRefused { message: String, job_status: String, attempt: i32, log_size: Option<u64> },
     #[error("{0}")]
     TooLarge(String),
     #[error("this server needs an API token: send `Authorization: Bearer TOKEN`")]
@@ -48,7 +52,7 @@ impl ApiError {
             ApiError::BadRequest(_) => "bad_request",
             ApiError::Invalid { .. } => "invalid",
             ApiError::NotFound(_) => "not_found",
-            ApiError::Conflict(_) => "conflict",
+            ApiError::Conflict(_) | ApiError::UploadRefused { .. } => "conflict",
             ApiError::TooLarge(_) => "too_large",
             ApiError::Unauthorized => "unauthorized",
             ApiError::Forbidden => "forbidden",
@@ -64,7 +68,7 @@ impl ResponseError for ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Conflict(_) | ApiError::UploadRefused { .. } => StatusCode::CONFLICT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden => StatusCode::FORBIDDEN,
@@ -92,6 +96,12 @@ impl ResponseError for ApiError {
         let mut resp = HttpResponse::build(self.status_code());
         if matches!(self, ApiError::Unauthorized) {
             resp.insert_header(("WWW-Authenticate", "Bearer"));
+        }
+        if let ApiError::UploadRefused { job_status, attempt, log_size, .. } = self {
+            resp.insert_header(("X-Job-Status", job_status.as_str())).insert_header(("X-Job-Attempt", *attempt));
+            if let Some(size) = log_size {
+                resp.insert_header(("X-Log-Size", *size));
+            }
         }
         resp.json(Body { error: self.code(), detail, diagnostics })
     }

@@ -5,6 +5,7 @@ pub mod error;
 mod events;
 pub(crate) mod upload;
 pub mod view;
+mod worker;
 
 use crate::auth::{self, Access};
 use crate::service;
@@ -28,10 +29,16 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .service(endpoint("/jobs/{id}", "GET, DELETE").route(web::get().to(show)).route(web::delete().to(delete)))
             .service(endpoint("/jobs/{id}/cancel", "POST").route(web::post().to(cancel)))
             .service(endpoint("/jobs/{id}/retry", "POST").route(web::post().to(retry)))
-            .service(endpoint("/jobs/{id}/log", "GET").route(web::get().to(log)))
+            .service(
+                endpoint("/jobs/{id}/log", "GET, PUT").route(web::get().to(log)).route(web::put().to(worker::put_log)),
+            )
             .service(endpoint("/jobs/{id}/events", "GET").route(web::get().to(events::stream)))
             .service(endpoint("/jobs/{id}/mails", "GET").route(web::get().to(mails)))
-            .service(endpoint("/jobs/{id}/artifacts/{name}", "GET").route(web::get().to(artifact)))
+            .service(
+                endpoint("/jobs/{id}/artifacts/{name}", "GET, PUT")
+                    .route(web::get().to(artifact))
+                    .route(web::put().to(worker::put_artifact)),
+            )
             .service(endpoint("/templates", "GET").route(web::get().to(templates)))
             .default_service(web::to(|| async {
                 Err::<HttpResponse, _>(ApiError::NotFound("no such API endpoint".into()))

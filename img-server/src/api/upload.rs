@@ -19,7 +19,10 @@ pub async fn read_submission(req: &HttpRequest, body: web::Payload, max: u64) ->
             "content type `{ctype}`: send application/json or multipart/form-data"
         )));
     }
-    let bytes = read_all(body, max + SLACK).await?;
+    let bytes = read_all(body, max + SLACK).await.map_err(|e| match e {
+        ApiError::TooLarge(_) => too_large(max),
+        other => other,
+    })?;
     serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::BadRequest(format!("JSON body, line {} column {}: {e}", e.line(), e.column())))
 }
@@ -28,12 +31,13 @@ fn too_large(max: u64) -> ApiError {
     ApiError::TooLarge(format!("the upload is larger than this server's limit of {max} bytes"))
 }
 
-async fn read_all(mut body: web::Payload, limit: u64) -> Result<Vec<u8>, ApiError> {
+/// The whole body, refused (413) past `limit` bytes.
+pub async fn read_all(mut body: web::Payload, limit: u64) -> Result<Vec<u8>, ApiError> {
     let mut buf = Vec::new();
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("reading the body: {e}")))?;
         if (buf.len() + chunk.len()) as u64 > limit {
-            return Err(too_large(limit.saturating_sub(SLACK)));
+            return Err(too_large(limit));
         }
         buf.extend_from_slice(&chunk);
     }

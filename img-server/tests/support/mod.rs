@@ -169,15 +169,22 @@ pub struct Worker {
 }
 
 impl Worker {
+    /// With `config.server_url` set, the worker uploads job files with `config.worker_token`
+    /// (its `data_dir` is then its own); else it shares `data_dir` with the server.
     pub fn spawn(config: &Config, n: usize) -> Worker {
         let log = Path::new(&config.data_dir).join(format!("worker-{n}-{}.log", unique("w")));
         std::fs::create_dir_all(&config.data_dir).expect("data dir");
-        let child = std::process::Command::new(program("img-worker"))
+        let mut cmd = std::process::Command::new(program("img-worker"));
+        if !config.server_url.is_empty() {
+            cmd.env("IMG_SERVER_URL", &config.server_url).env("IMG_WORKER_TOKEN", &config.worker_token);
+        }
+        let child = cmd
             .arg("run")
             .env("IMG_AMQP_URL", &config.amqp_url)
             .env("IMG_AMQP_PREFIX", &config.amqp_prefix)
             .env("IMG_DATA_DIR", &config.data_dir)
             .env("IMG_BASE_URL", &config.base_url)
+            .env("IMG_CONCURRENCY", config.worker.concurrency.to_string())
             .env("IMG_WORKER_CREATOR", &config.worker.creator)
             .env("IMG_WORKER_VM_DIR", &config.worker.vm_dir)
             .env("IMG_WORKER_HEARTBEAT_SECS", config.worker.heartbeat_secs.to_string())

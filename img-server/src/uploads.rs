@@ -1,0 +1,173 @@
+//! What workers in upload mode (`server_url`) do over HTTP: append to a job's build log while
+//! it builds, and store its output files. Both are taken only for the job's current attempt
+//! while it runs, so a stale or late worker cannot touch a retried or finished job. The link
+//! message that follows records the files, as with a shared folder.
+
+use crate::api::error::ApiError;
+use crate::db::jobs::{self, Job};
+use crate::service::{check_id, not_found};
+use crate::state::AppState;
+use actix_web::web::Bytes;
+use futures_util::{Stream, StreamExt};
+use img_core::job::JobState;
+use img_worker::build::{LOG_FILE, OUT_DIR};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use tokio::io::{AsyncSeekExt, AsyncWriteExt};
+
+/// The largest log chunk taken in one request (workers send at most 1 MiB).
+pub const MAX_LOG_CHUNK: u64 = 4 << 20;
+
+/// Appends go one at a time: the size check and the write must not interleave.
+static LOG_APPEND: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The job, if it is running at `attempt`; else the refusal that tells the worker why.
+async fn running_at(state: &AppState, id: &str, attempt: u32) -> Result<Job, ApiError> {
+    let id = check_id(id)?;
+    let key = id.clone();
+    let job = state.db.read(move |db| jobs::get(db, &key)).await?.ok_or_else(|| not_found(&id))?;
+    let refuse = |message: String| ApiError::UploadRefused {
+        message,
+        job_status: job.state().as_str().to_owned(),
+        attempt: job.attempts,
+        log_size: None,
+    };
+    if i64::from(attempt) != i64::from(job.attempts) {
+        return Err(refuse(format!("attempt {attempt} is stale: job {id} is at attempt {}", job.attempts)));
+    }
+    if job.state() != JobState::Running {
+        return Err(refuse(format!("job {id} is {}, not running: it takes no uploads", job.state())));
+    }
+    Ok(job)
+}
+
+/// Writes `data` at byte `offset` of the job's build log and returns the log's new size.
+/// `offset` must be the log's current size (a repeated chunk gets 409 with `X-Log-Size`, where
+/// the worker goes on), or 0: an attempt's first chunk starts the log afresh, as a build does.
+pub async fn append_log(state: &AppState, id: &str, attempt: u32, offset: u64, data: &[u8]) -> Result<u64, ApiError> {
+    let job = running_at(state, id, attempt).await?;
+    let dir = state.attempt_dir(&job.id, job.attempts);
+    let path = dir.join(LOG_FILE);
+    let internal = |e: std::io::Error| ApiError::Internal(format!("{}: {e}", path.display()));
+    let _one_at_a_time = LOG_APPEND.lock().await;
+    let size = match tokio::fs::metadata(&path).await {
+        Ok(m) => m.len(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+        Err(e) => return Err(internal(e)),
+    };
+    if offset != 0 && offset != size {
+        return Err(ApiError::UploadRefused {
+            message: format!("offset {offset} is not the end of the log ({size} bytes): send from there"),
+            job_status: job.state().as_str().to_owned(),
+            attempt: job.attempts,
+            log_size: Some(size),
+        });
+    }
+    tokio::fs::create_dir_all(&dir).await.map_err(internal)?;
+    let mut f =
+        tokio::fs::OpenOptions::new().create(true).write(true).truncate(false).open(&path).await.map_err(internal)?;
+    if offset == 0 {
+        f.set_len(0).await.map_err(internal)?;
+    }
+    f.seek(std::io::SeekFrom::Start(offset)).await.map_err(internal)?;
+    f.write_all(data).await.map_err(internal)?;
+    f.flush().await.map_err(internal)?;
+    Ok(offset + data.len() as u64)
+}
+
+/// A file being received; removed unless it was moved into place.
+struct Partial {
+    path: PathBuf,
+    kept: bool,
+}
+
+impl Drop for Partial {
+    fn drop(&mut self) {
+        if !self.kept {
+            // Also when the worker hangs up mid-body and the request's future is dropped.
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Lowercase hex sha256, as `X-Checksum-Sha256` must give it (either case accepted).
+pub fn parse_sha256(header: Option<&str>) -> Result<String, ApiError> {
+    let hex = header.map(str::trim).unwrap_or_default().to_ascii_lowercase();
+    if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(hex)
+    } else {
+        Err(ApiError::BadRequest("header X-Checksum-Sha256 must be the body's sha256 (64 hex digits)".into()))
+    }
+}
+
+/// What a worker says about the file it sends.
+pub struct ArtifactUpload<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+    pub attempt: u32,
+    /// Lowercase hex, from [`parse_sha256`].
+    pub sha256: &'a str,
+    /// The Content-Length, if given.
+    pub declared: Option<u64>,
+}
+
+/// Streams `body` into the job's `out/NAME`: through a temporary file in the same folder,
+/// hashed while written, and renamed into place only if its sha256 is the one declared. At
+/// most `max` bytes (the declared length is checked first: a worker should hear 413 before it
+/// sends gigabytes). Returns the size.
+pub async fn store_artifact<E: std::fmt::Display>(
+    state: &AppState,
+    up: &ArtifactUpload<'_>,
+    mut body: impl Stream<Item = Result<Bytes, E>> + Unpin,
+    max: u64,
+) -> Result<u64, ApiError> {
+    let ArtifactUpload { id, name, attempt, sha256, declared } = *up;
+    let plain = crate::submit::plain_name("artifact name", name)?;
+    if plain != name {
+        return Err(ApiError::invalid(format!("artifact name: `{}` must be a plain file name", name.escape_default())));
+    }
+    let too_large = || {
+        ApiError::TooLarge(format!(
+            "artifact `{name}` is larger than this server's limit of {max} bytes (limits.max_artifact_bytes)"
+        ))
+    };
+    if declared.is_some_and(|n| n > max) {
+        return Err(too_large());
+    }
+    let job = running_at(state, id, attempt).await?;
+    let out = state.attempt_dir(&job.id, job.attempts).join(OUT_DIR);
+    let internal = |p: &Path, e: std::io::Error| ApiError::Internal(format!("{}: {e}", p.display()));
+    tokio::fs::create_dir_all(&out).await.map_err(|e| internal(&out, e))?;
+    // A leading dot: no artifact name can be this (plain names do not start with one).
+    let tag: u64 = rand::random();
+    let mut partial = Partial { path: out.join(format!(".{name}.{tag:016x}.part")), kept: false };
+    let file = tokio::fs::File::create(&partial.path).await.map_err(|e| internal(&partial.path, e))?;
+    let mut file = tokio::io::BufWriter::with_capacity(1 << 20, file);
+    let mut hasher = Sha256::new();
+    let mut size: u64 = 0;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("reading the body: {e}")))?;
+        size += chunk.len() as u64;
+        if size > max {
+            return Err(too_large());
+        }
+        hasher.update(&chunk);
+        file.write_all(&chunk).await.map_err(|e| internal(&partial.path, e))?;
+    }
+    file.flush().await.map_err(|e| internal(&partial.path, e))?;
+    // On disk before the worker is told: its link message follows and makes the file public.
+    file.into_inner().sync_all().await.map_err(|e| internal(&partial.path, e))?;
+    let got: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    if got != sha256 {
+        return Err(ApiError::invalid(format!(
+            "artifact `{name}`: the body's sha256 is {got}, X-Checksum-Sha256 says {sha256}; nothing was stored"
+        )));
+    }
+    // Cancelled or re-queued while the body came: the file belongs to nobody.
+    running_at(state, id, attempt).await?;
+    let target = out.join(name);
+    tokio::fs::rename(&partial.path, &target).await.map_err(|e| internal(&target, e))?;
+    partial.kept = true;
+    tracing::info!(job = %job.id, "received artifact `{name}` ({size} bytes, attempt {attempt})");
+    Ok(size)
+}
