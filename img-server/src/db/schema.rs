@@ -1,4 +1,4 @@
-// The tables of migrations/*/ (…_init, then `lost` from …_lost_workers), in diesel's terms (the same for both backends).
+// The tables of migrations/*/ (…_init, then `lost` from …_lost_workers and `kickstart_sha256` from …_kickstart_sha256), in diesel's terms (the same for both backends).
 
 diesel::table! {
     jobs (id) {
@@ -30,6 +30,7 @@ diesel::table! {
         finished_at -> Nullable<BigInt>,
         updated_at -> BigInt,
         lost -> Integer,
+        kickstart_sha256 -> Nullable<Text>,
     }
 }
 
