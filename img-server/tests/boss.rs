@@ -206,7 +206,9 @@ fn build_image_replies_success_failure_and_malformed_and_request_image_reuses() 
     let log = store.dir.join("participant.log");
     let _p = Participant::start("build_image", &s, &vhost, &state, log.clone());
 
-    let good = workitem("wf-good", "build_image", json!({"image": fixture_image(&fixture_ks()), "msg": []}));
+    let mut raw = fixture_image(&fixture_ks());
+    raw["image_type"] = json!("raw");
+    let good = workitem("wf-good", "build_image", json!({"image": raw.clone(), "msg": []}));
     // The original flat form, with a kickstart the parser refuses.
     let bad = workitem(
         "wf-bad",
@@ -239,7 +241,7 @@ fn build_image_replies_success_failure_and_malformed_and_request_image_reuses() 
     assert_eq!(image["result"], true);
     let id = image["image_id"].as_str().expect("image_id").to_owned();
     let url = image["image_url"].as_str().expect("image_url");
-    assert!(url.starts_with(&format!("{}/api/v1/jobs/{id}/artifacts/", s.url)), "{url}");
+    assert_eq!(url, format!("{}/api/v1/jobs/{id}/artifacts/fixture.raw", s.url));
     let download = s.http.get(url).send().expect("download");
     assert_eq!(download.status(), 200, "{url}");
     assert!(image["logfile_url"].as_str().unwrap().ends_with(&format!("/jobs/{id}/log")));
@@ -281,7 +283,7 @@ fn build_image_replies_success_failure_and_malformed_and_request_image_reuses() 
     let again = workitem(
         "wf-again",
         "request_image",
-        json!({"image": fixture_image(&fixture_ks()), "params": {"action": "get_or_create", "max_age": 1}}),
+        json!({"image": raw.clone(), "params": {"action": "get_or_create", "max_age": 1}}),
     );
     engine.send("request_image", &again);
     let r = engine.reply(Duration::from_secs(60), &log);
@@ -292,7 +294,7 @@ fn build_image_replies_success_failure_and_malformed_and_request_image_reuses() 
     assert_eq!(r["fields"]["image"]["reused"], true);
     assert_eq!(jobs_total(&s), total, "nothing new was submitted");
 
-    let mut other = fixture_image(&fixture_ks());
+    let mut other = raw.clone();
     other["image_type"] = json!("loop");
     let other = workitem("wf-other", "request_image", json!({"image": other, "params": {"action": "get_or_create"}}));
     engine.send("request_image", &other);
@@ -375,4 +377,50 @@ fn a_cancel_item_cancels_the_job() {
         assert!(m.is_none(), "unexpected reply");
     });
     assert_eq!(state_files(&state), 0);
+}
+
+/// build_ks over AMQP: the template plus the overlay comes back in `image.kickstart`; a bad
+/// template flunks with the parser's message.
+#[test]
+fn build_ks_renders_and_names_bad_templates() {
+    let vhost = Vhost::new();
+    let engine = Engine::new(&vhost);
+    let dir = tempfile::tempdir().expect("scratch");
+    let log = dir.path().join("participant.log");
+    let child = Command::new(program("img-client"))
+        .args(["participant", "build_ks", "--url", "http://127.0.0.1:9", "--amqp", &vhost.url()])
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("img-client participant starts");
+    let _p = Participant { child };
+    let template = "# kept\npart / --size=64 --fstype=ext4\n\n%packages\nbusybox\n%end\n";
+    let wi = workitem(
+        "wf-ks",
+        "build_ks",
+        json!({"image": {"kickstart": template, "name": "demo", "packages": ["gcc", "-vim"], "groups": ["Base"]}}),
+    );
+    engine.rt.block_on(async {
+        let durable = QueueDeclareOptions { durable: true, ..Default::default() };
+        engine.channel.queue_declare("build_ks", durable, FieldTable::default()).await.expect("declare");
+    });
+    engine.send("build_ks", &wi);
+    let r = engine.reply(Duration::from_secs(30), &log);
+    assert_eq!(r["fei"], wi["fei"]);
+    assert_eq!(r["fields"]["__result__"], true, "{r:#}");
+    assert_eq!(
+        r["fields"]["image"]["kickstart"],
+        "# kept\npart / --size=64 --fstype=ext4\n\n%packages\nbusybox\ngcc\n-vim\n@Base\n%end\n"
+    );
+    let bad = workitem("wf-ks-bad", "build_ks", json!({"image": {"kickstart": "part / --size=abc\n", "name": "b"}}));
+    engine.send("build_ks", &bad);
+    let r = engine.reply(Duration::from_secs(30), &log);
+    assert_eq!(r["fei"], bad["fei"]);
+    assert_eq!(r["fields"]["__result__"], false);
+    let why = r["fields"]["__error__"].as_str().unwrap();
+    assert!(why.starts_with("build_ks FAILED: the kickstart has errors:\nb.ks:1:"), "{why}");
+    assert_eq!(r["error"]["message"], why);
 }

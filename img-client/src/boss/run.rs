@@ -76,7 +76,7 @@ pub fn run(client: ApiClient, opts: Options) -> Result<(), ClientError> {
         .enable_all()
         .build()
         .map_err(|e| ClientError::Failed(format!("starting the runtime: {e}")))?;
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
         let (ready, ready_rx) = mpsc::unbounded_channel();
         let ctx = Arc::new(Ctx { opts, client, store, ready, followers: Mutex::new(HashMap::new()) });
         tracing::info!(
@@ -93,7 +93,10 @@ pub fn run(client: ApiClient, opts: Options) -> Result<(), ClientError> {
             }
             () = serve(ctx.clone(), ready_rx) => Ok(()),
         }
-    })
+    });
+    // A follower may be inside an HTTP call; its workitem is on disk, so it need not finish.
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    result
 }
 
 /// Follows every stored workitem that has no reply yet (those with one are sent by each
