@@ -19,9 +19,8 @@ use img_worker::amqp::{self, AmqpError, Backoff, Names, Publisher};
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use serde_json::Value;
-use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -65,8 +64,6 @@ struct Ctx {
     store: Store,
     /// Keys whose reply is stored and waits to be sent.
     ready: mpsc::UnboundedSender<String>,
-    /// Running followers, by key (a cancel item stops its follower).
-    followers: Mutex<HashMap<String, tokio::task::JoinHandle<()>>>,
 }
 
 /// Runs until SIGTERM/SIGINT.
@@ -78,7 +75,7 @@ pub fn run(client: ApiClient, opts: Options) -> Result<(), ClientError> {
         .map_err(|e| ClientError::Failed(format!("starting the runtime: {e}")))?;
     let result = runtime.block_on(async move {
         let (ready, ready_rx) = mpsc::unbounded_channel();
-        let ctx = Arc::new(Ctx { opts, client, store, ready, followers: Mutex::new(HashMap::new()) });
+        let ctx = Arc::new(Ctx { opts, client, store, ready });
         tracing::info!(
             "participant {} on queue `{}`, state in {}",
             ctx.opts.kind.name(),
@@ -228,6 +225,11 @@ async fn handle(ctx: &Arc<Ctx>, publisher: &Publisher, body: &[u8]) -> Result<()
         Kind::BuildImage => match image_request(&mut wi) {
             Err(why) => wi.fail(&why, class),
             Ok(_) => {
+                // A redelivery of a workitem stored just before a crash (its ack was lost).
+                if ctx.store.all().unwrap_or_default().iter().any(|i| i.workitem.get("fei") == Some(wi.fei())) {
+                    tracing::info!(wfid, "already held; redelivery acked");
+                    return Ok(());
+                }
                 let key = uuid::Uuid::new_v4().to_string();
                 let item = Pending { key: key.clone(), workitem: wi.into_value(), job_id: None, reply: None };
                 // Acked only once stored: from here the state folder owes the reply.
@@ -249,16 +251,14 @@ async fn handle(ctx: &Arc<Ctx>, publisher: &Publisher, body: &[u8]) -> Result<()
 }
 
 /// A cancel item: the job of the stored workitem with that fei is cancelled and the workitem
-/// dropped (the engine waits for no reply to a cancelled expression).
+/// dropped (the engine waits for no reply to a cancelled expression). Its follower sees the
+/// file gone and stops; one still submitting cancels the job it gets.
 async fn cancel(ctx: &Arc<Ctx>, fei: &Value) {
     let items = ctx.store.all().unwrap_or_default();
     let Some(item) = items.into_iter().find(|i| i.workitem.get("fei") == Some(fei)) else {
         tracing::info!("cancel for a workitem not held here: {fei}");
         return;
     };
-    if let Some(h) = ctx.followers.lock().unwrap_or_else(|e| e.into_inner()).remove(&item.key) {
-        h.abort();
-    }
     if let Some(id) = item.job_id.as_deref().and_then(|i| i.parse::<JobId>().ok()) {
         let client = ctx.client.clone();
         let path = crate::api_types::JobPaths(id).cancel();
@@ -276,13 +276,13 @@ async fn cancel(ctx: &Arc<Ctx>, fei: &Value) {
 
 /// Starts following a stored build_image workitem in the background.
 fn follow(ctx: &Arc<Ctx>, key: String) {
-    let task_ctx = ctx.clone();
-    let task_key = key.clone();
-    let handle = tokio::spawn(async move {
-        follow_job(&task_ctx, &task_key).await;
-        task_ctx.followers.lock().unwrap_or_else(|e| e.into_inner()).remove(&task_key);
-    });
-    ctx.followers.lock().unwrap_or_else(|e| e.into_inner()).insert(key, handle);
+    let ctx = ctx.clone();
+    tokio::spawn(async move { follow_job(&ctx, &key).await });
+}
+
+/// Whether a cancel item has dropped the workitem meanwhile.
+fn dropped(ctx: &Ctx, key: &str) -> bool {
+    ctx.store.load(key).is_none()
 }
 
 /// Runs `f` on the blocking pool until it succeeds or fails for good; transient failures (the
@@ -333,6 +333,13 @@ async fn follow_job(ctx: &Ctx, key: &str) {
             })
             .await;
             match started {
+                Ok(id) if dropped(ctx, key) => {
+                    let client = ctx.client.clone();
+                    let path = crate::api_types::JobPaths(id).cancel();
+                    let _ = tokio::task::spawn_blocking(move || client.post_empty(&path)).await;
+                    tracing::info!(key, job = %id, "cancelled as it started");
+                    return;
+                }
                 Ok(id) => {
                     item.job_id = Some(id.to_string());
                     wi.image_mut().insert("image_id".into(), id.to_string().into());
@@ -355,6 +362,9 @@ async fn follow_job(ctx: &Ctx, key: &str) {
         }
     };
     let job = loop {
+        if dropped(ctx, key) {
+            return;
+        }
         match with_retries(ctx, "following the job", move |c| image::get_job(c, id)).await {
             Ok(job) if job.is_final() => break Ok(job),
             Ok(_) => tokio::time::sleep(ctx.opts.poll).await,
@@ -377,6 +387,9 @@ async fn save(ctx: &Ctx, item: &Pending) {
 }
 
 async fn store_reply(ctx: &Ctx, item: &mut Pending, wi: Workitem) {
+    if dropped(ctx, &item.key) {
+        return;
+    }
     item.reply = Some(wi.into_value());
     save(ctx, item).await;
     let _ = ctx.ready.send(item.key.clone());
