@@ -276,6 +276,7 @@ const JSON_MAX: u64 = 64 * 1024 * 1024;
 /// The longest log piece read at once (the server sends at most 1 MiB).
 const LOG_MAX: u64 = 16 * 1024 * 1024;
 
+#[derive(Clone)]
 pub struct ApiClient {
     base: String,
     token: Option<String>,

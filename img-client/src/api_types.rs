@@ -45,6 +45,8 @@ pub struct Job {
     pub started: Option<String>,
     pub finished: Option<String>,
     pub error: Option<String>,
+    /// sha256 of the kickstart as built (servers before the field: none).
+    pub kickstart_sha256: Option<String>,
     pub artifacts: Vec<Artifact>,
     pub log_url: String,
     pub links: Links,

@@ -26,7 +26,7 @@ pub struct LogArgs {
 }
 
 /// Retries `f` while the server is away, for up to [`OUTAGE`].
-fn patiently<T>(mut f: impl FnMut() -> Result<T, ClientError>) -> Result<T, ClientError> {
+pub fn patiently<T>(mut f: impl FnMut() -> Result<T, ClientError>) -> Result<T, ClientError> {
     let mut down_since: Option<Instant> = None;
     loop {
         match f() {

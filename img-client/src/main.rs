@@ -1,7 +1,7 @@
 use clap::{Parser, Subcommand};
 use img_client::api_client::{ApiClient, ClientError};
 use img_client::client_config::{self, Flags};
-use img_client::{download, follow, jobs_cmd, ks_check, ks_render};
+use img_client::{boss, download, follow, jobs_cmd, ks_check, ks_render};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -86,6 +86,8 @@ enum Command {
     /// List the server's templates and their platforms.
     #[command(after_help = EXIT_CODES)]
     Templates(WithServer<jobs_cmd::TemplatesArgs>),
+    /// Serve a BOSS participant (build_image, build_ks, request_image) over AMQP.
+    Participant(WithServer<boss::ParticipantArgs>),
 }
 
 #[derive(Debug, Subcommand)]
@@ -127,6 +129,7 @@ fn server_command(cli: &Cli) -> Result<(), ClientError> {
         Command::Delete(w) => run!(w, jobs_cmd::delete),
         Command::Download(w) => run!(w, download::run),
         Command::Templates(w) => run!(w, jobs_cmd::templates),
+        Command::Participant(w) => run!(w, boss::participant),
     }
 }
 

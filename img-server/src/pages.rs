@@ -532,9 +532,14 @@ async fn index(req: HttpRequest, state: State, tera: Templates) -> HttpResponse 
         auth::check(&req, &state, Access::Read).await?;
         let mut counts = Vec::new();
         for s in JobState::ALL {
-            counts.push((s, service::list(&state, Some(s.as_str()), 1, 1).await?.total));
+            counts.push((
+                s,
+                service::list(&state, &service::ListQuery { status: Some(s.as_str()), ..Default::default() }, 1, 1)
+                    .await?
+                    .total,
+            ));
         }
-        let recent = service::list(&state, None, 1, RECENT).await?;
+        let recent = service::list(&state, &service::ListQuery::default(), 1, RECENT).await?;
         Ok::<_, ApiError>(index_context(&counts, &recent))
     };
     match page.await {
@@ -591,7 +596,7 @@ async fn queue(req: HttpRequest, state: State, tera: Templates) -> HttpResponse 
         let q: QueueQuery = form(req.query_string().as_bytes()).unwrap_or_default();
         let status = q.status.as_deref().map(str::trim).filter(|s| !s.is_empty());
         let page = q.page.and_then(|p| p.trim().parse::<i64>().ok()).filter(|p| *p >= 1).unwrap_or(1);
-        let p = service::list(&state, status, page, PER_PAGE).await?;
+        let p = service::list(&state, &service::ListQuery { status, ..Default::default() }, page, PER_PAGE).await?;
         Ok::<_, ApiError>(queue_context(&p, status))
     };
     match page.await {
@@ -796,6 +801,7 @@ mod tests {
             started: Some("2024-05-01T10:21:00.000Z".into()),
             finished: is_final(status).then(|| "2024-05-01T10:24:05.500Z".into()),
             error: (status == "failed").then(|| "mkfs failed: <disk full>".into()),
+            kickstart_sha256: None,
             artifacts: if status == "done" {
                 vec![ArtifactView {
                     name: "nemo.raw".into(),

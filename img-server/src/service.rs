@@ -6,7 +6,7 @@ use crate::api::view::{JobView, MailView};
 use crate::db::jobs::{self, Change, Refused};
 use crate::state::AppState;
 use crate::submit::{self, Submission};
-use img_core::job::{JobId, JobState};
+use img_core::job::{Arch, ImageType, JobId, JobState};
 use std::path::PathBuf;
 
 pub const MAX_PER_PAGE: i64 = 200;
@@ -14,6 +14,8 @@ pub const MAX_PER_PAGE: i64 = 200;
 pub const MAX_PAGE: i64 = 1_000_000_000;
 /// The largest log offset taken (1 TiB, far past any log; openapi.json says so too).
 pub const MAX_LOG_OFFSET: u64 = 1 << 40;
+/// The longest `finished_within` taken (100 years; openapi.json says so too).
+pub const MAX_FINISHED_WITHIN: u64 = 100 * 365 * 86_400;
 
 pub(crate) fn check_id(id: &str) -> Result<String, ApiError> {
     id.parse::<JobId>().map(|j| j.to_string()).map_err(|e| ApiError::NotFound(format!("no such job: {e}")))
@@ -65,15 +67,55 @@ pub struct Page {
     pub per_page: i64,
 }
 
-pub async fn list(state: &AppState, status: Option<&str>, page: i64, per_page: i64) -> Result<Page, ApiError> {
-    let status = match status.map(str::trim).filter(|s| !s.is_empty()) {
+/// What `GET /api/v1/jobs` may filter on, as given (checked by [`list`]).
+#[derive(Debug, Clone, Default)]
+pub struct ListQuery<'a> {
+    pub status: Option<&'a str>,
+    pub kickstart_sha256: Option<&'a str>,
+    pub imagetype: Option<&'a str>,
+    pub arch: Option<&'a str>,
+    /// Seconds: only jobs that finished at most this long ago.
+    pub finished_within: Option<&'a str>,
+}
+
+pub async fn list(state: &AppState, query: &ListQuery<'_>, page: i64, per_page: i64) -> Result<Page, ApiError> {
+    let given = |v: Option<&str>| v.map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned);
+    let status = match given(query.status) {
         Some(s) => Some(s.parse::<JobState>().map_err(|e| ApiError::BadRequest(format!("status: {e}")))?),
+        None => None,
+    };
+    let kickstart_sha256 = given(query.kickstart_sha256).map(|h| h.to_ascii_lowercase());
+    if let Some(h) = &kickstart_sha256 {
+        if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(ApiError::BadRequest("kickstart_sha256: expected 64 hex digits".into()));
+        }
+    }
+    let imagetype = match given(query.imagetype) {
+        Some(t) => {
+            Some(t.parse::<ImageType>().map_err(|e| ApiError::BadRequest(format!("imagetype: {e}")))?.to_string())
+        }
+        None => None,
+    };
+    let arch = match given(query.arch) {
+        Some(a) => Some(a.parse::<Arch>().map_err(|e| ApiError::BadRequest(format!("arch: {e}")))?.to_string()),
+        None => None,
+    };
+    let finished_since = match given(query.finished_within) {
+        Some(secs) => match secs.parse::<u64>() {
+            Ok(secs) if secs <= MAX_FINISHED_WITHIN => Some(crate::db::now_ms() - (secs as i64) * 1000),
+            _ => {
+                return Err(ApiError::BadRequest(format!(
+                    "finished_within: `{secs}` is not a number of seconds from 0 to {MAX_FINISHED_WITHIN}"
+                )));
+            }
+        },
         None => None,
     };
     if !(1..=MAX_PAGE).contains(&page) || !(1..=MAX_PER_PAGE).contains(&per_page) {
         return Err(ApiError::BadRequest(format!("page must be 1–{MAX_PAGE} and per_page 1–{MAX_PER_PAGE}")));
     }
-    let (rows, total) = state.db.read(move |db| jobs::list(db, status, page, per_page)).await?;
+    let filter = jobs::Filter { state: status, kickstart_sha256, imagetype, arch, finished_since };
+    let (rows, total) = state.db.read(move |db| jobs::list(db, &filter, page, per_page)).await?;
     let jobs = rows.iter().map(|j| JobView::new(state, j, &[])).collect();
     Ok(Page { jobs, total, page, per_page })
 }

@@ -149,6 +149,8 @@ pub fn prepare(sub: Submission, catalog: &Catalog, max_bytes: u64) -> Result<Job
     };
 
     let now = now_ms();
+    // The key `GET /api/v1/jobs?kickstart_sha256=` finds jobs by (the same hex sha256 as tokens).
+    let kickstart_sha256 = Some(crate::auth::hash(&built.kickstart));
     Ok(Job {
         id: JobId::new().to_string(),
         kind: kind.into(),
@@ -178,6 +180,7 @@ pub fn prepare(sub: Submission, catalog: &Catalog, max_bytes: u64) -> Result<Job
         finished_at: None,
         updated_at: now,
         lost: 0,
+        kickstart_sha256,
     })
 }
 
@@ -263,18 +266,8 @@ fn sanitize_name(stem: &str) -> String {
 }
 
 /// Extra repositories for a kickstart: URLs, added as `repo` lines.
-fn with_extra_repos(mut text: String, repos: &[String]) -> Result<String, ApiError> {
-    for (i, url) in repos.iter().map(|r| r.trim()).filter(|r| !r.is_empty()).enumerate() {
-        let ok = ["http://", "https://", "file://", "ftp://"].iter().any(|p| url.starts_with(p));
-        if !ok || url.contains(char::is_whitespace) {
-            return Err(ApiError::invalid(format!("extra_repos: `{url}` is not a repository URL (http, https, file)")));
-        }
-        if !text.ends_with('\n') && !text.is_empty() {
-            text.push('\n');
-        }
-        text.push_str(&format!("repo --name=extra{} --baseurl={url}\n", i + 1));
-    }
-    Ok(text)
+fn with_extra_repos(text: String, repos: &[String]) -> Result<String, ApiError> {
+    kickstart::append_extra_repos(text, repos).map_err(|e| ApiError::invalid(format!("extra_repos: {e}")))
 }
 
 fn kickstart_job(text: &str, file: &str, tokens: &TokenMap, overlay: Option<&Overlay>) -> Result<Built, ApiError> {

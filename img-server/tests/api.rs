@@ -254,6 +254,43 @@ fn openapi_matches_routes(backend: Backend) {
     assert!(templates["templates"].as_array().unwrap().iter().any(|t| t["name"] == "minimal-x86_64.ks"));
 }
 
+/// `GET /jobs` filters: the kickstart's sha256 as built, type, arch, finish time; bad values are
+/// 400 with their name.
+fn jobs_are_found_by_kickstart_type_and_age(backend: Backend) {
+    let store = Store::new(backend);
+    let mut config = store.config();
+    config.worker.embedded = "never".into();
+    let s = Server::start_with(config, 0);
+    let other = "part / --size=64 --fstype=ext4 --label=other\n%packages\nbusybox\n%end\n";
+    for (ks, t) in [(SMALL_KS, "raw"), (SMALL_KS, "raw"), (SMALL_KS, "loop"), (other, "raw")] {
+        assert_eq!(s.submit_json(json!({"kickstart": ks, "imagetype": t})).status(), 201);
+    }
+    // Unchanged by tokens or overlay, the built kickstart is the one sent.
+    let sha = support::sha256_hex(SMALL_KS.as_bytes());
+    let total = |q: &str| s.get_json(&format!("/jobs?{q}"))["total"].as_u64().unwrap();
+    assert_eq!(total(&format!("kickstart_sha256={sha}")), 3);
+    assert_eq!(total(&format!("kickstart_sha256={}", sha.to_uppercase())), 3);
+    assert_eq!(total(&format!("kickstart_sha256={sha}&imagetype=raw")), 2);
+    assert_eq!(total(&format!("kickstart_sha256={sha}&imagetype=raw&arch=x86_64")), 2);
+    assert_eq!(total(&format!("kickstart_sha256={sha}&arch=i586")), 0);
+    assert_eq!(total(&format!("kickstart_sha256={sha}&status=queued&finished_within=3600")), 0);
+    assert_eq!(total("imagetype=raw"), 3);
+    let job = &s.get_json(&format!("/jobs?kickstart_sha256={sha}&per_page=1"))["jobs"][0];
+    assert_eq!(job["kickstart_sha256"], sha.as_str());
+    for (q, want) in [
+        ("kickstart_sha256=abc", "kickstart_sha256"),
+        ("imagetype=floppy", "imagetype"),
+        ("arch=vax", "arch"),
+        ("finished_within=-1", "finished_within"),
+        ("finished_within=99999999999", "finished_within"),
+    ] {
+        let r = s.http.get(s.api(&format!("/jobs?{q}"))).send().unwrap();
+        assert_eq!(r.status(), 400, "{q}");
+        let body: serde_json::Value = r.json().unwrap();
+        assert!(body["detail"].as_str().unwrap().contains(want), "{q}: {body}");
+    }
+}
+
 both_backends!(
     submit_build_download,
     bad_input_is_refused_and_nothing_is_stored,
@@ -261,4 +298,5 @@ both_backends!(
     tokens_guard_writes,
     queued_jobs_survive_a_restart,
     openapi_matches_routes,
+    jobs_are_found_by_kickstart_type_and_age,
 );

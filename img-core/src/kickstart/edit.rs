@@ -2,6 +2,28 @@
 
 use super::model::{BodyLine, Entry, Item, Kickstart, ScriptKind, Section, SectionKind};
 use crate::overlay::{Overlay, OverlayItem};
+use thiserror::Error;
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("`{0}` is not a repository URL (http, https, ftp, file)")]
+pub struct BadRepoUrl(pub String);
+
+/// Extra repositories for a kickstart (the original form's and BOSS's `extra_repos`): each URL
+/// becomes a `repo --name=extraN --baseurl=URL` line at the end of `text`, before parsing, so the
+/// lines are checked like the user's own.
+pub fn append_extra_repos(mut text: String, urls: &[String]) -> Result<String, BadRepoUrl> {
+    for (i, url) in urls.iter().map(|r| r.trim()).filter(|r| !r.is_empty()).enumerate() {
+        let ok = ["http://", "https://", "file://", "ftp://"].iter().any(|p| url.starts_with(p));
+        if !ok || url.contains(char::is_whitespace) {
+            return Err(BadRepoUrl(url.to_owned()));
+        }
+        if !text.ends_with('\n') && !text.is_empty() {
+            text.push('\n');
+        }
+        text.push_str(&format!("repo --name=extra{} --baseurl={url}\n", i + 1));
+    }
+    Ok(text)
+}
 
 impl Kickstart {
     /// Appends the overlay's packages, groups and exclusions to the first top-level

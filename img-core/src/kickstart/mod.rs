@@ -15,6 +15,7 @@ pub mod summary;
 pub mod tokens;
 mod writer;
 
+pub use edit::{append_extra_repos, BadRepoUrl};
 pub use model::{Entry, Item, Kickstart, Section, SectionKind};
 pub use parser::{MAX_DIAGNOSTICS, MAX_INCLUDE_DEPTH, MAX_INPUT, MAX_LINE};
 pub use summary::Summary;

@@ -72,6 +72,10 @@ async fn create(req: HttpRequest, state: web::Data<AppState>, body: web::Payload
 #[derive(Deserialize)]
 struct ListQuery {
     status: Option<String>,
+    kickstart_sha256: Option<String>,
+    imagetype: Option<String>,
+    arch: Option<String>,
+    finished_within: Option<String>,
     page: Option<i64>,
     per_page: Option<i64>,
 }
@@ -82,7 +86,14 @@ async fn list(
     q: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     auth::check(&req, &state, Access::Read).await?;
-    let p = service::list(&state, q.status.as_deref(), q.page.unwrap_or(1), q.per_page.unwrap_or(50)).await?;
+    let filter = service::ListQuery {
+        status: q.status.as_deref(),
+        kickstart_sha256: q.kickstart_sha256.as_deref(),
+        imagetype: q.imagetype.as_deref(),
+        arch: q.arch.as_deref(),
+        finished_within: q.finished_within.as_deref(),
+    };
+    let p = service::list(&state, &filter, q.page.unwrap_or(1), q.per_page.unwrap_or(50)).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "jobs": p.jobs, "total": p.total, "page": p.page, "per_page": p.per_page,
     })))

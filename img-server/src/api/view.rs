@@ -27,6 +27,8 @@ pub struct JobView {
     pub started: Option<String>,
     pub finished: Option<String>,
     pub error: Option<String>,
+    /// sha256 of the kickstart as built (the `kickstart_sha256` filter of the job list).
+    pub kickstart_sha256: Option<String>,
     pub artifacts: Vec<ArtifactView>,
     pub log_url: String,
     pub links: Links,
@@ -121,6 +123,7 @@ impl JobView {
             started: job.started_at.map(time),
             finished: job.finished_at.map(time),
             error: job.error.clone(),
+            kickstart_sha256: job.kickstart_sha256.clone(),
             artifacts: artifacts
                 .iter()
                 .map(|a| ArtifactView {

@@ -45,6 +45,8 @@ pub struct Job {
     pub updated_at: i64,
     /// Times the job was taken back from a silent worker.
     pub lost: i32,
+    /// sha256 (hex) of `kickstart`; NULL for SQLite rows older than the column.
+    pub kickstart_sha256: Option<String>,
 }
 
 impl Job {
@@ -87,15 +89,44 @@ pub fn get(db: &Db, id: &str) -> DbResult<Option<Job>> {
     Ok(with_conn!(db, |conn| jobs::table.find(id).select(Job::as_select()).first(conn).optional())?)
 }
 
+/// Which jobs a listing shows; `None` matches everything.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub state: Option<JobState>,
+    pub kickstart_sha256: Option<String>,
+    pub imagetype: Option<String>,
+    pub arch: Option<String>,
+    /// Only jobs finished at or after this time (ms since the epoch).
+    pub finished_since: Option<i64>,
+}
+
 /// One page of jobs, newest first, and the number of jobs matching.
-pub fn list(db: &Db, state: Option<JobState>, page: i64, per_page: i64) -> DbResult<(Vec<Job>, i64)> {
+pub fn list(db: &Db, filter: &Filter, page: i64, per_page: i64) -> DbResult<(Vec<Job>, i64)> {
     let offset = (page.max(1) - 1).saturating_mul(per_page);
     let (rows, total) = with_conn!(db, |conn| {
         let mut q = jobs::table.select(Job::as_select()).into_boxed();
         let mut count = jobs::table.count().into_boxed();
-        if let Some(s) = state {
-            q = q.filter(jobs::state.eq(s.as_str()));
-            count = count.filter(jobs::state.eq(s.as_str()));
+        // The same conditions on the page and on its count.
+        macro_rules! both {
+            ($cond:expr) => {{
+                q = q.filter($cond);
+                count = count.filter($cond);
+            }};
+        }
+        if let Some(s) = filter.state {
+            both!(jobs::state.eq(s.as_str()));
+        }
+        if let Some(h) = &filter.kickstart_sha256 {
+            both!(jobs::kickstart_sha256.eq(h));
+        }
+        if let Some(t) = &filter.imagetype {
+            both!(jobs::imagetype.eq(t));
+        }
+        if let Some(a) = &filter.arch {
+            both!(jobs::arch.eq(a));
+        }
+        if let Some(since) = filter.finished_since {
+            both!(jobs::finished_at.ge(since));
         }
         let rows = q.order((jobs::created_at.desc(), jobs::id.desc())).limit(per_page).offset(offset).load(conn)?;
         (rows, count.get_result::<i64>(conn)?)

@@ -1,4 +1,5 @@
-// The tables of migrations/*/ (…_init, `lost` from …_lost_workers, `mails`), in diesel's terms (the same for both backends).
+// The tables of migrations/*/ (…_init, `lost` from …_lost_workers, `mails`, `kickstart_sha256`
+// from …_kickstart_sha256), in diesel's terms (the same for both backends).
 
 diesel::table! {
     jobs (id) {
@@ -30,6 +31,7 @@ diesel::table! {
         finished_at -> Nullable<BigInt>,
         updated_at -> BigInt,
         lost -> Integer,
+        kickstart_sha256 -> Nullable<Text>,
     }
 }
 

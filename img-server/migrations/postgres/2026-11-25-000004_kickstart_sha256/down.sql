@@ -1,0 +1,2 @@
+DROP INDEX jobs_reuse;
+ALTER TABLE jobs DROP COLUMN kickstart_sha256;
