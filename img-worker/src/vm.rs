@@ -23,6 +23,8 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
 pub const QEMU: &str = "qemu-system-x86_64";
+/// The minimal firmware Debian's qemu ships (qemu-system-data).
+const QBOOT: &str = "/usr/share/qemu/qboot.rom";
 /// Files `vm/build` leaves in the VM folder.
 pub const BASE: &str = "base.qcow2";
 pub const KERNEL: &str = "vmlinux";
@@ -218,6 +220,11 @@ pub fn qemu_args(
     ]
     .map(String::from)
     .to_vec();
+    // qboot, a firmware that only loads a kernel, instead of SeaBIOS: 0.1–0.6 s less per VM
+    // under TCG (measured 2.20–2.25 s against 2.26–2.87 s to power-off), and steadier.
+    if Path::new(QBOOT).is_file() {
+        a.extend(["-bios".to_owned(), QBOOT.to_owned()]);
+    }
     for s in run.shares {
         a.push("-virtfs".into());
         a.push(format!("local,path={},mount_tag={},security_model=none,readonly=on", esc(&s.host), s.tag));
