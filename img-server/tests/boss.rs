@@ -192,18 +192,24 @@ fn wait_stored_job(state: &Path, log: &Path) -> String {
     }
 }
 
+/// A server (SQLite, its worker in-process), a private vhost with the engine's end of it, and
+/// a participant's state folder and log. Bound in this order, they are dropped in reverse.
+fn setup() -> (Store, Server, Vhost, Engine, PathBuf, PathBuf) {
+    let store = Store::new(Backend::Sqlite);
+    let s = Server::start(store.config());
+    let vhost = Vhost::new();
+    let engine = Engine::new(&vhost);
+    let (state, log) = (store.dir.join("participant-state"), store.dir.join("participant.log"));
+    (store, s, vhost, engine, state, log)
+}
+
 fn jobs_total(s: &Server) -> u64 {
     s.get_json("/jobs")["total"].as_u64().expect("total")
 }
 
 #[test]
 fn build_image_replies_success_failure_and_malformed_and_request_image_reuses() {
-    let store = Store::new(Backend::Sqlite);
-    let s = Server::start(store.config());
-    let vhost = Vhost::new();
-    let engine = Engine::new(&vhost);
-    let state = store.dir.join("participant-state");
-    let log = store.dir.join("participant.log");
+    let (store, s, vhost, engine, state, log) = setup();
     let _p = Participant::start("build_image", &s, &vhost, &state, log.clone());
 
     let mut raw = fixture_image(&fixture_ks());
@@ -324,12 +330,7 @@ fn slow_kickstart(secs: u32) -> String {
 
 #[test]
 fn a_participant_killed_mid_job_still_replies_after_a_restart() {
-    let store = Store::new(Backend::Sqlite);
-    let s = Server::start(store.config());
-    let vhost = Vhost::new();
-    let engine = Engine::new(&vhost);
-    let state = store.dir.join("participant-state");
-    let log = store.dir.join("participant.log");
+    let (_store, s, vhost, engine, state, log) = setup();
     let mut p = Participant::start("build_image", &s, &vhost, &state, log.clone());
 
     let wi = workitem("wf-kill", "build_image", json!({"image": fixture_image(&slow_kickstart(10))}));
@@ -357,12 +358,7 @@ fn a_participant_killed_mid_job_still_replies_after_a_restart() {
 /// A cancel item from the engine cancels the job and gets no reply.
 #[test]
 fn a_cancel_item_cancels_the_job() {
-    let store = Store::new(Backend::Sqlite);
-    let s = Server::start(store.config());
-    let vhost = Vhost::new();
-    let engine = Engine::new(&vhost);
-    let state = store.dir.join("participant-state");
-    let log = store.dir.join("participant.log");
+    let (_store, s, vhost, engine, state, log) = setup();
     let _p = Participant::start("build_image", &s, &vhost, &state, log.clone());
     let wi = workitem("wf-cancel", "build_image", json!({"image": fixture_image(&slow_kickstart(60))}));
     engine.send("build_image", &wi);
