@@ -261,7 +261,8 @@ pub async fn run_vm(
     let _cleanup = RemoveOnDrop(overlay.clone());
     let made = tokio::process::Command::new("qemu-img")
         .args(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b"])
-        .arg(image.dir.join(BASE))
+        // qemu-img resolves a relative backing file from the overlay's folder, not ours.
+        .arg(std::path::absolute(image.dir.join(BASE)).map_err(io("cannot resolve", &image.dir))?)
         .arg(&overlay)
         // Room for the install root of large images; the guest grows its root to fit (0.2 s).
         .arg(OVERLAY_SIZE)
@@ -269,7 +270,7 @@ pub async fn run_vm(
         .await
         .map_err(|source| VmError::Spawn { program: "qemu-img".into(), source })?;
     if !made.status.success() {
-        return Err(VmError::Overlay(String::from_utf8_lossy(&made.stderr).trim().to_owned()));
+        return Err(VmError::Overlay(String::from_utf8_lossy(&made.stderr).trim().replace('\n', " ⏎ ")));
     }
     let _ = tokio::fs::remove_file(run.job_dir.join(EXIT_CODE)).await;
     let mut log = tokio::fs::OpenOptions::new()

@@ -87,3 +87,32 @@ fn limits_and_cancel_stop_the_vm() {
     let _ = t.join();
     c.assert_gone();
 }
+
+/// The default configuration's folders are relative (`img-data/…`): the VM must start from
+/// them too (qemu-img resolves a relative backing file from the overlay's folder).
+#[test]
+fn relative_folders_work() {
+    // cargo runs integration tests in the package's folder: the workspace is `..`.
+    let dir = std::path::PathBuf::from(format!("../.build/test-vm/relative-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let job = dir.join("job");
+    std::fs::create_dir_all(&job).expect("scratch");
+    std::fs::write(job.join(img_worker::vm::RUN), "#!/bin/sh\necho relative-ok\n").expect("run");
+    std::process::Command::new("chmod").arg("+x").arg(job.join(img_worker::vm::RUN)).status().expect("chmod");
+    let image = img_worker::vm::VmImage { dir: "../.build/vm".into() };
+    let limits = img_worker::vm::VmLimits {
+        memory_mb: 512,
+        cpus: 1,
+        timeout: Duration::from_secs(60),
+        idle: Duration::from_secs(30),
+        kvm: img_worker::vm::use_kvm("auto"),
+    };
+    let hosts = img_worker::repo_proxy::AllowList::default();
+    let (log, scratch) = (dir.join("console.log"), dir.join("vm-run"));
+    let run = img_worker::vm::VmRun { job_dir: &job, log: &log, shares: &[], scratch: &scratch, repo_hosts: &hosts };
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
+    let outcome = rt.block_on(img_worker::vm::run_vm(&image, &limits, &run, no_cancel())).expect("the VM runs");
+    assert_eq!(outcome.code, 0);
+    assert!(std::fs::read_to_string(&log).unwrap_or_default().contains("relative-ok"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
