@@ -220,18 +220,9 @@ pub async fn log(state: &AppState, id: &str, offset: u64, max: u64) -> Result<(V
 
 /// The last `n` lines of the job's current log (for failure mail).
 pub async fn log_tail(state: &AppState, view: &JobView, n: usize) -> Vec<String> {
-    use tokio::io::{AsyncReadExt, AsyncSeekExt};
-    const TAIL_BYTES: u64 = 16 * 1024;
     let path = state.attempt_dir(&view.id, view.attempts).join(img_worker::build::LOG_FILE);
-    let Ok(mut f) = tokio::fs::File::open(&path).await else { return Vec::new() };
-    let len = f.metadata().await.map(|m| m.len()).unwrap_or(0);
-    let mut buf = Vec::new();
-    if f.seek(std::io::SeekFrom::Start(len.saturating_sub(TAIL_BYTES))).await.is_err()
-        || f.read_to_end(&mut buf).await.is_err()
-    {
-        return Vec::new();
-    }
-    let text = String::from_utf8_lossy(&buf);
+    let Some(tail) = img_worker::build::read_tail(&path, 16 * 1024).await else { return Vec::new() };
+    let text = String::from_utf8_lossy(&tail);
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     lines[lines.len().saturating_sub(n)..].iter().map(|l| (*l).to_owned()).collect()
 }

@@ -20,6 +20,18 @@ use tokio::sync::watch;
 pub const LOG_FILE: &str = "build.log";
 pub const OUT_DIR: &str = "out";
 
+/// The last `max` bytes of a file (a build log's end: its phase, its last lines); `None` when
+/// it cannot be read.
+pub async fn read_tail(path: &Path, max: u64) -> Option<Vec<u8>> {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    let mut f = tokio::fs::File::open(path).await.ok()?;
+    let len = f.metadata().await.ok()?.len();
+    f.seek(std::io::SeekFrom::Start(len.saturating_sub(max))).await.ok()?;
+    let mut buf = Vec::new();
+    f.read_to_end(&mut buf).await.ok()?;
+    Some(buf)
+}
+
 /// Each attempt of a job builds in a folder of its own inside the job's folder, so a worker
 /// that was given up for lost and comes back cannot touch the files of the attempt that
 /// replaced it.

@@ -508,14 +508,8 @@ async fn heartbeats(ctx: Arc<Ctx>, building: StatusMessage, log: PathBuf) {
 
 /// The last `phase: NAME` img-creator logged (it is near the end of the log).
 async fn current_phase(log: &Path) -> Option<String> {
-    use tokio::io::{AsyncReadExt, AsyncSeekExt};
-    const TAIL: u64 = 64 * 1024;
-    let mut f = tokio::fs::File::open(log).await.ok()?;
-    let len = f.metadata().await.ok()?.len();
-    f.seek(std::io::SeekFrom::Start(len.saturating_sub(TAIL))).await.ok()?;
-    let mut buf = Vec::new();
-    f.read_to_end(&mut buf).await.ok()?;
-    let text = String::from_utf8_lossy(&buf);
+    let tail = crate::build::read_tail(log, 64 * 1024).await?;
+    let text = String::from_utf8_lossy(&tail);
     let (_, after) = text.rsplit_once("phase: ")?;
     let name: String = after.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-').collect();
     (!name.is_empty()).then_some(name)
