@@ -85,6 +85,28 @@ pub struct WorkerConfig {
     pub lost_after_secs: u64,
     /// How often a job taken back from a silent worker is queued again before it fails.
     pub max_retries: u32,
+    /// Host folders a kickstart's `file://` repositories may name (each with everything
+    /// below it); any other `file://` repository is refused at submission. Empty: none.
+    pub local_repos: Vec<String>,
+    /// Address prefixes (`127.0.0.2/32`, `fd00::/8`) the repository proxy may connect to
+    /// although they are loopback, private, link-local or otherwise not public. Empty: only
+    /// public addresses.
+    pub repo_allow: Vec<String>,
+    /// For closed deployments: when set, only repositories whose URL starts with one of these
+    /// prefixes are accepted (at submission and by the worker). Empty: any public repository.
+    pub repo_urls: Vec<String>,
+    /// A job's log stops growing at this size, in MiB (the cut is noted in the log).
+    pub log_max_mb: u64,
+    /// Longest console line kept, in bytes; the rest of a longer line is cut with a note.
+    pub log_line_max: u32,
+    /// Disk of each build VM (install root, image work files), in MiB. Sparse, but the
+    /// worker starts a VM only while its data folder has room for all of it.
+    pub vm_disk_mb: u64,
+    /// Room for a build's outputs (the VM's output disk), in MiB; more is an error.
+    pub output_max_mb: u64,
+    /// Free space kept on the data folder's filesystem for the database and logs, in MiB:
+    /// builds never take it.
+    pub disk_reserve_mb: u64,
 }
 
 #[derive(Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -173,6 +195,14 @@ impl Default for WorkerConfig {
             heartbeat_secs: 30,
             lost_after_secs: 120,
             max_retries: 2,
+            local_repos: Vec::new(),
+            repo_allow: Vec::new(),
+            repo_urls: Vec::new(),
+            log_max_mb: 64,
+            log_line_max: 8192,
+            vm_disk_mb: 16 * 1024,
+            output_max_mb: 16 * 1024,
+            disk_reserve_mb: 1024,
         }
     }
 }
@@ -279,6 +309,14 @@ impl Config {
         )?;
         check(matches!(self.worker.executor.as_str(), "vm" | "host"), "worker.executor", "must be `vm` or `host`")?;
         check(self.worker.concurrency > 0, "worker.concurrency", "must be at least 1")?;
+        if let Err(message) = crate::repo_policy::RepoPolicy::from_config(&self.worker) {
+            let setting = if message.contains("absolute") { "worker.local_repos" } else { "worker.repo_allow" };
+            return Err(ConfigError::Invalid { setting: setting.into(), message });
+        }
+        check(self.worker.log_line_max >= 256, "worker.log_line_max", "must be at least 256")?;
+        check(self.worker.log_max_mb > 0, "worker.log_max_mb", "must be at least 1")?;
+        check(self.worker.vm_disk_mb >= 2048, "worker.vm_disk_mb", "must be at least 2048 (the base VM needs room)")?;
+        check(self.worker.output_max_mb > 0, "worker.output_max_mb", "must be at least 1")?;
         check(self.worker.heartbeat_secs > 0, "worker.heartbeat_secs", "must be at least 1")?;
         check(
             self.worker.lost_after_secs >= 2 * self.worker.heartbeat_secs,

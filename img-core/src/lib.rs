@@ -8,6 +8,7 @@ pub mod job;
 pub mod kickstart;
 pub mod kickstarter;
 pub mod overlay;
+pub mod repo_policy;
 pub mod source;
 pub mod wire;
 
