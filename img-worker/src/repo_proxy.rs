@@ -104,6 +104,16 @@ fn join_host_port(host: &str, port: u16) -> String {
     }
 }
 
+/// What one run's proxy may reach: the kickstart's repositories' hosts, as the
+/// administrator's policy allows, with the shared package cache.
+#[derive(Debug, Clone)]
+pub struct ProxyRules {
+    pub hosts: AllowList,
+    pub policy: img_core::repo_policy::RepoPolicy,
+    pub cache: Option<crate::cache::PackageCache>,
+    pub arch: String,
+}
+
 /// A running proxy; dropping it stops the listener and every connection.
 pub struct RepoProxy {
     addr: SocketAddr,
@@ -113,7 +123,8 @@ pub struct RepoProxy {
 
 impl RepoProxy {
     /// Listens on 127.0.0.1 (a free port). Each refusal is sent on `refusals` as one line.
-    pub async fn start(allow: AllowList, refusals: mpsc::Sender<String>) -> std::io::Result<RepoProxy> {
+    pub async fn start(rules: ProxyRules, refusals: mpsc::Sender<String>) -> std::io::Result<RepoProxy> {
+        let allow = rules.hosts;
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let relayed = Arc::new(AtomicU64::new(0));
@@ -515,7 +526,8 @@ mod tests {
             [format!("http://127.0.0.1:{web}/repo/"), format!("https://127.0.0.1:{echo}/")].iter().map(String::as_str),
         );
         let (tx, mut refusals) = mpsc::channel(8);
-        let proxy = RepoProxy::start(allow, tx).await.expect("proxy");
+        let rules = ProxyRules { hosts: allow, policy: Default::default(), cache: None, arch: "x86_64".into() };
+        let proxy = RepoProxy::start(rules, tx).await.expect("proxy");
         let addr = proxy.addr();
 
         // Plain HTTP: forwarded in origin form, answered with Connection: close.

@@ -47,14 +47,14 @@ impl Case {
         std::fs::create_dir_all(dir.join("job")).expect("scratch");
         let creator = workspace().join("target/debug/img-creator");
         assert!(creator.is_file(), "build img-creator first (cargo build --workspace)");
-        let limits = VmLimits { memory_mb: 1024, cpus: 1, timeout, idle, kvm: img_worker::vm::use_kvm("auto") };
+        let limits = test_limits(timeout, idle);
         let executor = Executor::Vm {
             image: VmImage { dir: workspace().join(".build/vm") },
             limits,
             scratch: dir.join("vm-run"),
             ca_certs: img_worker::build::HOST_CA_CERTS.into(),
         };
-        Case { builder: Builder { creator, cache: None, timeout, executor }, dir }
+        Case { builder: Builder { creator, cache: None, timeout, executor, policy: fixture_policy() }, dir }
     }
 
     pub fn spec(&self, kickstart: String) -> BuildSpec {
@@ -84,6 +84,27 @@ impl Case {
         let mine = self.dir.display().to_string();
         let qemu = String::from_utf8_lossy(&ps.stdout).lines().any(|l| l.contains("qemu-system") && l.contains(&mine));
         assert!(!qemu, "a qemu of this test still runs");
+    }
+}
+
+/// The VM limits of the tests: small disks (builds here are small, and many run at once).
+pub fn test_limits(timeout: Duration, idle: Duration) -> VmLimits {
+    let w = img_core::config::WorkerConfig {
+        vm_memory_mb: 1024,
+        vm_cpus: 1,
+        vm_disk_mb: 4096,
+        output_max_mb: 1024,
+        disk_reserve_mb: 0,
+        ..Default::default()
+    };
+    VmLimits { timeout, idle, ..VmLimits::from_config(&w, 8 << 30) }
+}
+
+/// The administrator's word in the tests: the fixture repositories' folder is allowed.
+pub fn fixture_policy() -> img_core::repo_policy::RepoPolicy {
+    img_core::repo_policy::RepoPolicy {
+        local_repos: vec![workspace().join(".build/fixtures").display().to_string()],
+        ..Default::default()
     }
 }
 
