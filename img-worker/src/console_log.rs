@@ -1,5 +1,6 @@
-//! The job log, written by the host from the VM's console stream: the guest never touches the
-//! file the server serves. Lines are cut at `worker.log_line_max` bytes and the log stops at
+//! The job log, written by the host from the VM's two console streams (the serial console:
+//! kernel and guest agent; the virtio console: the job's own output), each split into lines
+//! on its own: the guest never touches the file the server serves. Lines are cut at `worker.log_line_max` bytes and the log stops at
 //! `worker.log_max_mb`, each cut noted once in the log; control characters other than tab and
 //! carriage return (a progress bar's redraw) are shown as `�`, so a guest cannot send escape
 //! sequences to a terminal reading the log. Memory is bounded by the line cap.
@@ -17,15 +18,23 @@ pub struct LogCaps {
     pub total_max: u64,
 }
 
+/// Which of the VM's streams bytes come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Serial = 0,
+    Job = 1,
+}
+
 pub struct ConsoleLog {
-    file: tokio::fs::File,
+    /// Flushed after each chunk fed: readers see the log as it grows, in few writes.
+    file: tokio::io::BufWriter<tokio::fs::File>,
     caps: LogCaps,
     written: u64,
     full: bool,
-    /// The line being received.
-    pending: Vec<u8>,
-    /// The rest of an over-long line is being dropped.
-    cutting: bool,
+    /// The line being received, per stream.
+    pending: [Vec<u8>; 2],
+    /// The rest of an over-long line is being dropped, per stream.
+    cutting: [bool; 2],
     tail: VecDeque<String>,
 }
 
@@ -35,11 +44,20 @@ impl ConsoleLog {
         let file =
             tokio::fs::OpenOptions::new().create(true).append(true).custom_flags(libc::O_NOFOLLOW).open(path).await?;
         let written = file.metadata().await?.len();
-        Ok(ConsoleLog { file, caps, written, full: false, pending: Vec::new(), cutting: false, tail: VecDeque::new() })
+        Ok(ConsoleLog {
+            file: tokio::io::BufWriter::with_capacity(256 * 1024, file),
+            caps,
+            written,
+            full: false,
+            pending: [Vec::new(), Vec::new()],
+            cutting: [false; 2],
+            tail: VecDeque::new(),
+        })
     }
 
-    /// Bytes from the console, in any chunks.
-    pub async fn feed(&mut self, mut bytes: &[u8]) {
+    /// Bytes from one of the streams, in any chunks.
+    pub async fn feed(&mut self, stream: Stream, mut bytes: &[u8]) {
+        let i = stream as usize;
         while !bytes.is_empty() {
             let nl = bytes.iter().position(|&b| b == b'\n');
             let (part, rest) = match nl {
@@ -47,32 +65,34 @@ impl ConsoleLog {
                 None => (bytes, &[][..]),
             };
             bytes = rest;
-            if !self.cutting {
-                let room = self.caps.line_max.saturating_sub(self.pending.len());
-                self.pending.extend_from_slice(&part[..part.len().min(room)]);
+            if !self.cutting[i] {
+                let room = self.caps.line_max.saturating_sub(self.pending[i].len());
+                self.pending[i].extend_from_slice(&part[..part.len().min(room)]);
                 if part.len() > room {
-                    let line = std::mem::take(&mut self.pending);
+                    let line = std::mem::take(&mut self.pending[i]);
                     let mut text = shown(&line);
                     text.push_str(&format!(" [img-worker: line cut at {} bytes]", self.caps.line_max));
                     self.write_line(text).await;
-                    self.cutting = true;
+                    self.cutting[i] = true;
                 }
             }
             if nl.is_some() {
-                if self.cutting {
-                    self.cutting = false;
+                if self.cutting[i] {
+                    self.cutting[i] = false;
                 } else {
-                    let line = std::mem::take(&mut self.pending);
+                    let line = std::mem::take(&mut self.pending[i]);
                     let text = shown(&line);
                     self.write_line(text).await;
                 }
             }
         }
+        let _ = self.file.flush().await;
     }
 
     /// A line of the host's own (proxy refusals, notes about the outputs).
     pub async fn line(&mut self, text: &str) {
         self.write_line(shown(text.as_bytes())).await;
+        let _ = self.file.flush().await;
     }
 
     /// The console's last lines (as written, or as they would have been past the cap).
@@ -80,12 +100,14 @@ impl ConsoleLog {
         self.tail.iter().cloned().collect()
     }
 
-    /// Writes what is left of an unfinished last line.
+    /// Writes what is left of unfinished last lines.
     pub async fn finish(&mut self) {
-        if !self.pending.is_empty() && !self.cutting {
-            let line = std::mem::take(&mut self.pending);
-            let text = shown(&line);
-            self.write_line(text).await;
+        for i in 0..2 {
+            if !self.pending[i].is_empty() && !self.cutting[i] {
+                let line = std::mem::take(&mut self.pending[i]);
+                let text = shown(&line);
+                self.write_line(text).await;
+            }
         }
         let _ = self.file.flush().await;
     }
@@ -131,7 +153,7 @@ mod tests {
         let _ = std::fs::remove_file(&path);
         let mut log = ConsoleLog::open(&path, caps).await.expect("open");
         for c in chunks {
-            log.feed(c).await;
+            log.feed(Stream::Job, c).await;
         }
         log.finish().await;
         let text = std::fs::read_to_string(&path).expect("read");
@@ -164,13 +186,18 @@ mod tests {
         let mut log = ConsoleLog::open(&path, caps).await.expect("open");
         let chunk = vec![b'x'; 64 * 1024];
         for _ in 0..800 {
-            log.feed(&chunk).await;
-            assert!(log.pending.capacity() <= 64 * 1024, "buffer grew to {}", log.pending.capacity());
+            log.feed(Stream::Job, &chunk).await;
+            assert!(log.pending[1].capacity() <= 64 * 1024, "buffer grew to {}", log.pending[1].capacity());
         }
-        log.feed(b"\nafter\n").await;
+        // The other stream's lines stay whole around it.
+        log.feed(Stream::Serial, b"IMG-GUEST-").await;
+        log.feed(Stream::Job, b"\nafter\n").await;
+        log.feed(Stream::Serial, b"DONE rc=0\n").await;
         log.finish().await;
         let text = std::fs::read_to_string(&path).expect("read");
-        assert_eq!(text.len(), 4096 + " [img-worker: line cut at 4096 bytes]\nafter\n".len());
+        let end = " [img-worker: line cut at 4096 bytes]\nafter\nIMG-GUEST-DONE rc=0\n";
+        assert!(text.ends_with(end), "{}", &text[4000..]);
+        assert_eq!(text.len(), 4096 + end.len());
         let _ = std::fs::remove_file(&path);
     }
 }
