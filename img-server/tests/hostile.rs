@@ -1,0 +1,450 @@
+//! Hostile kickstarts (issue 14): each attack a build could make on the host, from inside a
+//! real VM build (TCG here), on the embedded setup (SQLite, the worker in the server) and on
+//! the scale-out one (PostgreSQL, RabbitMQ, an img-worker process). A test fails if the host
+//! is touched: a canary tree's checksums must not change, the served log must be the guest's
+//! console and never a host file, and only loopback services the test runs are ever
+//! connected to (and those that must see nothing see nothing).
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use support::{fixture_repo, workspace, Backend, Server, Store};
+
+const BUILD_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// A folder of host files the attacks aim at, with the checksums it had.
+struct Canary {
+    dir: PathBuf,
+    secret: String,
+    before: BTreeMap<String, String>,
+}
+
+impl Canary {
+    fn new(store: &Store) -> Canary {
+        let dir = store.dir.join("canary");
+        std::fs::create_dir_all(dir.join("etc/cron.d")).expect("canary");
+        let secret = format!("CANARY-SECRET-{}-{}", std::process::id(), store.dir.display().to_string().len());
+        std::fs::write(dir.join("secret"), &secret).expect("secret");
+        std::fs::write(dir.join("target"), "untouched\n").expect("target");
+        std::fs::write(dir.join("etc/passwd"), "root:x:0:0::/root:/bin/sh\n").expect("passwd");
+        let before = snapshot(&dir);
+        Canary { dir, secret, before }
+    }
+
+    fn path(&self) -> String {
+        self.dir.display().to_string()
+    }
+
+    fn assert_untouched(&self) {
+        assert_eq!(snapshot(&self.dir), self.before, "a host file outside the job's folder changed");
+    }
+}
+
+/// Every entry below `dir`: files by sha256, links by target, folders as such.
+fn snapshot(dir: &Path) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("list").flatten() {
+            let rel = e.path().strip_prefix(dir).expect("inside").display().to_string();
+            let meta = e.path().symlink_metadata().expect("stat");
+            let what = if meta.is_symlink() {
+                format!("link {:?}", std::fs::read_link(e.path()).ok())
+            } else if meta.is_dir() {
+                stack.push(e.path());
+                "dir".into()
+            } else {
+                support::sha256_hex(&std::fs::read(e.path()).expect("read"))
+            };
+            out.insert(rel, what);
+        }
+    }
+    out
+}
+
+/// The server's configuration for these tests: the fixture repositories allowed, small VM
+/// disks, the log capped at 16 MiB.
+fn config(store: &Store) -> img_core::config::Config {
+    let mut c = store.config();
+    c.worker.local_repos = vec![workspace().join(".build/fixtures").display().to_string()];
+    c.worker.vm_disk_mb = 4096;
+    c.worker.output_max_mb = 1024;
+    c.worker.disk_reserve_mb = 0;
+    c.worker.log_max_mb = 16;
+    c
+}
+
+fn submit(s: &Server, ks: &str, imagetype: &str) -> reqwest::blocking::Response {
+    s.submit_json(serde_json::json!({
+        "kickstart": ks,
+        "imagetype": imagetype,
+        "name": "hostile",
+        "tokenmap": {"FIXTURE_REPO": fixture_repo().display().to_string()},
+    }))
+}
+
+fn submit_ok(s: &Server, ks: &str) -> String {
+    let r = submit(s, ks, "loop");
+    let status = r.status();
+    let body: serde_json::Value = r.json().expect("json");
+    assert_eq!(status, 201, "{body}");
+    body["id"].as_str().expect("id").to_owned()
+}
+
+fn text(s: &Server, path: &str) -> String {
+    s.http.get(s.api(path)).send().expect("GET").text().expect("text")
+}
+
+const BASE_KS: &str = "part / --size=64 --fstype=ext4 --label=root
+repo --name=fixture --baseurl=file://@FIXTURE_REPO@
+%packages
+@core
+-bloat
+%end
+";
+
+/// Attacks 1–3 and 6 of the issue, and a look around: links to host files where the host
+/// reads the log and the outputs, a checksum file aimed at a host path with a file name full
+/// of newlines, a planted cache folder, other 9p tags. The build itself still succeeds.
+fn links_names_and_shares_never_reach_the_host(backend: Backend) {
+    let store = Store::new(backend);
+    let canary = Canary::new(&store);
+    let s = Server::start(config(&store));
+    let c = canary.path();
+    let ks = format!(
+        "{BASE_KS}%pre --interpreter=/bin/sh
+echo \"HOSTILE: /job holds: $(ls /job | tr '\\n' ' ')\"
+if ln -sf {c}/secret /job/build.log 2>/dev/null; then echo 'HOSTILE: wrote into /job'; else echo 'HOSTILE: /job is read-only'; fi
+mkdir -p /job/cache-new 2>/dev/null && ln -s {c}/etc /job/cache-new/etc && echo 'HOSTILE: planted a cache'
+echo \"HOSTILE: 9p mounts: $(grep ' 9p ' /proc/mounts | cut -d' ' -f1 | sort | tr '\\n' ' ')\"
+for tag in tools pkgcache certs data cache root; do
+  mkdir -p /mnt/$tag
+  mount -t 9p -o trans=virtio,version=9p2000.L $tag /mnt/$tag 2>/dev/null && echo \"HOSTILE: mounted $tag\"
+done
+cat {c}/secret 2>/dev/null && echo 'HOSTILE: read the canary'
+true
+%end
+%post --nochroot --interpreter=/bin/sh
+R=/var/tmp/img-result
+ln -s {c}/secret $R/out/stolen.img
+ln -s {c}/target $R/out/SHA256SUMS
+ln -sf {c}/secret $R/creator.stderr
+touch \"$R/out/evil
+* * * * * root touch {c}/pwned\"
+mkdir -p $R/out/sub $R/cache-new && echo x > $R/out/sub/f && ln -s {c}/etc $R/cache-new/etc
+echo 'HOSTILE: planted'
+%end
+"
+    );
+    let id = submit_ok(&s, &ks);
+    let job = s.wait_final(&id, BUILD_TIMEOUT);
+    assert_eq!(job["status"], "done", "{job}{}", s.worker_logs());
+
+    // Only the image, under a plain name; each file in the job's folder a regular file.
+    let names: Vec<&str> = job["artifacts"].as_array().expect("artifacts").iter().filter_map(|a| a["name"].as_str()).collect();
+    assert_eq!(names, ["hostile.img"], "{job}");
+    let out = job_out_dir(&store, &s, &id);
+    for e in std::fs::read_dir(&out).expect("out").flatten() {
+        let meta = e.path().symlink_metadata().expect("stat");
+        assert!(meta.is_file(), "{} is not a regular file", e.path().display());
+    }
+    let sums = std::fs::read_to_string(out.join("SHA256SUMS")).expect("SHA256SUMS");
+    assert_eq!(sums.lines().count(), 1, "{sums}");
+    assert!(sums.ends_with("  hostile.img\n"), "{sums}");
+    let img = &job["artifacts"][0];
+    let body = s.http.get(img["url"].as_str().expect("url")).send().expect("download").bytes().expect("bytes");
+    assert_eq!(support::sha256_hex(&body), img["sha256"].as_str().expect("sha256"));
+
+    // The served log is the guest's console, written by the host: never the canary.
+    let log = text(&s, &format!("/jobs/{id}/log"));
+    for seen in [
+        "IMG-GUEST-READY",
+        "HOSTILE: /job is read-only",
+        "HOSTILE: 9p mounts: job repo0 \n",
+        "HOSTILE: planted",
+        "skipped `out/stolen.img`: not a regular file",
+        "skipped `out/evil\\n* * * * * root touch",
+    ] {
+        assert!(log.contains(seen), "the log lacks {seen:?}:\n{log}");
+    }
+    for never in ["HOSTILE: wrote into /job", "HOSTILE: planted a cache", "HOSTILE: mounted", "HOSTILE: read the canary"] {
+        assert!(!log.contains(never), "{never:?}:\n{log}");
+    }
+    let events = text(&s, &format!("/jobs/{id}/events"));
+    let page = s.http.get(format!("{}/job/{id}", s.url)).send().expect("page").text().expect("html");
+    for served in [&log, &events, &page] {
+        assert!(!served.contains(&canary.secret), "a host file was served");
+    }
+    assert!(events.contains("HOSTILE: /job is read-only"), "{events}");
+    canary.assert_untouched();
+    assert!(!canary.dir.join("pwned").exists());
+    // Nothing of the run is left beside the job: no input folder, no disks.
+    let scratch = Path::new(&config(&store).data_dir).join("vm-run");
+    let left: Vec<_> = std::fs::read_dir(&scratch).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+/// The attempt's `out/` folder on the server.
+fn job_out_dir(store: &Store, s: &Server, id: &str) -> PathBuf {
+    let job = s.get_json(&format!("/jobs/{id}"));
+    let attempt = job["attempts"].as_u64().unwrap_or(1);
+    Path::new(&config(store).data_dir).join("jobs").join(id).join(format!("attempt-{attempt}")).join("out")
+}
+
+/// Attack 4: a `file://` repository naming a host folder (the server's own data folder with
+/// its database, /etc, a way around through `..`) is refused at submission, naming the line.
+fn host_folders_are_not_repositories(backend: Backend) {
+    let store = Store::new(backend);
+    let s = Server::start(config(&store));
+    let data = config(&store).data_dir;
+    for dir in [data.as_str(), "/etc", &format!("{}/../../../../etc", fixture_repo().display())] {
+        let ks = format!("part / --size=64 --fstype=ext4\nrepo --name=evil --baseurl=file://{dir}\n%packages\n@core\n%end\n");
+        let r = submit(&s, &ks, "loop");
+        assert_eq!(r.status(), 422, "file://{dir}");
+        let body = r.text().expect("body");
+        assert!(body.contains(":2") && body.contains("local_repos"), "{body}");
+    }
+    let jobs = s.get_json("/jobs");
+    assert_eq!(jobs["jobs"].as_array().map(Vec::len), Some(0), "nothing was stored: {jobs}");
+}
+
+/// A counting listener on 127.0.0.1 (and ::1 when there is one): nothing may reach it.
+fn counting_listener() -> (u16, Arc<AtomicUsize>) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    let hits = Arc::new(AtomicUsize::new(0));
+    let count = hits.clone();
+    std::thread::spawn(move || {
+        for c in l.incoming() {
+            if c.is_ok() {
+                count.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    });
+    if let Ok(l6) = std::net::TcpListener::bind(("::1", port)) {
+        let count = hits.clone();
+        std::thread::spawn(move || {
+            for c in l6.incoming() {
+                if c.is_ok() {
+                    count.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        });
+    }
+    (port, hits)
+}
+
+/// The fixture repository over http on 127.0.0.2 (Python's http.server), which the
+/// configuration allows with `worker.repo_allow = ["127.0.0.2/32"]`.
+struct RepoServer {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl RepoServer {
+    fn start() -> RepoServer {
+        let port = std::net::TcpListener::bind("127.0.0.2:0").expect("bind 127.0.0.2").local_addr().expect("addr").port();
+        let child = std::process::Command::new("python3")
+            .args(["-m", "http.server", &port.to_string(), "--bind", "127.0.0.2", "--directory"])
+            .arg(fixture_repo())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 http.server");
+        let t0 = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.2", port)).is_err() {
+            assert!(t0.elapsed() < Duration::from_secs(10), "the repository server did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        RepoServer { child, port }
+    }
+}
+
+impl Drop for RepoServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Attack 5: the repository proxy. A kickstart naming the host's own services is refused at
+/// submission; from inside the VM every probe through the proxy at a loopback, private,
+/// link-local or metadata address is refused, and the service listening there sees nothing.
+fn the_proxy_reaches_only_allowed_repositories(backend: Backend) {
+    let store = Store::new(backend);
+    let (port, hits) = counting_listener();
+    let repo = RepoServer::start();
+    let mut c = config(&store);
+    c.worker.repo_allow = vec!["127.0.0.2/32".into()];
+    let s = Server::start(c);
+    for url in [format!("http://127.0.0.1:{port}/"), format!("http://[::1]:{port}/"), format!("http://localhost:{port}/")] {
+        let ks = format!("part / --size=64 --fstype=ext4\nrepo --name=evil --baseurl={url}\n%packages\n@core\n%end\n");
+        let r = submit(&s, &ks, "loop");
+        assert_eq!(r.status(), 422, "{url}: {}", r.text().unwrap_or_default());
+    }
+    let probe = |req: &str| {
+        format!("printf '{req}\\r\\nHost: x\\r\\n\\r\\n' | busybox timeout 10 busybox nc 10.0.2.100 3128 | head -n1 | sed 's/^/HOSTILE-PROBE {req}: /'\n")
+    };
+    let mut pre = String::from("%pre --interpreter=/bin/sh\n");
+    for req in [
+        format!("CONNECT 127.0.0.1:{port} HTTP/1.1"),
+        format!("GET http://127.0.0.1:{port}/ HTTP/1.1"),
+        format!("GET http://localhost:{port}/ HTTP/1.1"),
+        format!("CONNECT [::1]:{port} HTTP/1.1"),
+        format!("CONNECT [::ffff:127.0.0.1]:{port} HTTP/1.1"),
+        format!("CONNECT 127.0.0.2:{port} HTTP/1.1"),
+        format!("CONNECT 10.0.2.2:{port} HTTP/1.1"),
+        "GET http://169.254.169.254/latest/meta-data/ HTTP/1.1".to_owned(),
+        "CONNECT 192.168.1.1:80 HTTP/1.1".to_owned(),
+    ] {
+        pre.push_str(&probe(&req));
+    }
+    // Directly, around the proxy: qemu's restricted network drops it.
+    pre.push_str(&format!("busybox timeout 5 busybox nc 10.0.2.2 {port} </dev/null && echo 'HOSTILE: reached the host'\ntrue\n%end\n"));
+    let ks = format!(
+        "part / --size=64 --fstype=ext4 --label=root\nrepo --name=web --baseurl=http://127.0.0.2:{}/\n%packages\n@core\n-bloat\n%end\n{pre}",
+        repo.port
+    );
+    let id = submit_ok(&s, &ks);
+    let job = s.wait_final(&id, BUILD_TIMEOUT);
+    let log = text(&s, &format!("/jobs/{id}/log"));
+    assert_eq!(job["status"], "done", "{job}\n{log}{}", s.worker_logs());
+    let answers: Vec<&str> = log.lines().filter(|l| l.starts_with("HOSTILE-PROBE")).collect();
+    assert_eq!(answers.len(), 9, "{log}");
+    for a in &answers {
+        assert!(a.ends_with("HTTP/1.1 403 Forbidden"), "{a}\n{log}");
+    }
+    assert!(!log.contains("HOSTILE: reached the host"), "{log}");
+    assert!(log.contains("is a loopback address") && log.contains("is a private address"), "{log}");
+    assert_eq!(hits.load(Ordering::SeqCst), 0, "a host service was reached");
+}
+
+/// Attack 7: a 50 MB console line and far more log than the cap, with 60 SSE readers: the
+/// log stops at `worker.log_max_mb` with a note, the line is cut, and the server's memory
+/// stays bounded (this process's RSS, the server and its readers, under 100 MB).
+fn log_floods_cost_no_memory(backend: Backend) {
+    let store = Store::new(backend);
+    let s = Server::start(config(&store));
+    let ks = format!(
+        "{BASE_KS}%pre --interpreter=/bin/sh
+head -c 50000000 /dev/zero | tr '\\0' x
+echo
+yes 'HOSTILE flood line: the same hundred bytes again and again, to make a log far larger than its cap' | head -c 400000000
+echo HOSTILE-FLOOD-END
+%end
+"
+    );
+    let id = submit_ok(&s, &ks);
+    s.wait_status(&id, "running", BUILD_TIMEOUT);
+    let stop = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = (0..60)
+        .map(|_| {
+            let (url, stop) = (s.api(&format!("/jobs/{id}/events")), stop.clone());
+            std::thread::spawn(move || drain(&url, &stop))
+        })
+        .collect();
+    let mut peak = 0;
+    let t0 = Instant::now();
+    loop {
+        peak = peak.max(rss_kib());
+        let job = s.get_json(&format!("/jobs/{id}"));
+        if matches!(job["status"].as_str(), Some("done" | "failed" | "cancelled")) {
+            break;
+        }
+        assert!(t0.elapsed() < BUILD_TIMEOUT, "still {}", job["status"]);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The readers reach the end of the log.
+    for r in readers {
+        let _ = r.join();
+    }
+    stop.store(true, Ordering::SeqCst);
+    peak = peak.max(rss_kib());
+    let job = s.get_json(&format!("/jobs/{id}"));
+    assert_eq!(job["status"], "done", "{job}");
+    let log_path = job_out_dir(&store, &s, &id).with_file_name("build.log");
+    let size = std::fs::metadata(&log_path).expect("log").len();
+    assert!(size <= 16 << 20 | 4096, "the log is {size} bytes");
+    let head = std::fs::read(&log_path).expect("log");
+    let head = String::from_utf8_lossy(&head);
+    assert!(head.contains("[img-worker: line cut at 8192 bytes]"), "the long line was not cut");
+    assert!(head.contains("the log reached its limit"), "no note of the cap");
+    eprintln!("log flood: peak RSS {} MiB with 60 SSE readers, log {size} bytes", peak / 1024);
+    assert!(peak < 100 * 1024, "RSS rose to {} MiB", peak / 1024);
+}
+
+/// Reads an SSE stream to its end in small chunks, keeping nothing.
+fn drain(url: &str, stop: &AtomicBool) {
+    let Some(rest) = url.strip_prefix("http://") else { return };
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let Ok(mut c) = std::net::TcpStream::connect(host) else { return };
+    let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
+    let _ = write!(c, "GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        match c.read(&mut buf) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(_) if !stop.load(Ordering::SeqCst) => {}
+            Err(_) => return,
+        }
+    }
+}
+
+/// This process's resident memory, in KiB.
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Attack 7, the disk: a build that fills its VM's disk fails within 30 s of starting to,
+/// with "no space left", and the API keeps answering meanwhile.
+fn a_full_disk_fails_the_build_fast(backend: Backend) {
+    let store = Store::new(backend);
+    let mut c = config(&store);
+    c.worker.vm_disk_mb = 2048;
+    let s = Server::start(c);
+    let ks = format!("{BASE_KS}%pre --interpreter=/bin/sh\necho HOSTILE-FILL-START\ndd if=/dev/zero of=/var/tmp/fill bs=1M\n%end\n");
+    let id = submit_ok(&s, &ks);
+    let t0 = Instant::now();
+    let mut fill_start: Option<Instant> = None;
+    let job = loop {
+        // Meanwhile: reads, a refused submission and a missing job answer as they should.
+        let jobs = s.http.get(s.api("/jobs")).send().expect("GET /jobs");
+        assert_eq!(jobs.status(), 200);
+        assert_eq!(submit(&s, "garbage --x\n", "loop").status(), 422);
+        assert_eq!(s.http.get(s.api("/jobs/999999")).send().expect("GET").status(), 404);
+        let job = s.get_json(&format!("/jobs/{id}"));
+        if fill_start.is_none() && text(&s, &format!("/jobs/{id}/log")).contains("HOSTILE-FILL-START") {
+            fill_start = Some(Instant::now());
+        }
+        if matches!(job["status"].as_str(), Some("done" | "failed" | "cancelled")) {
+            break job;
+        }
+        assert!(t0.elapsed() < BUILD_TIMEOUT, "still {}", job["status"]);
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let took = fill_start.map(|t| t.elapsed()).unwrap_or_else(|| t0.elapsed());
+    assert_eq!(job["status"], "failed", "{job}");
+    let error = job["error"].as_str().unwrap_or_default();
+    assert!(error.contains("no space left"), "{error}");
+    eprintln!("full disk: failed {:.1} s after the fill began: {error}", took.as_secs_f64());
+    assert!(took < Duration::from_secs(30), "took {took:?}");
+}
+
+both_backends!(
+    links_names_and_shares_never_reach_the_host,
+    host_folders_are_not_repositories,
+    the_proxy_reaches_only_allowed_repositories,
+    log_floods_cost_no_memory,
+    a_full_disk_fails_the_build_fast,
+);
