@@ -146,7 +146,8 @@ echo 'HOSTILE: planted'
     assert_eq!(job["status"], "done", "{job}{}", s.worker_logs());
 
     // Only the image, under a plain name; each file in the job's folder a regular file.
-    let names: Vec<&str> = job["artifacts"].as_array().expect("artifacts").iter().filter_map(|a| a["name"].as_str()).collect();
+    let names: Vec<&str> =
+        job["artifacts"].as_array().expect("artifacts").iter().filter_map(|a| a["name"].as_str()).collect();
     assert_eq!(names, ["hostile.img"], "{job}");
     let out = job_out_dir(&store, &s, &id);
     for e in std::fs::read_dir(&out).expect("out").flatten() {
@@ -172,7 +173,9 @@ echo 'HOSTILE: planted'
     ] {
         assert!(log.contains(seen), "the log lacks {seen:?}:\n{log}");
     }
-    for never in ["HOSTILE: wrote into /job", "HOSTILE: planted a cache", "HOSTILE: mounted", "HOSTILE: read the canary"] {
+    for never in
+        ["HOSTILE: wrote into /job", "HOSTILE: planted a cache", "HOSTILE: mounted", "HOSTILE: read the canary"]
+    {
         assert!(!log.contains(never), "{never:?}:\n{log}");
     }
     let events = text(&s, &format!("/jobs/{id}/events"));
@@ -203,7 +206,9 @@ fn host_folders_are_not_repositories(backend: Backend) {
     let s = Server::start(config(&store));
     let data = config(&store).data_dir;
     for dir in [data.as_str(), "/etc", &format!("{}/../../../../etc", fixture_repo().display())] {
-        let ks = format!("part / --size=64 --fstype=ext4\nrepo --name=evil --baseurl=file://{dir}\n%packages\n@core\n%end\n");
+        let ks = format!(
+            "part / --size=64 --fstype=ext4\nrepo --name=evil --baseurl=file://{dir}\n%packages\n@core\n%end\n"
+        );
         let r = submit(&s, &ks, "loop");
         assert_eq!(r.status(), 422, "file://{dir}");
         let body = r.text().expect("body");
@@ -248,7 +253,8 @@ struct RepoServer {
 
 impl RepoServer {
     fn start() -> RepoServer {
-        let port = std::net::TcpListener::bind("127.0.0.2:0").expect("bind 127.0.0.2").local_addr().expect("addr").port();
+        let port =
+            std::net::TcpListener::bind("127.0.0.2:0").expect("bind 127.0.0.2").local_addr().expect("addr").port();
         let child = std::process::Command::new("python3")
             .args(["-m", "http.server", &port.to_string(), "--bind", "127.0.0.2", "--directory"])
             .arg(fixture_repo())
@@ -282,7 +288,9 @@ fn the_proxy_reaches_only_allowed_repositories(backend: Backend) {
     let mut c = config(&store);
     c.worker.repo_allow = vec!["127.0.0.2/32".into()];
     let s = Server::start(c);
-    for url in [format!("http://127.0.0.1:{port}/"), format!("http://[::1]:{port}/"), format!("http://localhost:{port}/")] {
+    for url in
+        [format!("http://127.0.0.1:{port}/"), format!("http://[::1]:{port}/"), format!("http://localhost:{port}/")]
+    {
         let ks = format!("part / --size=64 --fstype=ext4\nrepo --name=evil --baseurl={url}\n%packages\n@core\n%end\n");
         let r = submit(&s, &ks, "loop");
         assert_eq!(r.status(), 422, "{url}: {}", r.text().unwrap_or_default());
@@ -305,7 +313,9 @@ fn the_proxy_reaches_only_allowed_repositories(backend: Backend) {
         pre.push_str(&probe(&req));
     }
     // Directly, around the proxy: qemu's restricted network drops it.
-    pre.push_str(&format!("busybox timeout 5 busybox nc 10.0.2.2 {port} </dev/null && echo 'HOSTILE: reached the host'\ntrue\n%end\n"));
+    pre.push_str(&format!(
+        "busybox timeout 5 busybox nc 10.0.2.2 {port} </dev/null && echo 'HOSTILE: reached the host'\ntrue\n%end\n"
+    ));
     let ks = format!(
         "part / --size=64 --fstype=ext4 --label=root\nrepo --name=web --baseurl=http://127.0.0.2:{}/\n%packages\n@core\n-bloat\n%end\n{pre}",
         repo.port
@@ -324,7 +334,7 @@ fn the_proxy_reaches_only_allowed_repositories(backend: Backend) {
     assert_eq!(hits.load(Ordering::SeqCst), 0, "a host service was reached");
 }
 
-/// Attack 7: a 50 MB console line and far more log than the cap, with 60 SSE readers: the
+/// Attack 7: a 50 MB console line and a 1 GB log, far more than the cap, with 60 SSE readers: the
 /// log stops at `worker.log_max_mb` with a note, the line is cut, and the server's memory
 /// stays bounded (this process's RSS, the server and its readers, under 100 MB).
 fn log_floods_cost_no_memory(backend: Backend) {
@@ -334,7 +344,7 @@ fn log_floods_cost_no_memory(backend: Backend) {
         "{BASE_KS}%pre --interpreter=/bin/sh
 head -c 50000000 /dev/zero | tr '\\0' x
 echo
-yes 'HOSTILE flood line: the same hundred bytes again and again, to make a log far larger than its cap' | head -c 400000000
+yes 'HOSTILE flood line: the same hundred bytes again and again, to make a log far larger than its cap' | head -c 1000000000
 echo HOSTILE-FLOOD-END
 %end
 "
@@ -359,11 +369,16 @@ echo HOSTILE-FLOOD-END
         assert!(t0.elapsed() < BUILD_TIMEOUT, "still {}", job["status"]);
         std::thread::sleep(Duration::from_millis(200));
     }
-    // The readers reach the end of the log.
+    // The readers reach the end of the log (at most a minute more), then stop.
+    let t1 = Instant::now();
+    while readers.iter().any(|r| !r.is_finished()) && t1.elapsed() < Duration::from_secs(60) {
+        peak = peak.max(rss_kib());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    stop.store(true, Ordering::SeqCst);
     for r in readers {
         let _ = r.join();
     }
-    stop.store(true, Ordering::SeqCst);
     peak = peak.max(rss_kib());
     let job = s.get_json(&format!("/jobs/{id}"));
     assert_eq!(job["status"], "done", "{job}");
@@ -413,7 +428,9 @@ fn a_full_disk_fails_the_build_fast(backend: Backend) {
     let mut c = config(&store);
     c.worker.vm_disk_mb = 2048;
     let s = Server::start(c);
-    let ks = format!("{BASE_KS}%pre --interpreter=/bin/sh\necho HOSTILE-FILL-START\ndd if=/dev/zero of=/var/tmp/fill bs=1M\n%end\n");
+    let ks = format!(
+        "{BASE_KS}%pre --interpreter=/bin/sh\necho HOSTILE-FILL-START\ndd if=/dev/zero of=/var/tmp/fill bs=1M\n%end\n"
+    );
     let id = submit_ok(&s, &ks);
     let t0 = Instant::now();
     let mut fill_start: Option<Instant> = None;

@@ -36,7 +36,13 @@ pub struct ConsoleLog {
     /// The rest of an over-long line is being dropped, per stream.
     cutting: [bool; 2],
     tail: VecDeque<String>,
+    /// Past the cap, lines are no longer split: only the stream's last bytes are kept, for
+    /// the tail (a guest printing gigabytes costs no work per line).
+    after_full: VecDeque<u8>,
 }
+
+/// What is kept of the stream past the cap.
+const AFTER_FULL: usize = 64 * 1024;
 
 impl ConsoleLog {
     /// Appends to `path`, which the host made (opened without following a link).
@@ -52,12 +58,20 @@ impl ConsoleLog {
             pending: [Vec::new(), Vec::new()],
             cutting: [false; 2],
             tail: VecDeque::new(),
+            after_full: VecDeque::new(),
         })
     }
 
     /// Bytes from one of the streams, in any chunks.
     pub async fn feed(&mut self, stream: Stream, mut bytes: &[u8]) {
         let i = stream as usize;
+        if self.full {
+            let keep = &bytes[bytes.len().saturating_sub(AFTER_FULL)..];
+            self.after_full.extend(keep);
+            let extra = self.after_full.len().saturating_sub(AFTER_FULL);
+            self.after_full.drain(..extra);
+            return;
+        }
         while !bytes.is_empty() {
             let nl = bytes.iter().position(|&b| b == b'\n');
             let (part, rest) = match nl {
@@ -97,7 +111,11 @@ impl ConsoleLog {
 
     /// The console's last lines (as written, or as they would have been past the cap).
     pub fn tail(&self) -> Vec<String> {
-        self.tail.iter().cloned().collect()
+        let (a, b) = self.after_full.as_slices();
+        let rest = String::from_utf8_lossy(&[a, b].concat()).into_owned();
+        let late = rest.lines().map(|l| shown(&l.as_bytes()[..l.len().min(self.caps.line_max)]));
+        let all: Vec<String> = self.tail.iter().cloned().chain(late).collect();
+        all[all.len().saturating_sub(TAIL)..].to_vec()
     }
 
     /// Writes what is left of unfinished last lines.

@@ -174,7 +174,11 @@ impl Worker {
     pub fn spawn(config: &Config, n: usize) -> Worker {
         let log = Path::new(&config.data_dir).join(format!("worker-{n}-{}.log", unique("w")));
         std::fs::create_dir_all(&config.data_dir).expect("data dir");
+        // The whole configuration as its file; the variables below say the same.
+        let file = log.with_extension("toml");
+        std::fs::write(&file, toml::to_string(config).expect("config as TOML")).expect("config file");
         let mut cmd = std::process::Command::new(program("img-worker"));
+        cmd.env("IMG_CONFIG", &file);
         if !config.server_url.is_empty() {
             cmd.env("IMG_SERVER_URL", &config.server_url).env("IMG_WORKER_TOKEN", &config.worker_token);
         }
