@@ -39,13 +39,18 @@ fn main() {
     let job = scratch.join("job");
     std::fs::write(job.join(vm::RUN), "#!/bin/sh\nexit 0\n").expect("run script");
     std::process::Command::new("chmod").arg("+x").arg(job.join(vm::RUN)).status().expect("chmod");
-    let no_repos = img_worker::repo_proxy::AllowList::default();
+    let no_repos = img_worker::repo_proxy::ProxyRules {
+        hosts: Default::default(),
+        policy: Default::default(),
+        cache: None,
+        arch: "x86_64".into(),
+    };
     let run = VmRun {
         job_dir: &job,
         log: &scratch.join("empty.log"),
         shares: &[],
         scratch: &scratch.join("vm-run"),
-        repo_hosts: &no_repos,
+        proxy: &no_repos,
     };
     let overhead: Vec<f64> = (0..rounds)
         .map(|_| {
@@ -68,7 +73,13 @@ fn main() {
         arch: "x86_64".into(),
         tokenmap: [("FIXTURE_REPO".to_owned(), repo.display().to_string())].into(),
     };
-    let builder = |executor| Builder { creator: creator.clone(), cache: None, timeout: limits.timeout, executor };
+    let builder = |executor| Builder {
+        creator: creator.clone(),
+        cache: None,
+        policy: Default::default(),
+        timeout: limits.timeout,
+        executor,
+    };
     let in_vm = builder(Executor::Vm {
         image: image.clone(),
         limits: limits.clone(),

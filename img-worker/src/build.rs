@@ -5,9 +5,10 @@
 //! Job folder layout (served by img-server): `NAME.ks`, `build.log`, `out/` (the images,
 //! `SHA256SUMS`, `result.json`).
 
-use crate::cache::{self, PackageCache};
-use crate::repo_proxy::AllowList;
+use crate::cache::PackageCache;
+use crate::repo_proxy::{AllowList, ProxyRules};
 use crate::vm::{self, Share, VmImage, VmLimits, VmRun};
+use img_core::repo_policy::RepoPolicy;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -54,8 +55,10 @@ pub struct BuildSpec {
 pub struct Builder {
     /// The img-creator program.
     pub creator: PathBuf,
-    /// Package cache shared by builds.
+    /// Package cache shared by builds (in a VM build, kept by the repository proxy).
     pub cache: Option<PackageCache>,
+    /// The administrator's rules for repository addresses and URLs (the proxy applies them).
+    pub policy: RepoPolicy,
     /// Wall-clock limit of one build.
     pub timeout: Duration,
     pub executor: Executor,
@@ -153,8 +156,14 @@ impl Builder {
                 ca_certs: HOST_CA_CERTS.into(),
             },
         };
+        // Config::load has checked these; should it not have, no non-public address is allowed.
+        let policy = RepoPolicy::from_config(&config.worker).unwrap_or_else(|e| {
+            tracing::error!("worker settings: {e}");
+            RepoPolicy { url_prefixes: config.worker.repo_urls.clone(), ..RepoPolicy::default() }
+        });
         Builder {
             creator,
+            policy,
             cache: Some(PackageCache {
                 dir: data.join("cache"),
                 max_bytes: config.worker.cache_max_mb.saturating_mul(1024 * 1024),
@@ -211,25 +220,25 @@ impl Builder {
         let tools = self.creator.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
         let creator_name = self.creator.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let mut shares = vec![Share { tag: "tools".into(), host: tools, guest_path: "/tools".into() }];
-        let cache = self.cache.as_ref().and_then(|c| Some((c, c.for_arch(&spec.arch)?)));
-        if let Some((_, dir)) = &cache {
-            tokio::fs::create_dir_all(dir).await.map_err(io("cannot create", dir))?;
-            shares.push(Share { tag: CACHE_TAG.into(), host: dir.clone(), guest_path: GUEST_CACHE_RO.into() });
-        }
         let repos = kickstart_repos(spec);
         shares.extend(file_repos(&repos).into_iter().enumerate().map(|(i, dir)| Share {
             tag: format!("repo{i}"),
             guest_path: dir.display().to_string(),
             host: dir,
         }));
-        let repo_hosts = web_repo_hosts(&repos);
+        let proxy = ProxyRules {
+            hosts: web_repo_hosts(&repos),
+            policy: self.policy.clone(),
+            cache: self.cache.clone(),
+            arch: spec.arch.clone(),
+        };
         // The base VM has no CA certificates: https repositories are checked against the
         // worker host's, mounted read-only where the guest's libcurl looks.
         let https = repos.iter().flat_map(|r| [&r.baseurl, &r.mirrorlist]).flatten().any(|u| u.starts_with("https://"));
         if https && ca_certs.join(CA_BUNDLE).is_file() {
             shares.push(Share { tag: "certs".into(), host: ca_certs.clone(), guest_path: GUEST_CA_CERTS.into() });
         }
-        let script = run_script(spec, &creator_name, &shares, !repo_hosts.is_empty());
+        let script = run_script(spec, &creator_name, &shares, !proxy.hosts.is_empty());
         let run_path = job_dir.join(vm::RUN);
         tokio::fs::write(&run_path, script).await.map_err(io("cannot write", &run_path))?;
         use std::os::unix::fs::PermissionsExt;
@@ -238,12 +247,8 @@ impl Builder {
             .map_err(io("cannot make executable", &run_path))?;
         let _ = tokio::fs::remove_file(log).await;
         tracing::info!(job = %spec.id, "img-creator create {} in a build VM", spec.imagetype);
-        let run = VmRun { job_dir, log, shares: &shares, scratch, repo_hosts: &repo_hosts };
-        let outcome = vm::run_vm(image, limits, &run, cancel).await;
-        if let Some((c, _)) = cache {
-            absorb_downloads(c, &spec.arch, &job_dir.join(cache::HARVEST_DIR)).await;
-        }
-        let outcome = outcome?;
+        let run = VmRun { job_dir, log, shares: &shares, scratch, proxy: &proxy };
+        let outcome = vm::run_vm(image, limits, &run, cancel).await?;
         tracing::info!(job = %spec.id, "build VM done in {:.1} s (exit {})", outcome.seconds, outcome.code);
         let stderr = tokio::fs::read_to_string(job_dir.join(CREATOR_STDERR)).await.unwrap_or_default();
         let tail: Vec<String> = stderr.lines().rev().take(20).map(str::to_owned).collect::<Vec<_>>();
@@ -414,47 +419,9 @@ fn run_script(spec: &BuildSpec, creator: &str, shares: &[Share], proxy: bool) ->
         let pairs: Vec<String> = spec.tokenmap.iter().map(|(k, v)| format!("{k}:{v}")).collect();
         args.push(format!("--tokenmap {}", q(&pairs.join(","))));
     }
-    let cached = shares.iter().any(|sh| sh.tag == CACHE_TAG);
-    if cached {
-        // dnf writes into an overlay of the read-only shared cache; what it adds goes back to
-        // the host, which decides what enters the cache.
-        s.push_str(&format!(
-            "mkdir -p {CACHE_UPPER} {CACHE_WORK} {GUEST_CACHE}\n\
-             harvest={CACHE_UPPER}\n\
-             mount -t overlay overlay -o lowerdir={GUEST_CACHE_RO},upperdir={CACHE_UPPER},workdir={CACHE_WORK} \
-             {GUEST_CACHE} || {{ echo 'img-worker: the shared package cache cannot be mounted; not using it'; \
-             harvest={GUEST_CACHE}; }}\n"
-        ));
-        args.push(format!("--cachedir {GUEST_CACHE}"));
-    }
     s.push_str(&format!("set +e\n{} 2>/job/{CREATOR_STDERR}\nrc=$?\n", args.join(" ")));
-    if cached {
-        s.push_str(&format!(
-            "cd \"$harvest\" && find . -type f -name '*.rpm' | cpio -pdm /job/{} 2>/dev/null\n",
-            cache::HARVEST_DIR
-        ));
-    }
     s.push_str("exit $rc\n");
     s
-}
-
-/// The shared package cache in the guest: the read-only share, the overlay dnf writes to, and
-/// where that overlay keeps new files.
-const CACHE_TAG: &str = "pkgcache";
-const GUEST_CACHE_RO: &str = "/var/cache/img-shared";
-const GUEST_CACHE: &str = "/var/cache/img-pkgs";
-const CACHE_UPPER: &str = "/var/tmp/img-pkgs/upper";
-const CACHE_WORK: &str = "/var/tmp/img-pkgs/work";
-
-/// Moves what a VM build downloaded into the shared cache; a failure costs only a download.
-async fn absorb_downloads(cache: &PackageCache, arch: &str, harvest: &Path) {
-    let (cache, arch, from) = (cache.clone(), arch.to_owned(), harvest.to_owned());
-    match tokio::task::spawn_blocking(move || cache.absorb(&arch, &from)).await {
-        Ok(Ok(0)) => {}
-        Ok(Ok(n)) => tracing::info!("{n} downloaded package(s) added to the shared cache"),
-        Ok(Err(e)) => tracing::warn!("cannot add downloads to the shared package cache: {e}"),
-        Err(e) => tracing::warn!("cannot add downloads to the shared package cache: {e}"),
-    }
 }
 
 /// The kickstart's enabled repositories (after token substitution).

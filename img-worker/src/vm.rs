@@ -14,7 +14,7 @@
 //! cancellation stop it. On every way out qemu is killed by its own pid, the proxy stopped and
 //! the overlay deleted.
 
-use crate::repo_proxy::{AllowList, RepoProxy};
+use crate::repo_proxy::{ProxyRules, RepoProxy};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -111,15 +111,15 @@ pub struct Share {
 }
 
 /// What one VM run needs: the job folder (holding `run`), the log the console goes to, the
-/// read-only shares, a scratch folder for the overlay, and the hosts of the kickstart's
-/// `http(s)://` repositories (none: no network device at all).
+/// read-only shares, a scratch folder for the overlay, and the repository proxy's rules (no
+/// `http(s)://` repositories in them: no network device at all).
 #[derive(Debug, Clone)]
 pub struct VmRun<'a> {
     pub job_dir: &'a Path,
     pub log: &'a Path,
     pub shares: &'a [Share],
     pub scratch: &'a Path,
-    pub repo_hosts: &'a AllowList,
+    pub proxy: &'a ProxyRules,
 }
 
 /// Result of a finished VM: the exit code of `/job/run` and the console's last lines.
@@ -282,7 +282,7 @@ pub async fn run_vm(
 
     // Lives exactly as long as this function: dropping it ends its connections.
     let (refusals_tx, mut refusals) = tokio::sync::mpsc::channel::<String>(16);
-    let proxy = if run.repo_hosts.is_empty() {
+    let proxy = if run.proxy.hosts.is_empty() {
         None
     } else {
         // qemu would start without it and every guest connection would fail later, unclearly.
@@ -290,12 +290,12 @@ pub async fn run_vm(
             let source = std::io::Error::new(std::io::ErrorKind::NotFound, "not on PATH (scripts/setup installs it)");
             return Err(VmError::Spawn { program: SOCAT.into(), source });
         }
-        let proxy = RepoProxy::start(run.repo_hosts.clone(), refusals_tx).await.map_err(VmError::Proxy)?;
+        let proxy = RepoProxy::start(run.proxy.clone(), refusals_tx).await.map_err(VmError::Proxy)?;
         let line = format!(
             "img-worker: repository proxy {} (for the guest {}) allows {}\n",
             proxy.addr(),
             guest_proxy(),
-            run.repo_hosts.describe()
+            run.proxy.hosts.describe()
         );
         let _ = log.write_all(line.as_bytes()).await;
         Some(proxy)
@@ -457,13 +457,14 @@ mod tests {
             kvm: false,
         };
         let shares = [Share { tag: "repo0".into(), host: "/srv/a,b".into(), guest_path: "/srv/a,b".into() }];
-        let no_repos = AllowList::default();
+        let no_repos =
+            ProxyRules { hosts: Default::default(), policy: Default::default(), cache: None, arch: "x86_64".into() };
         let run = VmRun {
             job_dir: Path::new("/j"),
             log: Path::new("/j/build.log"),
             shares: &shares,
             scratch: Path::new("/s"),
-            repo_hosts: &no_repos,
+            proxy: &no_repos,
         };
         let a = qemu_args(&image, &limits, Path::new("/s/o.qcow2"), &run, None).join(" ");
         assert!(a.contains("q35,accel=tcg") && a.contains("-cpu qemu64,+rdrand") && a.contains("-nic none"), "{a}");

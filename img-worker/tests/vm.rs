@@ -107,9 +107,14 @@ fn relative_folders_work() {
         idle: Duration::from_secs(30),
         kvm: img_worker::vm::use_kvm("auto"),
     };
-    let hosts = img_worker::repo_proxy::AllowList::default();
+    let rules = img_worker::repo_proxy::ProxyRules {
+        hosts: Default::default(),
+        policy: Default::default(),
+        cache: None,
+        arch: "x86_64".into(),
+    };
     let (log, scratch) = (dir.join("console.log"), dir.join("vm-run"));
-    let run = img_worker::vm::VmRun { job_dir: &job, log: &log, shares: &[], scratch: &scratch, repo_hosts: &hosts };
+    let run = img_worker::vm::VmRun { job_dir: &job, log: &log, shares: &[], scratch: &scratch, proxy: &rules };
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
     let outcome = rt.block_on(img_worker::vm::run_vm(&image, &limits, &run, no_cancel())).expect("the VM runs");
     assert_eq!(outcome.code, 0);

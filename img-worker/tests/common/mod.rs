@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+use img_core::repo_policy::RepoPolicy;
 use img_worker::build::{Artifact, BuildError, BuildSpec, Builder, Executor};
 use img_worker::vm::{VmImage, VmLimits};
 use std::path::{Path, PathBuf};
@@ -24,6 +25,11 @@ pub fn fixture_repo() -> PathBuf {
     assert!(ok.success(), "tests/fixtures/make-repo failed");
     repo
 }
+
+/// Where the tests' web repositories listen (all of 127/8 is the loopback on Linux), and the
+/// `worker.repo_allow` entry that lets the proxy reach them, and nothing else on the host.
+pub const TEST_REPO_IP: &str = "127.0.0.2";
+pub const TEST_REPO_NET: &str = "127.0.0.2/32";
 
 /// One 128 MiB ext4 root with the fixture's core group.
 pub const LOOP_KS: &str = "part / --size=128 --fstype=ext4 --label=root
@@ -54,7 +60,9 @@ impl Case {
             scratch: dir.join("vm-run"),
             ca_certs: img_worker::build::HOST_CA_CERTS.into(),
         };
-        Case { builder: Builder { creator, cache: None, timeout, executor }, dir }
+        // The tests' repositories listen on 127.0.0.2: the one non-public address they allow.
+        let policy = RepoPolicy { allow: vec![TEST_REPO_NET.parse().expect("prefix")], ..RepoPolicy::default() };
+        Case { builder: Builder { creator, cache: None, policy, timeout, executor }, dir }
     }
 
     pub fn spec(&self, kickstart: String) -> BuildSpec {
