@@ -21,6 +21,9 @@ use tokio::io::AsyncWriteExt;
 
 /// Largest body kept as one entry.
 pub const MAX_ENTRY: u64 = 4 << 30;
+/// How every rpm file begins (its lead). A body without it (a mirror's error page sent as
+/// `200`) is not kept: it would fail every later build's checksum check until trimmed.
+pub const RPM_MAGIC: [u8; 4] = [0xed, 0xab, 0xee, 0xdb];
 
 #[derive(Debug, Clone)]
 pub struct PackageCache {
@@ -37,6 +40,8 @@ pub enum CacheError {
     WrongSize { path: PathBuf, expected: u64, got: u64 },
     #[error("{0} is not a folder of its own")]
     NotAFolder(PathBuf),
+    #[error("{0}: the body is not an rpm package")]
+    NotAPackage(PathBuf),
 }
 
 /// One trim at a time in this process (several builds may store together).
@@ -99,8 +104,15 @@ impl PackageCache {
             }
         }
         // From here on dropping the Store gives the reservation back.
-        let mut store =
-            Store { file: None, tmp: PathBuf::new(), dest, expected: len, written: 0, cache: self.dir.clone() };
+        let mut store = Store {
+            file: None,
+            tmp: PathBuf::new(),
+            dest,
+            expected: len,
+            written: 0,
+            lead: Vec::new(),
+            cache: self.dir.clone(),
+        };
         let io = |what, path: &Path| {
             let path = path.to_owned();
             move |source| CacheError::Io { what, path, source }
@@ -159,6 +171,8 @@ pub struct Store {
     dest: PathBuf,
     expected: u64,
     written: u64,
+    /// The body's first bytes, for [`RPM_MAGIC`].
+    lead: Vec<u8>,
     /// The cache folder whose in-flight bytes count this entry.
     cache: PathBuf,
 }
@@ -184,15 +198,21 @@ impl Store {
             source,
         })?;
         self.written = got;
+        let more = RPM_MAGIC.len().saturating_sub(self.lead.len()).min(buf.len());
+        self.lead.extend_from_slice(&buf[..more]);
         Ok(())
     }
 
-    /// Puts the entry in place if exactly its announced length was written. The rename is
+    /// Puts the entry in place if exactly its announced length was written and it begins like
+    /// an rpm package ([`RPM_MAGIC`]). The rename is
     /// atomic: readers see the old entry or the new one, and two builds storing the same URL
     /// at once only replace one complete entry by another.
     pub async fn commit(mut self) -> Result<(), CacheError> {
         if self.written != self.expected {
             return Err(CacheError::WrongSize { path: self.dest.clone(), expected: self.expected, got: self.written });
+        }
+        if self.lead != RPM_MAGIC {
+            return Err(CacheError::NotAPackage(self.dest.clone()));
         }
         let tmp = self.tmp.clone();
         let io = |what| {
@@ -327,16 +347,22 @@ mod tests {
         drop(s);
         assert!(names(&d.join("cache/x86_64")).is_empty());
 
+        // Not an rpm: not kept.
         let mut s = cache.begin_store("x86_64", url, 6).await.expect("store").expect("kept");
-        s.write(b"abc").await.expect("write");
-        s.write(b"def").await.expect("write");
+        s.write(b"<html>").await.expect("write");
+        assert!(matches!(s.commit().await, Err(CacheError::NotAPackage(_))));
+        assert!(names(&d.join("cache/x86_64")).is_empty());
+
+        let mut s = cache.begin_store("x86_64", url, 6).await.expect("store").expect("kept");
+        s.write(&RPM_MAGIC[..1]).await.expect("write");
+        s.write(&[RPM_MAGIC[1], RPM_MAGIC[2], RPM_MAGIC[3], b'x', b'y']).await.expect("write");
         assert_eq!(s.remaining(), 0);
         assert!(!dest.exists(), "not before the commit");
         s.commit().await.expect("commit");
         let (mut f, len) = cache.open("x86_64", url).await.expect("entry");
         let mut body = Vec::new();
         f.read_to_end(&mut body).await.expect("read");
-        assert_eq!((len, body.as_slice()), (6, &b"abcdef"[..]));
+        assert_eq!((len, body.as_slice()), (6, &[0xed, 0xab, 0xee, 0xdb, b'x', b'y'][..]));
         assert!(cache.open("x86_64", "http://127.0.0.2:80/os/b.rpm").await.is_none());
         assert!(cache.open("armv7hl", url).await.is_none(), "entries are per architecture");
     }

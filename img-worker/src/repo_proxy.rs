@@ -24,7 +24,8 @@
 //! no body) is answered from the [`PackageCache`] entry of exactly that URL when there is one,
 //! without contacting the repository. Otherwise the repository's `200` answer with a
 //! `Content-Length` (and no transfer or content coding) is written to a new entry while it is
-//! relayed, and the entry is put in place only when all announced bytes arrived. The guest
+//! relayed, and the entry is put in place only when all announced bytes arrived and they
+//! begin like an rpm (not a mirror's error page). The guest
 //! never writes to the cache. Known limit: https repositories (tunnels) are not cached; the
 //! proxy sees only ciphertext.
 //!
@@ -797,6 +798,7 @@ fn header_is(line: &str, name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cache::RPM_MAGIC;
     use std::io::{Read, Write};
     use std::sync::atomic::AtomicUsize;
     use std::sync::Mutex;
@@ -1206,7 +1208,7 @@ mod tests {
     async fn packages_are_stored_whole_and_served_from_the_cache() {
         let d = scratch("store");
         let cache = PackageCache { dir: d.join("cache"), max_bytes: 1 << 20 };
-        let body: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let body: Vec<u8> = RPM_MAGIC.into_iter().chain((0..200_000u32).map(|i| (i % 251) as u8)).collect();
         let (half_tx, half_rx) = std::sync::mpsc::channel::<()>();
         let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
         let sent = body.clone();
@@ -1265,11 +1267,12 @@ mod tests {
         let (port, heads) = repository(|head, c| {
             let answer: &[u8] = if head.contains("/short.rpm") {
                 // Announces 100 bytes, sends 50 and closes.
-                b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n01234567890123456789012345678901234567890123456789"
+                b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n\xed\xab\xee\xdb0123456789012345678901234567890123456789012345"
             } else if head.contains("/chunked.rpm") {
                 b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
             } else {
-                b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc"
+                // A package (it has the rpm lead): only the request keeps it out of the cache.
+                b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\n\xed\xab\xee\xdbabc"
             };
             let _ = c.write_all(answer);
         });
@@ -1280,19 +1283,24 @@ mod tests {
             .expect("proxy");
         let get = |path: &str, extra: &str| format!("GET http://127.0.0.2:{port}{path} HTTP/1.1\r\n{extra}\r\n");
 
+        let got = exchange_bytes(proxy.addr(), &get("/other.rpm", "")).await;
+        assert_eq!(proxy.cache_stats(), (0, 1), "a plain package download is stored");
+        let got2 = exchange_bytes(proxy.addr(), &get("/other.rpm", "")).await;
+        assert_eq!((body_of(&got2), proxy.cache_stats()), (body_of(&got), (1, 1)));
+        std::fs::remove_dir_all(d.join("cache")).expect("empty the cache");
         let got = exchange_bytes(proxy.addr(), &get("/short.rpm", "")).await;
         assert_eq!(body_of(&got).len(), 50, "the guest sees the short body");
         let got = exchange_bytes(proxy.addr(), &get("/chunked.rpm", "")).await;
         assert!(body_of(&got).starts_with(b"3\r\nabc"), "relayed as it came");
         for _ in 0..2 {
             let got = exchange_bytes(proxy.addr(), &get("/ranged.rpm", "Range: bytes=0-2\r\n")).await;
-            assert_eq!(body_of(&got), b"abc");
+            assert_eq!(body_of(&got), b"\xed\xab\xee\xdbabc");
             let got = exchange_bytes(proxy.addr(), &get("/q.rpm?x=1", "")).await;
-            assert_eq!(body_of(&got), b"abc");
+            assert_eq!(body_of(&got), b"\xed\xab\xee\xdbabc");
         }
         assert!(files(&d.join("cache/x86_64")).is_empty(), "stored: {:?}", files(&d.join("cache/x86_64")));
-        assert_eq!(heads.lock().expect("heads").len(), 6, "every uncached request went to the repository");
-        assert_eq!(proxy.cache_stats(), (0, 0));
+        assert_eq!(heads.lock().expect("heads").len(), 7, "every uncached request went to the repository");
+        assert_eq!(proxy.cache_stats(), (1, 1));
     }
 
     #[tokio::test]
@@ -1300,8 +1308,9 @@ mod tests {
         let d = scratch("bound");
         let cache = PackageCache { dir: d.join("cache"), max_bytes: 150 };
         let (port, _) = repository(|_, c| {
-            let _ =
-                c.write_all(format!("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{}", "x".repeat(100)).as_bytes());
+            let _ = c.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n");
+            let _ = c.write_all(&RPM_MAGIC);
+            let _ = c.write_all(&[b'x'; 96]);
         });
         let (tx, _refusals) = mpsc::channel(8);
         let repo = [format!("http://127.0.0.2:{port}/")];
