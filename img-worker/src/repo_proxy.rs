@@ -298,6 +298,13 @@ impl RepoProxy {
     pub fn cache_stats(&self) -> (u64, u64) {
         (self.shared.hits.load(Ordering::Relaxed), self.shared.stored.load(Ordering::Relaxed))
     }
+
+    /// The job log's line about the shared cache; `None` when this run has no cache.
+    pub fn cache_summary(&self) -> Option<String> {
+        self.shared.cache.as_ref()?;
+        let (hits, stored) = self.cache_stats();
+        Some(format!("img-worker: proxy: {hits} packages from the shared cache, {stored} stored"))
+    }
 }
 
 impl Drop for RepoProxy {
@@ -1065,6 +1072,7 @@ mod tests {
         let (tx, mut refusals) = mpsc::channel(8);
         let proxy = RepoProxy::start(rules(&urls, policy(&["127.0.0.2/32"], &[]), None), tx).await.expect("proxy");
         let addr = proxy.addr();
+        assert_eq!(proxy.cache_summary(), None, "no cache, no cache line");
 
         // Plain HTTP: forwarded in origin form, answered with Connection: close.
         let got = exchange(
@@ -1257,6 +1265,10 @@ mod tests {
         assert_eq!(body_of(&second), &body[..]);
         assert_eq!(heads.lock().expect("heads").len(), 1, "the repository was asked again");
         assert_eq!(proxy.cache_stats(), (1, 1));
+        assert_eq!(
+            proxy.cache_summary().as_deref(),
+            Some("img-worker: proxy: 1 packages from the shared cache, 1 stored")
+        );
         assert!(proxy.relayed() >= before + body.len() as u64, "bytes from the cache are progress too");
     }
 
