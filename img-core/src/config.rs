@@ -200,8 +200,8 @@ impl Default for WorkerConfig {
             repo_urls: Vec::new(),
             log_max_mb: 64,
             log_line_max: 8192,
-            vm_disk_mb: 16 * 1024,
-            output_max_mb: 16 * 1024,
+            vm_disk_mb: 8 * 1024,
+            output_max_mb: 8 * 1024,
             disk_reserve_mb: 1024,
         }
     }

@@ -12,7 +12,7 @@ use img_worker::vm::{self, VmImage, VmLimits, VmRun};
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use common::{fixture_repo, workspace, LOOP_KS};
+use common::{fixture_policy, fixture_repo, test_limits, workspace, LOOP_KS};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
@@ -31,31 +31,27 @@ fn main() {
     rt.block_on(vm::ensure_image(&image)).expect("base VM (vm/build)");
     let kvm = vm::use_kvm("auto");
     let accel = if kvm { "KVM" } else { "TCG" };
-    let limits =
-        VmLimits { memory_mb: 1024, cpus: 1, timeout: Duration::from_secs(300), idle: Duration::from_secs(120), kvm };
+    let limits: VmLimits = test_limits(Duration::from_secs(300), Duration::from_secs(120));
     let (_keep, cancel) = watch::channel(false);
 
     // Fixed overhead: an empty job.
     let job = scratch.join("job");
     std::fs::write(job.join(vm::RUN), "#!/bin/sh\nexit 0\n").expect("run script");
     std::process::Command::new("chmod").arg("+x").arg(job.join(vm::RUN)).status().expect("chmod");
-    let no_repos = img_worker::repo_proxy::ProxyRules {
-        hosts: Default::default(),
-        policy: Default::default(),
-        cache: None,
-        arch: "x86_64".into(),
-    };
-    let run = VmRun {
-        job_dir: &job,
-        log: &scratch.join("empty.log"),
-        shares: &[],
-        scratch: &scratch.join("vm-run"),
-        proxy: &no_repos,
-    };
     let overhead: Vec<f64> = (0..rounds)
         .map(|_| {
+            let out = scratch.join("empty-out");
+            let _ = std::fs::remove_dir_all(&out);
+            let run = VmRun {
+                input: &job,
+                log: &scratch.join("empty.log"),
+                shares: &[],
+                scratch: &scratch.join("vm-run"),
+                out: &out,
+                proxy: None,
+            };
             let t = Instant::now();
-            let o = rt.block_on(vm::run_vm(&image, &limits, &run, cancel.clone())).expect("empty job");
+            let o = rt.block_on(vm::run_vm(&image, &limits, run, cancel.clone())).expect("empty job");
             assert_eq!(o.code, 0);
             t.elapsed().as_secs_f64()
         })
@@ -76,9 +72,9 @@ fn main() {
     let builder = |executor| Builder {
         creator: creator.clone(),
         cache: None,
-        policy: Default::default(),
         timeout: limits.timeout,
         executor,
+        policy: fixture_policy(),
     };
     let in_vm = builder(Executor::Vm {
         image: image.clone(),

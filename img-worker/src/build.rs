@@ -3,9 +3,11 @@
 //! cannot disturb others, and its own log grows in the job folder while it runs.
 //!
 //! Job folder layout (served by img-server): `NAME.ks`, `build.log`, `out/` (the images,
-//! `SHA256SUMS`, `result.json`).
+//! `SHA256SUMS`, `result.json`). In a VM build every file there is written by the host: the
+//! log from the console, `out/` from what [`crate::guest_output`] takes off the output disk.
 
 use crate::cache::PackageCache;
+use crate::guest_output::{self, OutputFile};
 use crate::repo_proxy::{AllowList, ProxyRules};
 use crate::vm::{self, Share, VmImage, VmLimits, VmRun};
 use img_core::repo_policy::RepoPolicy;
@@ -55,13 +57,13 @@ pub struct BuildSpec {
 pub struct Builder {
     /// The img-creator program.
     pub creator: PathBuf,
-    /// Package cache shared by builds (in a VM build, kept by the repository proxy).
+    /// Package cache shared by builds.
     pub cache: Option<PackageCache>,
-    /// The administrator's rules for repository addresses and URLs (the proxy applies them).
-    pub policy: RepoPolicy,
     /// Wall-clock limit of one build.
     pub timeout: Duration,
     pub executor: Executor,
+    /// Which repositories builds may use (`worker.local_repos`, `repo_allow`, `repo_urls`).
+    pub policy: RepoPolicy,
 }
 
 /// Where img-creator runs.
@@ -96,6 +98,9 @@ pub enum BuildError {
     Io { what: &'static str, path: PathBuf, source: std::io::Error },
     #[error(transparent)]
     Vm(vm::VmError),
+    /// The kickstart names a repository this worker may not use.
+    #[error("{0}")]
+    Refused(String),
 }
 
 impl From<vm::VmError> for BuildError {
@@ -145,31 +150,21 @@ impl Builder {
             "host" => Executor::Host,
             _ => Executor::Vm {
                 image: VmImage { dir: vm_dir(config) },
-                limits: VmLimits {
-                    memory_mb: config.worker.vm_memory_mb,
-                    cpus: config.worker.vm_cpus,
-                    timeout: Duration::from_secs(config.worker.timeout_secs),
-                    idle: Duration::from_secs(config.worker.idle_timeout_secs),
-                    kvm: vm::use_kvm(&config.worker.kvm),
-                },
+                limits: VmLimits::from_config(&config.worker, config.limits.max_artifact_bytes),
                 scratch: data.join("vm-run"),
                 ca_certs: HOST_CA_CERTS.into(),
             },
         };
-        // Config::load has checked these; should it not have, no non-public address is allowed.
-        let policy = RepoPolicy::from_config(&config.worker).unwrap_or_else(|e| {
-            tracing::error!("worker settings: {e}");
-            RepoPolicy { url_prefixes: config.worker.repo_urls.clone(), ..RepoPolicy::default() }
-        });
         Builder {
             creator,
-            policy,
             cache: Some(PackageCache {
                 dir: data.join("cache"),
                 max_bytes: config.worker.cache_max_mb.saturating_mul(1024 * 1024),
             }),
             timeout: Duration::from_secs(config.worker.timeout_secs),
             executor,
+            // Config::load checked it; an unloadable policy allows nothing.
+            policy: RepoPolicy::from_config(&config.worker).unwrap_or_default(),
         }
     }
 
@@ -190,77 +185,100 @@ impl Builder {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io("cannot clear", &out)(e)),
             _ => {}
         }
-        tokio::fs::create_dir_all(&out).await.map_err(io("cannot create", &out))?;
+        tokio::fs::create_dir_all(job_dir).await.map_err(io("cannot create", job_dir))?;
         let ks = job_dir.join(format!("{}.ks", spec.name));
         tokio::fs::write(&ks, &spec.kickstart).await.map_err(io("cannot write", &ks))?;
         let log = job_dir.join(LOG_FILE);
+        let _ = tokio::fs::remove_file(&log).await;
+        let repos = kickstart_repos(spec);
+        let local = match local_repos(&repos, &self.policy) {
+            Ok(local) => local,
+            Err(why) => {
+                append_line(&log, &format!("img-worker: {why}")).await;
+                return Err(BuildError::Refused(why));
+            }
+        };
         match &self.executor {
-            Executor::Host => self.on_host(spec, &ks, &out, &log, cancel).await,
+            Executor::Host => {
+                tokio::fs::create_dir_all(&out).await.map_err(io("cannot create", &out))?;
+                self.on_host(spec, &ks, &out, &log, cancel).await
+            }
             Executor::Vm { image, limits, scratch, ca_certs } => {
-                self.in_vm(spec, job_dir, &log, (image, limits, scratch, ca_certs), cancel).await
+                let vm = VmSetup { image, limits, scratch, ca_certs };
+                self.in_vm(spec, job_dir, &log, &repos, local, vm, cancel).await
             }
         }
     }
 
-    /// img-creator in a throwaway VM: the job folder is `/job` there, img-creator's folder
-    /// `/tools`, and each `file://` repository is mounted read-only at its own path; the
-    /// `http(s)://` ones are reached through the run's repository proxy.
+    /// img-creator in a throwaway VM: the run's input folder (the kickstart, `run`,
+    /// img-creator) is `/job` there, read-only, and each allowed `file://` repository is
+    /// mounted read-only at its own path; the `http(s)://` ones are reached through the run's
+    /// repository proxy. The outputs come back on the VM's output disk.
+    #[allow(clippy::too_many_arguments)]
     async fn in_vm(
         &self,
         spec: &BuildSpec,
         job_dir: &Path,
         log: &Path,
-        (image, limits, scratch, ca_certs): (&VmImage, &VmLimits, &PathBuf, &PathBuf),
+        repos: &[img_core::kickstart::commands::Repo],
+        local: Vec<(String, PathBuf)>,
+        vm: VmSetup<'_>,
         cancel: watch::Receiver<bool>,
     ) -> Result<Vec<Artifact>, BuildError> {
-        let io = |what, path: &Path| {
-            let path = path.to_owned();
-            move |source| BuildError::Io { what, path, source }
-        };
-        let tools = self.creator.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
-        let creator_name = self.creator.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let mut shares = vec![Share { tag: "tools".into(), host: tools, guest_path: "/tools".into() }];
-        let repos = kickstart_repos(spec);
-        shares.extend(file_repos(&repos).into_iter().enumerate().map(|(i, dir)| Share {
-            tag: format!("repo{i}"),
-            guest_path: dir.display().to_string(),
-            host: dir,
-        }));
-        let proxy = ProxyRules {
-            hosts: web_repo_hosts(&repos),
-            policy: self.policy.clone(),
-            cache: self.cache.clone(),
-            arch: spec.arch.clone(),
-        };
+        let mut shares: Vec<Share> = local
+            .into_iter()
+            .enumerate()
+            .map(|(i, (guest_path, host))| Share { tag: format!("repo{i}"), host, guest_path })
+            .collect();
+        let repo_hosts = web_repo_hosts(repos);
         // The base VM has no CA certificates: https repositories are checked against the
         // worker host's, mounted read-only where the guest's libcurl looks.
         let https = repos.iter().flat_map(|r| [&r.baseurl, &r.mirrorlist]).flatten().any(|u| u.starts_with("https://"));
-        if https && ca_certs.join(CA_BUNDLE).is_file() {
-            shares.push(Share { tag: "certs".into(), host: ca_certs.clone(), guest_path: GUEST_CA_CERTS.into() });
+        if https && vm.ca_certs.join(CA_BUNDLE).is_file() {
+            shares.push(Share { tag: "certs".into(), host: vm.ca_certs.clone(), guest_path: GUEST_CA_CERTS.into() });
         }
-        let script = run_script(spec, &creator_name, &shares, !proxy.hosts.is_empty());
-        let run_path = job_dir.join(vm::RUN);
-        tokio::fs::write(&run_path, script).await.map_err(io("cannot write", &run_path))?;
-        use std::os::unix::fs::PermissionsExt;
-        tokio::fs::set_permissions(&run_path, std::fs::Permissions::from_mode(0o755))
-            .await
-            .map_err(io("cannot make executable", &run_path))?;
-        let _ = tokio::fs::remove_file(log).await;
+        let proxy = (!repo_hosts.is_empty()).then(|| ProxyRules {
+            hosts: repo_hosts,
+            policy: self.policy.clone(),
+            cache: self.cache.clone(),
+            arch: spec.arch.clone(),
+        });
+        let input =
+            InputDir::make(vm.scratch, spec, &self.creator, &run_script(spec, &shares, proxy.is_some())).await?;
         tracing::info!(job = %spec.id, "img-creator create {} in a build VM", spec.imagetype);
-        let run = VmRun { job_dir, log, shares: &shares, scratch, proxy: &proxy };
-        let outcome = vm::run_vm(image, limits, &run, cancel).await?;
-        tracing::info!(job = %spec.id, "build VM done in {:.1} s (exit {})", outcome.seconds, outcome.code);
-        let stderr = tokio::fs::read_to_string(job_dir.join(CREATOR_STDERR)).await.unwrap_or_default();
-        let tail: Vec<String> = stderr.lines().rev().take(20).map(str::to_owned).collect::<Vec<_>>();
-        let tail: Vec<String> = tail.into_iter().rev().collect();
         let out = job_dir.join(OUT_DIR);
-        if outcome.code == 0 {
-            let dir = out.clone();
-            tokio::task::spawn_blocking(move || checksum_on_host(&dir))
-                .await
-                .map_err(|e| BuildError::Failed(format!("hashing the outputs: {e}")))??;
+        let run = VmRun { input: &input.0, log, shares: &shares, scratch: vm.scratch, out: &out, proxy };
+        let outcome = vm::run_vm(vm.image, vm.limits, run, cancel).await;
+        drop(input);
+        let outcome = outcome?;
+        tracing::info!(job = %spec.id, "build VM done in {:.1} s (exit {})", outcome.seconds, outcome.code);
+        let output = outcome.output;
+        match outcome.code {
+            0 => {
+                let (dir, files) = (out.clone(), output.files.clone());
+                tokio::task::spawn_blocking(move || write_host_files(&dir, &files))
+                    .await
+                    .map_err(|e| BuildError::Failed(format!("writing the checksums: {e}")))??;
+                Ok(output
+                    .files
+                    .into_iter()
+                    .map(|f| Artifact { name: f.name, size: f.size, sha256: f.sha256 })
+                    .collect())
+            }
+            code => {
+                let why = output.error.or_else(|| creator_error_line(&output.stderr_tail));
+                let why = why.unwrap_or_else(|| format!("img-creator exited with status {code}"));
+                let full = outcome.tail.iter().chain(&output.stderr_tail).any(|l| l.contains(NO_SPACE));
+                Err(BuildError::Failed(if full {
+                    format!(
+                        "no space left on device in the build VM (its disk is worker.vm_disk_mb = {} MiB): {why}",
+                        vm.limits.disk_mb
+                    )
+                } else {
+                    why
+                }))
+            }
         }
-        finish(Some(outcome.code), &out, &tail)
     }
 
     async fn on_host(
@@ -350,20 +368,97 @@ impl Builder {
     }
 }
 
-/// Hashes a VM build's outputs on the host: `SHA256SUMS`, and each file's `sha256` in
-/// `result.json`, as `--genchecksum` would have written them.
-fn checksum_on_host(out: &Path) -> Result<(), BuildError> {
-    use img_creator::outputs::{describe_files, write_checksums, RESULT_FILE};
-    let fail = |e: img_creator::error::CreateError| BuildError::Failed(format!("hashing the outputs: {e}"));
-    let files = describe_files(out, true).map_err(fail)?;
-    write_checksums(out, &files).map_err(fail)?;
-    let path = out.join(RESULT_FILE);
-    let io = |what, source| BuildError::Io { what, path: path.clone(), source };
-    let text = std::fs::read(&path).map_err(|e| io("cannot read", e))?;
-    let mut result: serde_json::Value =
-        serde_json::from_slice(&text).map_err(|e| BuildError::Failed(format!("{}: {e}", path.display())))?;
-    result["files"] = serde_json::to_value(&files).unwrap_or_default();
-    std::fs::write(&path, serde_json::to_vec_pretty(&result).unwrap_or_default()).map_err(|e| io("cannot write", e))
+/// What the kernel says when a disk is full, in the console or img-creator's stderr.
+const NO_SPACE: &str = "No space left on device";
+
+/// The VM side of a [`Builder`].
+struct VmSetup<'a> {
+    image: &'a VmImage,
+    limits: &'a VmLimits,
+    scratch: &'a PathBuf,
+    ca_certs: &'a PathBuf,
+}
+
+/// The VM's read-only `/job`, made fresh for one run and removed after it: the kickstart,
+/// `run`, and img-creator (a hard link, else a copy), nothing of the host's else.
+struct InputDir(PathBuf);
+
+impl InputDir {
+    async fn make(scratch: &Path, spec: &BuildSpec, creator: &Path, script: &str) -> Result<InputDir, BuildError> {
+        let io = |what, path: &Path| {
+            let path = path.to_owned();
+            move |source| BuildError::Io { what, path, source }
+        };
+        tokio::fs::create_dir_all(scratch).await.map_err(io("cannot create", scratch))?;
+        let dir = scratch.join(format!("input-{}-{}", std::process::id(), next_number()));
+        tokio::fs::create_dir(&dir).await.map_err(io("cannot create", &dir))?;
+        let input = InputDir(dir.clone());
+        let ks = dir.join(format!("{}.ks", spec.name));
+        tokio::fs::write(&ks, &spec.kickstart).await.map_err(io("cannot write", &ks))?;
+        let tool = dir.join(GUEST_CREATOR);
+        if tokio::fs::hard_link(creator, &tool).await.is_err() {
+            tokio::fs::copy(creator, &tool).await.map_err(io("cannot copy", creator))?;
+        }
+        let run = dir.join(vm::RUN);
+        tokio::fs::write(&run, script).await.map_err(io("cannot write", &run))?;
+        use std::os::unix::fs::PermissionsExt;
+        tokio::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o755))
+            .await
+            .map_err(io("cannot make executable", &run))?;
+        Ok(input)
+    }
+}
+
+impl Drop for InputDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn next_number() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+/// `SHA256SUMS` and `result.json` of a VM build, written by the host from what it extracted
+/// (the guest's own copies never leave the VM).
+fn write_host_files(out: &Path, files: &[OutputFile]) -> Result<(), BuildError> {
+    use img_creator::outputs::{CHECKSUM_FILE, RESULT_FILE};
+    let sums: String = files.iter().map(|f| format!("{}  {}\n", f.sha256, f.name)).collect();
+    let listed: Vec<serde_json::Value> =
+        files.iter().map(|f| serde_json::json!({"name": f.name, "size": f.size, "sha256": f.sha256})).collect();
+    let result = serde_json::json!({"status": "done", "files": listed});
+    for (name, bytes) in
+        [(CHECKSUM_FILE, sums.into_bytes()), (RESULT_FILE, serde_json::to_vec_pretty(&result).unwrap_or_default())]
+    {
+        let path = out.join(name);
+        write_new(&path, &bytes).map_err(|source| BuildError::Io { what: "cannot write", path, source })?;
+    }
+    Ok(())
+}
+
+/// Creates `path` (never through a link, never over an existing file) with `bytes`.
+fn write_new(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).custom_flags(libc::O_NOFOLLOW).open(path)?;
+    f.write_all(bytes)
+}
+
+/// img-creator's `error:` line among its last stderr lines.
+fn creator_error_line(tail: &[String]) -> Option<String> {
+    tail.iter().rev().find_map(|l| l.strip_prefix("img-creator: error: ").map(str::to_owned))
+}
+
+/// Appends one line of the worker's own to a job log (opened without following a link).
+async fn append_line(log: &Path, line: &str) {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let opened = std::fs::OpenOptions::new().create(true).append(true).custom_flags(libc::O_NOFOLLOW).open(log);
+    if let Ok(mut f) = opened {
+        let _ = writeln!(f, "{line}");
+    }
 }
 
 /// Debian's CA folder, whose `ca-certificates.crt` is the bundle libcurl reads: the worker
@@ -372,12 +467,15 @@ pub const HOST_CA_CERTS: &str = "/etc/ssl/certs";
 const GUEST_CA_CERTS: &str = "/etc/ssl/certs";
 pub const CA_BUNDLE: &str = "ca-certificates.crt";
 
-/// img-creator's own stderr inside the VM (its detailed log goes to the console).
-const CREATOR_STDERR: &str = "creator.stderr";
+/// Where the guest agent collects what goes onto the output disk (`vm/img-guest`): the run
+/// script puts img-creator's outputs in `out/` and its stderr beside them.
+const GUEST_RESULT: &str = "/var/tmp/img-result";
+/// img-creator's name in the input folder.
+const GUEST_CREATOR: &str = "img-creator";
 
 /// `/job/run` for the guest agent: mount the repositories, bring up the network if there is
-/// a repository proxy, run img-creator on `/job`.
-fn run_script(spec: &BuildSpec, creator: &str, shares: &[Share], proxy: bool) -> String {
+/// a repository proxy, run img-creator with its outputs in the agent's result folder.
+fn run_script(spec: &BuildSpec, shares: &[Share], proxy: bool) -> String {
     use crate::vm::shell_quote as q;
     let mut s =
         String::from("#!/bin/sh\n# Written by img-worker; runs as root inside the throwaway build VM.\nset -e\n");
@@ -399,17 +497,16 @@ fn run_script(spec: &BuildSpec, creator: &str, shares: &[Share], proxy: bool) ->
         ));
     }
     let mut args = vec![
-        format!("/tools/{}", q(creator)),
+        format!("/job/{GUEST_CREATOR}"),
         "create".into(),
         q(&spec.imagetype),
         q(&format!("/job/{}.ks", spec.name)),
-        "--outdir /job/out".into(),
+        format!("--outdir {GUEST_RESULT}/out"),
         // The install root on the VM's own disk: dnf's and rpm's SQLite databases fail on 9p.
         "--tmpdir /var/tmp/img-creator".into(),
         format!("--name {}", q(&spec.name)),
         format!("--arch {}", q(&spec.arch)),
-        // No --genchecksum: the host hashes the outputs afterwards, many times faster than an
-        // emulated CPU (see `checksum_on_host`).
+        // No --genchecksum: the host hashes the outputs as it takes them off the output disk.
         "--logfile /dev/stdout".into(),
     ];
     if proxy {
@@ -419,8 +516,7 @@ fn run_script(spec: &BuildSpec, creator: &str, shares: &[Share], proxy: bool) ->
         let pairs: Vec<String> = spec.tokenmap.iter().map(|(k, v)| format!("{k}:{v}")).collect();
         args.push(format!("--tokenmap {}", q(&pairs.join(","))));
     }
-    s.push_str(&format!("set +e\n{} 2>/job/{CREATOR_STDERR}\nrc=$?\n", args.join(" ")));
-    s.push_str("exit $rc\n");
+    s.push_str(&format!("exec {} 2>{GUEST_RESULT}/{}\n", args.join(" "), guest_output::CREATOR_STDERR));
     s
 }
 
@@ -437,16 +533,34 @@ fn web_repo_hosts(repos: &[img_core::kickstart::commands::Repo]) -> AllowList {
     AllowList::from_urls(repos.iter().flat_map(|r| [r.baseurl.as_deref(), r.mirrorlist.as_deref()]).flatten())
 }
 
-/// Local folders of the `file://` repositories.
-fn file_repos(repos: &[img_core::kickstart::commands::Repo]) -> Vec<PathBuf> {
-    let mut dirs: Vec<PathBuf> = repos
-        .iter()
-        .filter_map(|r| r.baseurl.as_deref()?.strip_prefix("file://").map(PathBuf::from))
-        .filter(|p| p.is_absolute() && p.is_dir())
-        .collect();
-    dirs.sort();
-    dirs.dedup();
-    dirs
+/// The `file://` repositories' folders as (path the kickstart names, the folder it really
+/// is, links resolved), each allowed by `worker.local_repos`; the first that is not, refused.
+fn local_repos(
+    repos: &[img_core::kickstart::commands::Repo],
+    policy: &RepoPolicy,
+) -> Result<Vec<(String, PathBuf)>, String> {
+    let mut out: Vec<(String, PathBuf)> = Vec::new();
+    for r in repos {
+        let Some(path) = r.baseurl.as_deref().and_then(|u| u.strip_prefix("file://")) else { continue };
+        let why = |m: String| format!("repository {}: file://{path}: {m}", r.name);
+        let real = std::fs::canonicalize(path).map_err(|e| why(format!("cannot open it: {e}")))?;
+        if !real.is_dir() {
+            return Err(why("not a folder".into()));
+        }
+        let allowed = policy
+            .local_repos
+            .iter()
+            .filter_map(|root| std::fs::canonicalize(root).ok())
+            .map(|r| r.display().to_string())
+            .collect();
+        RepoPolicy { local_repos: allowed, ..RepoPolicy::default() }
+            .check_local(&real.display().to_string())
+            .map_err(|m| why(m))?;
+        if !out.iter().any(|(p, _)| p == path) {
+            out.push((path.to_owned(), real));
+        }
+    }
+    Ok(out)
 }
 
 /// `worker.vm_dir`, or `DATA_DIR/vm`.
@@ -516,11 +630,11 @@ mod tests {
         let repos = kickstart_repos(&s);
         assert_eq!(web_repo_hosts(&repos).describe(), "m.example.net:8443, repo.example.org:80");
 
-        let with = run_script(&s, "img-creator", &[], true);
+        let with = run_script(&s, &[], true);
         assert!(with.contains("modprobe virtio_net\n") && with.contains("ip addr add 10.0.2.15/24 dev eth0"), "{with}");
         assert!(with.contains("ip link set lo up\n"), "DNS to 127.0.0.1 must fail at once: {with}");
         assert!(with.contains("--proxy http://10.0.2.100:3128"), "{with}");
-        let without = run_script(&spec("repo --name=c --baseurl=file:///srv\n"), "img-creator", &[], false);
+        let without = run_script(&spec("repo --name=c --baseurl=file:///srv\n"), &[], false);
         assert!(!without.contains("virtio_net") && !without.contains("--proxy"), "{without}");
     }
 }

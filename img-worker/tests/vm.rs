@@ -100,23 +100,11 @@ fn relative_folders_work() {
     std::fs::write(job.join(img_worker::vm::RUN), "#!/bin/sh\necho relative-ok\n").expect("run");
     std::process::Command::new("chmod").arg("+x").arg(job.join(img_worker::vm::RUN)).status().expect("chmod");
     let image = img_worker::vm::VmImage { dir: "../.build/vm".into() };
-    let limits = img_worker::vm::VmLimits {
-        memory_mb: 512,
-        cpus: 1,
-        timeout: Duration::from_secs(60),
-        idle: Duration::from_secs(30),
-        kvm: img_worker::vm::use_kvm("auto"),
-    };
-    let rules = img_worker::repo_proxy::ProxyRules {
-        hosts: Default::default(),
-        policy: Default::default(),
-        cache: None,
-        arch: "x86_64".into(),
-    };
-    let (log, scratch) = (dir.join("console.log"), dir.join("vm-run"));
-    let run = img_worker::vm::VmRun { job_dir: &job, log: &log, shares: &[], scratch: &scratch, proxy: &rules };
+    let limits = common::test_limits(Duration::from_secs(60), Duration::from_secs(30));
+    let (log, scratch, out) = (dir.join("console.log"), dir.join("vm-run"), dir.join("out"));
+    let run = img_worker::vm::VmRun { input: &job, log: &log, shares: &[], scratch: &scratch, out: &out, proxy: None };
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
-    let outcome = rt.block_on(img_worker::vm::run_vm(&image, &limits, &run, no_cancel())).expect("the VM runs");
+    let outcome = rt.block_on(img_worker::vm::run_vm(&image, &limits, run, no_cancel())).expect("the VM runs");
     assert_eq!(outcome.code, 0);
     assert!(std::fs::read_to_string(&log).unwrap_or_default().contains("relative-ok"));
     let _ = std::fs::remove_dir_all(&dir);

@@ -3,7 +3,6 @@
 
 #![allow(dead_code)]
 
-use img_core::repo_policy::RepoPolicy;
 use img_worker::build::{Artifact, BuildError, BuildSpec, Builder, Executor};
 use img_worker::vm::{VmImage, VmLimits};
 use std::path::{Path, PathBuf};
@@ -25,11 +24,6 @@ pub fn fixture_repo() -> PathBuf {
     assert!(ok.success(), "tests/fixtures/make-repo failed");
     repo
 }
-
-/// Where the tests' web repositories listen (all of 127/8 is the loopback on Linux), and the
-/// `worker.repo_allow` entry that lets the proxy reach them, and nothing else on the host.
-pub const TEST_REPO_IP: &str = "127.0.0.2";
-pub const TEST_REPO_NET: &str = "127.0.0.2/32";
 
 /// One 128 MiB ext4 root with the fixture's core group.
 pub const LOOP_KS: &str = "part / --size=128 --fstype=ext4 --label=root
@@ -53,16 +47,14 @@ impl Case {
         std::fs::create_dir_all(dir.join("job")).expect("scratch");
         let creator = workspace().join("target/debug/img-creator");
         assert!(creator.is_file(), "build img-creator first (cargo build --workspace)");
-        let limits = VmLimits { memory_mb: 1024, cpus: 1, timeout, idle, kvm: img_worker::vm::use_kvm("auto") };
+        let limits = test_limits(timeout, idle);
         let executor = Executor::Vm {
             image: VmImage { dir: workspace().join(".build/vm") },
             limits,
             scratch: dir.join("vm-run"),
             ca_certs: img_worker::build::HOST_CA_CERTS.into(),
         };
-        // The tests' repositories listen on 127.0.0.2: the one non-public address they allow.
-        let policy = RepoPolicy { allow: vec![TEST_REPO_NET.parse().expect("prefix")], ..RepoPolicy::default() };
-        Case { builder: Builder { creator, cache: None, policy, timeout, executor }, dir }
+        Case { builder: Builder { creator, cache: None, timeout, executor, policy: fixture_policy() }, dir }
     }
 
     pub fn spec(&self, kickstart: String) -> BuildSpec {
@@ -92,6 +84,34 @@ impl Case {
         let mine = self.dir.display().to_string();
         let qemu = String::from_utf8_lossy(&ps.stdout).lines().any(|l| l.contains("qemu-system") && l.contains(&mine));
         assert!(!qemu, "a qemu of this test still runs");
+    }
+}
+
+/// The VM limits of the tests: small disks (builds here are small, and many run at once).
+pub fn test_limits(timeout: Duration, idle: Duration) -> VmLimits {
+    let w = img_core::config::WorkerConfig {
+        vm_memory_mb: 1024,
+        vm_cpus: 1,
+        vm_disk_mb: 4096,
+        output_max_mb: 1024,
+        disk_reserve_mb: 0,
+        ..Default::default()
+    };
+    VmLimits { timeout, idle, ..VmLimits::from_config(&w, 8 << 30) }
+}
+
+/// Where the tests' web repositories listen (all of 127/8 is the loopback on Linux), and the
+/// `worker.repo_allow` entry that lets the proxy reach them, and nothing else on the host.
+pub const TEST_REPO_IP: &str = "127.0.0.2";
+pub const TEST_REPO_NET: &str = "127.0.0.2/32";
+
+/// The administrator's word in the tests: the fixture repositories' folder is allowed, and
+/// the web repositories' address ([`TEST_REPO_NET`]).
+pub fn fixture_policy() -> img_core::repo_policy::RepoPolicy {
+    img_core::repo_policy::RepoPolicy {
+        local_repos: vec![workspace().join(".build/fixtures").display().to_string()],
+        allow: vec![TEST_REPO_NET.parse().expect("prefix")],
+        ..Default::default()
     }
 }
 
