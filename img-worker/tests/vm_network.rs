@@ -2,15 +2,16 @@
 //! `https://` repository (its certificate checked against a test CA) through the worker's
 //! repository proxy, and a `%post` reaches nothing else — not another service on the host's
 //! loopback (directly or through the proxy), not an outside name through the proxy. Only
-//! loopback addresses are ever connected to: the outside probe names a host under `.invalid`,
-//! which the proxy refuses before any lookup, and a direct connection anywhere but the proxy
-//! is cut by qemu's `restrict=on`, which the direct probes of the host show.
+//! loopback addresses are ever connected to: the repositories listen on 127.0.0.2, the one
+//! address the tests' `worker.repo_allow` opens; the outside probe names a host under
+//! `.invalid`, which the proxy refuses before any lookup, and a direct connection anywhere but
+//! the proxy is cut by qemu's `restrict=on`, which the direct probes of the host show.
 
 use img_worker::build::{Executor, CA_BUNDLE, LOG_FILE};
 use img_worker::cache::PackageCache;
 mod common;
 
-use common::{fixture_repo, no_cancel, Case, LOOP_KS};
+use common::{fixture_repo, no_cancel, Case, LOOP_KS, TEST_REPO_IP};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -26,10 +27,10 @@ fn served_count(served: &Served, suffix: &str) -> usize {
     served.lock().map(|s| s.iter().filter(|p| p.ends_with(suffix)).count()).unwrap_or(0)
 }
 
-/// A static file server for `root` on 127.0.0.1 (GET and HEAD, one request per connection);
-/// returns its port and the paths it served.
+/// A static file server for `root` on [`TEST_REPO_IP`] (GET and HEAD, one request per
+/// connection); returns its port and the paths it served.
 fn serve_files(root: PathBuf) -> (u16, Served) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let listener = TcpListener::bind((TEST_REPO_IP, 0)).expect("bind");
     let port = listener.local_addr().expect("addr").port();
     let served: Served = Arc::default();
     let count = served.clone();
@@ -88,7 +89,7 @@ fn count_connections() -> (u16, Arc<AtomicUsize>) {
     (port, seen)
 }
 
-/// `openssl s_server -WWW` serving `root` over https on 127.0.0.1 with a certificate from a
+/// `openssl s_server -WWW` serving `root` over https on [`TEST_REPO_IP`] with a certificate from a
 /// fresh test CA; `dir/ca/` gets the CA as a `ca-certificates.crt` bundle. Killed on drop.
 struct TlsServer {
     port: u16,
@@ -105,13 +106,13 @@ impl TlsServer {
             assert!(out.status.success(), "openssl {args}: {}", String::from_utf8_lossy(&out.stderr));
         };
         run("req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 2 -subj /CN=IMG-test-CA");
-        run("req -newkey rsa:2048 -nodes -keyout srv.key -out srv.csr -subj /CN=127.0.0.1");
-        std::fs::write(dir.join("san"), "subjectAltName=IP:127.0.0.1\n").expect("san");
+        run(&format!("req -newkey rsa:2048 -nodes -keyout srv.key -out srv.csr -subj /CN={TEST_REPO_IP}"));
+        std::fs::write(dir.join("san"), format!("subjectAltName=IP:{TEST_REPO_IP}\n")).expect("san");
         run("x509 -req -in srv.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out srv.crt -days 2 -extfile san");
         std::fs::copy(dir.join("ca.crt"), ca.join(CA_BUNDLE)).expect("bundle");
-        let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
+        let port = TcpListener::bind((TEST_REPO_IP, 0)).and_then(|l| l.local_addr()).expect("a free port").port();
         let child = Command::new("openssl")
-            .args(["s_server", "-quiet", "-WWW", "-accept", &format!("127.0.0.1:{port}")])
+            .args(["s_server", "-quiet", "-WWW", "-accept", &format!("{TEST_REPO_IP}:{port}")])
             .arg("-cert")
             .arg(dir.join("srv.crt"))
             .arg("-key")
@@ -124,7 +125,7 @@ impl TlsServer {
         let server = TlsServer { port, child };
         let up = (0..50).any(|_| {
             std::thread::sleep(Duration::from_millis(100));
-            TcpStream::connect(("127.0.0.1", port)).is_ok()
+            TcpStream::connect((TEST_REPO_IP, port)).is_ok()
         });
         assert!(up, "openssl s_server did not listen on {port}");
         server
@@ -147,10 +148,10 @@ fn the_guest_reaches_only_its_repositories() {
     if let Executor::Vm { ca_certs, .. } = &mut c.builder.executor {
         *ca_certs = c.dir.join("ca");
     }
-    let repo = format!("http://127.0.0.1:{repo_port}/");
+    let repo = format!("http://{TEST_REPO_IP}:{repo_port}/");
     // The same packages over https: dnf must load both repositories' metadata (through a
     // CONNECT tunnel and a plain GET) or the build fails.
-    let tls_repo = format!("repo --name=tls --baseurl=https://127.0.0.1:{}/\n", tls.port);
+    let tls_repo = format!("repo --name=tls --baseurl=https://{TEST_REPO_IP}:{}/\n", tls.port);
     // Each probe prints `NET-<name> REACHED` or `NET-<name> BLOCKED` (the script's own text
     // holds neither). `timeout`: busybox's wget has no -T, and a dropped SYN would hang (qemu
     // refuses at once; the margin is for the allowed fetch on a loaded host).
@@ -177,7 +178,7 @@ fn the_guest_reaches_only_its_repositories() {
     // The packages came over HTTP, through the proxy (the guest has no other way out).
     assert!(files.iter().any(|f| f.name.ends_with(".img")), "{files:?}");
     assert!(served_count(&served, "") >= 2, "repomd and primary were fetched over http\n{log}");
-    assert!(log.contains("allows 127.0.0.1:"), "{log}");
+    assert!(log.contains(&format!("allows {TEST_REPO_IP}:")), "{log}");
     assert!(log.contains("NET-repo REACHED"), "the allowed repository answers through the proxy\n{log}");
     for probe in ["repo-direct", "host", "proxy", "outside"] {
         assert!(log.contains(&format!("NET-{probe} BLOCKED")), "{probe} was not blocked\n{log}");
@@ -206,27 +207,35 @@ fn downloaded_packages_fill_the_shared_cache_for_the_next_build() {
     let mut c = Case::new("cache", Duration::from_secs(240), Duration::from_secs(60));
     let cache_dir = c.dir.join("cache");
     c.builder.cache = Some(PackageCache { dir: cache_dir.clone(), max_bytes: 1 << 30 });
-    // The guest cannot write into the shared cache itself.
-    let ks = LOOP_KS.replace("file://@FIXTURE_REPO@", &format!("http://127.0.0.1:{port}/"))
-        + "%post --nochroot\nif touch /var/cache/img-shared/planted 2>/dev/null; then echo CACHE-WRITABLE; \
-           else echo CACHE-READ-ONLY; fi\n%end\n";
+    // The proxy keeps the cache on the host: the guest has no cache folder to write to, and
+    // cannot leave files where the old design harvested from (`/job/cache-new`).
+    let ks = LOOP_KS.replace("file://@FIXTURE_REPO@", &format!("http://{TEST_REPO_IP}:{port}/"))
+        + "%post --nochroot\n(mkdir -p /job/cache-new/fixture/packages && \
+           echo planted > /job/cache-new/fixture/packages/busybox-9-9.x86_64.rpm) 2>/dev/null || true\n\
+           if ls -d /var/cache/img-shared 2>/dev/null; then echo CACHE-VISIBLE; else echo CACHE-ABSENT; fi\n%end\n";
 
     let first = c.build(ks.clone(), no_cancel());
     let log = std::fs::read_to_string(c.dir.join("job").join(LOG_FILE)).unwrap_or_default();
     first.unwrap_or_else(|e| panic!("{e}\n{log}"));
     let downloaded = served_count(&served, ".rpm");
     assert!(downloaded >= 3, "the first build downloads its packages: {:?}", served.lock().unwrap());
-    assert!(log.contains("CACHE-READ-ONLY") && !log.contains("cache cannot be mounted"), "{log}");
-    let cached: Vec<String> = walk(&cache_dir.join("x86_64")).into_iter().filter(|p| p.ends_with(".rpm")).collect();
-    assert_eq!(cached.len(), downloaded, "every downloaded package is cached: {cached:?}");
-    assert!(cached.iter().any(|p| p.contains("busybox")), "{cached:?}");
-    assert!(!cache_dir.join("x86_64/planted").exists() && !c.dir.join("job/cache-new").exists());
+    assert!(log.contains("CACHE-ABSENT"), "{log}");
+    let cached = walk(&cache_dir.join("x86_64"));
+    assert_eq!(cached.len(), downloaded, "every downloaded package is cached, nothing else: {cached:?}");
+    let entry = |p: &String| p.len() == 64 + 4 && p.ends_with(".rpm") && p[..64].bytes().all(|b| b.is_ascii_hexdigit());
+    assert!(cached.iter().all(entry), "only entries named by their URL's hash: {cached:?}");
+    let planted = b"planted\n".as_slice();
+    assert!(
+        cached.iter().all(|p| std::fs::read(cache_dir.join("x86_64").join(p)).ok().as_deref() != Some(planted)),
+        "the guest's file entered the cache"
+    );
 
     // The second build takes every package from the cache: only metadata is fetched.
     let second = c.build(ks, no_cancel());
     let log = std::fs::read_to_string(c.dir.join("job").join(LOG_FILE)).unwrap_or_default();
     second.unwrap_or_else(|e| panic!("{e}\n{log}"));
     assert_eq!(served_count(&served, ".rpm"), downloaded, "packages downloaded again:\n{log}");
+    assert_eq!(walk(&cache_dir.join("x86_64")).len(), downloaded);
     c.assert_gone();
 }
 

@@ -100,10 +100,17 @@ pub fn test_limits(timeout: Duration, idle: Duration) -> VmLimits {
     VmLimits { timeout, idle, ..VmLimits::from_config(&w, 8 << 30) }
 }
 
-/// The administrator's word in the tests: the fixture repositories' folder is allowed.
+/// Where the tests' web repositories listen (all of 127/8 is the loopback on Linux), and the
+/// `worker.repo_allow` entry that lets the proxy reach them, and nothing else on the host.
+pub const TEST_REPO_IP: &str = "127.0.0.2";
+pub const TEST_REPO_NET: &str = "127.0.0.2/32";
+
+/// The administrator's word in the tests: the fixture repositories' folder is allowed, and
+/// the web repositories' address ([`TEST_REPO_NET`]).
 pub fn fixture_policy() -> img_core::repo_policy::RepoPolicy {
     img_core::repo_policy::RepoPolicy {
         local_repos: vec![workspace().join(".build/fixtures").display().to_string()],
+        allow: vec![TEST_REPO_NET.parse().expect("prefix")],
         ..Default::default()
     }
 }
