@@ -555,7 +555,7 @@ fn local_repos(
             .collect();
         RepoPolicy { local_repos: allowed, ..RepoPolicy::default() }
             .check_local(&real.display().to_string())
-            .map_err(|m| why(m))?;
+            .map_err(why)?;
         if !out.iter().any(|(p, _)| p == path) {
             out.push((path.to_owned(), real));
         }

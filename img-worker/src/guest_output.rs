@@ -294,7 +294,7 @@ impl<R: Read> TarReader<R> {
 
     fn read_exact_vec(&mut self, n: u64) -> Result<Vec<u8>, OutputError> {
         let mut v = Vec::with_capacity(n as usize);
-        (&mut self.r).take(n).read_to_end(&mut v).map_err(|e| io_err(e))?;
+        (&mut self.r).take(n).read_to_end(&mut v).map_err(io_err)?;
         if (v.len() as u64) < n {
             return Err(OutputError::Truncated);
         }

@@ -530,6 +530,9 @@ pub async fn run_vm(
             _ => job_open = false,
         }
     }
+    if let Some(summary) = proxy.as_ref().and_then(RepoProxy::cache_summary) {
+        log.line(&summary).await;
+    }
     drop(proxy);
     while let Ok(line) = refusals.try_recv() {
         log.line(&line).await;
