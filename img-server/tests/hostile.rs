@@ -438,7 +438,7 @@ fn a_full_disk_fails_the_build_fast(backend: Backend) {
         // Meanwhile: reads, a refused submission and a missing job answer as they should.
         let jobs = s.http.get(s.api("/jobs")).send().expect("GET /jobs");
         assert_eq!(jobs.status(), 200);
-        assert_eq!(submit(&s, "garbage --x\n", "loop").status(), 422);
+        assert_eq!(submit(&s, "part / --size=big\n", "loop").status(), 422);
         assert_eq!(s.http.get(s.api("/jobs/999999")).send().expect("GET").status(), 404);
         let job = s.get_json(&format!("/jobs/{id}"));
         if fill_start.is_none() && text(&s, &format!("/jobs/{id}/log")).contains("HOSTILE-FILL-START") {
