@@ -9,6 +9,7 @@ pub mod db;
 pub mod mailer;
 pub mod pages;
 pub mod queue;
+mod repo_check;
 pub mod service;
 pub mod state;
 pub mod submit;

@@ -28,7 +28,10 @@ pub(crate) fn not_found(id: &str) -> ApiError {
 pub async fn submit(state: &AppState, sub: Submission) -> Result<JobView, ApiError> {
     let catalog = state.catalog.clone();
     let max = state.config.limits.max_upload_bytes;
-    let job = tokio::task::spawn_blocking(move || submit::prepare(sub, &catalog, max))
+    let repos = img_core::repo_policy::RepoPolicy::from_config(&state.config.worker)
+        .map_err(|e| ApiError::Internal(format!("worker repository settings: {e}")))?;
+    // Blocking: templates are read and `file://` folders resolved on disk.
+    let job = tokio::task::spawn_blocking(move || submit::prepare(sub, &catalog, max, &repos))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))??;
     let dir = state.job_dir(&job.id);

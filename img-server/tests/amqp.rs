@@ -64,8 +64,15 @@ async fn publish(conn: &Connection, key: &str, body: &str) {
 #[test]
 fn the_original_wire_format_both_ways() {
     let store = Store::new(Backend::PostgresAmqp);
+    // A template with no repository (the shipped examples name local mirrors this host lacks).
+    let templates = store.dir.join("templates");
+    std::fs::create_dir_all(&templates).expect("templates");
+    std::fs::write(templates.join("minimal-x86_64.ks"), format!("# SuggestedImageType: loop\n{SMALL_KS}"))
+        .expect("template");
+    let mut config = store.config();
+    config.kickstarter.templates = vec![templates.display().to_string()];
     // No worker: the test plays the original worker by hand.
-    let s = Server::start_with(store.config(), 0);
+    let s = Server::start_with(config, 0);
     let ks_job = id_of(s.submit_json(json!({"kickstart": SMALL_KS, "imagetype": "raw", "email": "a@example.org"})));
     let tpl_job = id_of(s.submit_json(json!({"template": "minimal-x86_64.ks", "imagetype": "loop"})));
     let third = id_of(s.submit_json(json!({"kickstart": SMALL_KS, "imagetype": "fs"})));
@@ -227,7 +234,7 @@ fn every_job_ends_after_a_broker_restart() {
     config.amqp_url = broker.url();
     let s = Server::start(config);
     let mut ids: Vec<String> = (0..3).map(|_| id_of(s.submit_json(fixture_job()))).collect();
-    let broken = json!({"kickstart": SMALL_KS, "imagetype": "fs", "extra_repos": ["file:///nonexistent/repo"]});
+    let broken = json!({"kickstart": SMALL_KS, "imagetype": "fs", "extra_repos": [format!("file://{}", support::not_a_repo().display())]});
     ids.push(id_of(s.submit_json(broken)));
 
     broker.down();

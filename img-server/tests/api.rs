@@ -162,7 +162,7 @@ fn cancel_retry_and_conflicts(backend: Backend) {
     assert_eq!(r.status(), 409, "a finished job cannot be cancelled");
     // Retry puts it back in the queue; a failed build records why.
     let r =
-        s.submit_json(json!({"kickstart": SMALL_KS, "imagetype": "fs", "extra_repos": ["file:///nonexistent/repo"]}));
+        s.submit_json(json!({"kickstart": SMALL_KS, "imagetype": "fs", "extra_repos": [format!("file://{}", support::not_a_repo().display())]}));
     let failing = r.json::<serde_json::Value>().unwrap()["id"].as_str().unwrap().to_owned();
     let job = s.wait_final(&failing, BUILD_TIMEOUT);
     assert_eq!(job["status"], "failed");
@@ -291,7 +291,83 @@ fn jobs_are_found_by_kickstart_type_and_age(backend: Backend) {
     }
 }
 
+/// Repositories a build must not reach are refused at submission, 422 naming the `repo` line:
+/// host folders outside `worker.local_repos` (also by `..` or a link), this machine by address
+/// or name, other schemes. Nothing is stored.
+fn unsafe_repositories_are_refused_with_their_line(backend: Backend) {
+    let store = Store::new(backend);
+    let mut config = store.config();
+    config.worker.embedded = "never".into();
+    let data = std::path::PathBuf::from(&config.data_dir);
+    std::fs::create_dir_all(&data).unwrap();
+    // A link inside an allowed folder to a host folder (its own name: tests run side by side).
+    let links = support::not_a_repo().join(format!("links-{}-{backend:?}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&links);
+    std::fs::create_dir_all(&links).unwrap();
+    std::os::unix::fs::symlink("/etc", links.join("etc")).unwrap();
+    let s = Server::start_with(config, 0);
+    let port = s.url.rsplit(':').next().unwrap().to_owned();
+    let allowed = support::not_a_repo().display().to_string();
+    let cases = [
+        ("file:///etc".to_owned(), "`/etc` is not under a folder worker.local_repos allows"),
+        (format!("file://{}", data.display()), "is not under a folder worker.local_repos allows"),
+        (format!("file://{allowed}/../../../../../../../../../../etc"), "`/etc` is not under"),
+        (format!("file://{allowed}/.."), "is not under a folder worker.local_repos allows"),
+        (format!("file://{}/etc", links.display()), "`/etc` is not under"),
+        ("file:///no/such/folder".to_owned(), "`/no/such/folder` does not exist on this server"),
+        (format!("http://127.0.0.1:{port}/"), "127.0.0.1 is a loopback address"),
+        ("http://[::1]/repo/".to_owned(), "::1 is a loopback address"),
+        ("http://[::ffff:127.0.0.1]/".to_owned(), "loopback address"),
+        ("http://localhost/repo/".to_owned(), "`localhost` is this machine"),
+        ("https://img.localhost/".to_owned(), "this machine"),
+        ("http://169.254.169.254/latest/".to_owned(), "link-local"),
+        ("ftp://ftp.example.org/repo/".to_owned(), "`ftp://` repositories are not supported"),
+        ("nfs://server/export".to_owned(), "`nfs://` repositories are not supported"),
+    ];
+    let refused = |r: reqwest::blocking::Response, needle: &str, line: u64, what: &str| {
+        assert_eq!(r.status(), 422, "{what}");
+        let body: serde_json::Value = r.json().unwrap();
+        let detail = body["detail"].as_str().unwrap_or_default();
+        assert!(detail.contains(needle), "{what}: `{needle}` not in `{detail}`");
+        assert_eq!(body["diagnostics"][0]["line"], line, "{what}: {body}");
+    };
+    for (url, needle) in &cases {
+        // In the kickstart (line 2), as a mirrorlist, through a token, and as an extra repository.
+        let ks = format!("part / --size=64 --fstype=ext4\nrepo --name=bad --baseurl={url}\n%packages\nbusybox\n%end\n");
+        let r = s.submit_json(json!({"kickstart": ks, "imagetype": "raw"}));
+        refused(r, &format!("kickstart.ks:2: repository bad: {url}: "), 2, url);
+        let ks =
+            format!("part / --size=64 --fstype=ext4\n#\nrepo --name=m --mirrorlist={url}\n%packages\nbusybox\n%end\n");
+        refused(s.submit_json(json!({"kickstart": ks, "imagetype": "raw"})), needle, 3, url);
+        let ks = "part / --size=64 --fstype=ext4\nrepo --name=t --baseurl=@URL@\n%packages\nbusybox\n%end\n";
+        refused(s.submit_json(json!({"kickstart": ks, "imagetype": "raw", "tokenmap": {"URL": url}})), needle, 2, url);
+        let r = s.submit_json(json!({"kickstart": SMALL_KS, "imagetype": "raw", "extra_repos": [url]}));
+        if url.starts_with("nfs:") {
+            // Not a repository URL at all: refused before it becomes a line.
+            assert_eq!(r.status(), 422, "{url}");
+        } else {
+            refused(r, "repository extra1", 5, url);
+        }
+    }
+    // The form's multipart upload and a template take the same check.
+    let ks = format!("repo --name=bad --baseurl=file:///etc\n{SMALL_KS}");
+    let form =
+        multipart::Form::new().part("ksfile", multipart::Part::text(ks).file_name("mine.ks")).text("imagetype", "raw");
+    refused(s.http.post(s.api("/jobs")).multipart(form).send().unwrap(), "mine.ks:1: repository bad", 1, "form");
+    let r =
+        s.submit_json(json!({"template": "demo-x86_64.ks", "imagetype": "raw", "tokenmap": {"FIXTURE_REPO": "/etc"}}));
+    refused(r, "demo-x86_64.ks:", 15, "template");
+    assert_eq!(s.get_json("/jobs")["total"], 0, "nothing was stored");
+    // What the policy allows still goes in.
+    let ok = format!("repo --name=ok --baseurl=file://{allowed}/\n{SMALL_KS}");
+    assert_eq!(s.submit_json(json!({"kickstart": ok, "imagetype": "raw"})).status(), 201);
+    let web = format!("repo --name=web --baseurl=https://repo.example.org/os/\n{SMALL_KS}");
+    assert_eq!(s.submit_json(json!({"kickstart": web, "imagetype": "raw"})).status(), 201);
+    let _ = std::fs::remove_dir_all(&links);
+}
+
 both_backends!(
+    unsafe_repositories_are_refused_with_their_line,
     submit_build_download,
     bad_input_is_refused_and_nothing_is_stored,
     cancel_retry_and_conflicts,
