@@ -6,6 +6,7 @@ pub mod api;
 pub mod auth;
 pub mod catalog;
 pub mod db;
+pub mod files;
 pub mod mailer;
 pub mod pages;
 pub mod queue;
