@@ -141,8 +141,27 @@ async fn move_to(state: &AppState, id: &str, to: JobState, change: Change) -> Re
 pub async fn cancel(state: &AppState, id: &str) -> Result<JobView, ApiError> {
     let change = Change { error: Some("cancelled by a user".into()), ..Default::default() };
     let view = move_to(state, id, JobState::Cancelled, change).await?;
+    mark_cancelled(state, &view.id, view.attempts).await;
     state.stop_build(&view.id);
     Ok(view)
+}
+
+/// Leaves `JOB/cancelled` (the attempt cancelled) for workers that share the job folders:
+/// one that takes the job's message later, or started after the cancel went out on the
+/// control fan-out, does not build it (see `img_worker::consumer`). A retry is a later
+/// attempt, which the marker does not stop.
+async fn mark_cancelled(state: &AppState, id: &str, attempt: i32) {
+    let dir = state.job_dir(id);
+    let path = dir.join(img_worker::consumer::CANCELLED_FILE);
+    let written = async {
+        tokio::fs::create_dir_all(&dir).await?;
+        let tmp = dir.join(format!(".{}.tmp", img_worker::consumer::CANCELLED_FILE));
+        tokio::fs::write(&tmp, format!("{attempt}\n")).await?;
+        tokio::fs::rename(&tmp, &path).await
+    };
+    if let Err(e) = written.await {
+        tracing::warn!(job = %id, "cannot mark the job cancelled in {}: {e}", path.display());
+    }
 }
 
 /// A failed or cancelled job, queued again.
@@ -163,12 +182,18 @@ pub async fn pin(state: &AppState, id: &str, pinned: bool) -> Result<JobView, Ap
 pub async fn delete(state: &AppState, id: &str) -> Result<(), ApiError> {
     let id = check_id(id)?;
     let key = id.clone();
+    let job = state.db.read(move |db| jobs::get(db, &key)).await?.ok_or_else(|| not_found(&id))?;
+    let key = id.clone();
     if !state.db.run(move |db| jobs::delete(db, &key)).await? {
         return Err(not_found(&id));
     }
     state.jobs_changed();
-    state.stop_build(&id);
     remove_files(state, &id).await;
+    // Its message may still wait in the broker: the folder keeps only the marker.
+    if matches!(job.state(), JobState::Queued | JobState::Running) {
+        mark_cancelled(state, &id, job.attempts).await;
+    }
+    state.stop_build(&id);
     Ok(())
 }
 

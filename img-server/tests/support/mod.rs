@@ -138,6 +138,11 @@ impl Store {
         }
     }
 
+    /// The RabbitMQ vhost of the scale-out backend.
+    pub fn vhost(&self) -> Option<&str> {
+        self.vhost.as_deref()
+    }
+
     pub fn config(&self) -> Config {
         let mut c = Config {
             database_url: self.url.clone(),
