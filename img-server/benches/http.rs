@@ -85,7 +85,7 @@ fn empty_server() -> String {
 fn submit_script(dir: &Path, pace_ms: u32) -> std::path::PathBuf {
     let ks = std::fs::read_to_string(support::workspace().join("kickstarts/demo-x86_64.ks")).expect("demo ks");
     let body = serde_json::json!({"kickstart": ks, "imagetype": "raw", "email": "bench@example.org",
-        "tokenmap": {"FIXTURE_REPO": "/srv/repo"}});
+        "tokenmap": {"FIXTURE_REPO": support::not_a_repo().display().to_string()}});
     let mut lua = format!(
         "wrk.method = \"POST\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.body = [==[{body}]==]\n"
     );
@@ -106,6 +106,8 @@ fn bench_config(store: &Store) -> Config {
     };
     // Submissions only: nothing is built during the benchmark.
     c.worker.embedded = "never".into();
+    // The submissions' `file://` repository must be allowed, or each is a quick 422.
+    c.worker.local_repos = support::local_repos();
     c
 }
 

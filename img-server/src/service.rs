@@ -4,6 +4,7 @@
 use crate::api::error::ApiError;
 use crate::api::view::{JobView, MailView};
 use crate::db::jobs::{self, Change, Refused};
+use crate::files::{self, Opened};
 use crate::state::AppState;
 use crate::submit::{self, Submission};
 use img_core::job::{Arch, ImageType, JobId, JobState};
@@ -28,7 +29,10 @@ pub(crate) fn not_found(id: &str) -> ApiError {
 pub async fn submit(state: &AppState, sub: Submission) -> Result<JobView, ApiError> {
     let catalog = state.catalog.clone();
     let max = state.config.limits.max_upload_bytes;
-    let job = tokio::task::spawn_blocking(move || submit::prepare(sub, &catalog, max))
+    let repos = img_core::repo_policy::RepoPolicy::from_config(&state.config.worker)
+        .map_err(|e| ApiError::Internal(format!("worker repository settings: {e}")))?;
+    // Blocking: templates are read and `file://` folders resolved on disk.
+    let job = tokio::task::spawn_blocking(move || submit::prepare(sub, &catalog, max, &repos))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))??;
     let dir = state.job_dir(&job.id);
@@ -137,8 +141,27 @@ async fn move_to(state: &AppState, id: &str, to: JobState, change: Change) -> Re
 pub async fn cancel(state: &AppState, id: &str) -> Result<JobView, ApiError> {
     let change = Change { error: Some("cancelled by a user".into()), ..Default::default() };
     let view = move_to(state, id, JobState::Cancelled, change).await?;
+    mark_cancelled(state, &view.id, view.attempts).await;
     state.stop_build(&view.id);
     Ok(view)
+}
+
+/// Leaves `JOB/cancelled` (the attempt cancelled) for workers that share the job folders:
+/// one that takes the job's message later, or started after the cancel went out on the
+/// control fan-out, does not build it (see `img_worker::consumer`). A retry is a later
+/// attempt, which the marker does not stop.
+async fn mark_cancelled(state: &AppState, id: &str, attempt: i32) {
+    let dir = state.job_dir(id);
+    let path = dir.join(img_worker::consumer::CANCELLED_FILE);
+    let written = async {
+        tokio::fs::create_dir_all(&dir).await?;
+        let tmp = dir.join(format!(".{}.tmp", img_worker::consumer::CANCELLED_FILE));
+        tokio::fs::write(&tmp, format!("{attempt}\n")).await?;
+        tokio::fs::rename(&tmp, &path).await
+    };
+    if let Err(e) = written.await {
+        tracing::warn!(job = %id, "cannot mark the job cancelled in {}: {e}", path.display());
+    }
 }
 
 /// A failed or cancelled job, queued again.
@@ -159,12 +182,18 @@ pub async fn pin(state: &AppState, id: &str, pinned: bool) -> Result<JobView, Ap
 pub async fn delete(state: &AppState, id: &str) -> Result<(), ApiError> {
     let id = check_id(id)?;
     let key = id.clone();
+    let job = state.db.read(move |db| jobs::get(db, &key)).await?.ok_or_else(|| not_found(&id))?;
+    let key = id.clone();
     if !state.db.run(move |db| jobs::delete(db, &key)).await? {
         return Err(not_found(&id));
     }
     state.jobs_changed();
-    state.stop_build(&id);
     remove_files(state, &id).await;
+    // Its message may still wait in the broker: the folder keeps only the marker.
+    if matches!(job.state(), JobState::Queued | JobState::Running) {
+        mark_cancelled(state, &id, job.attempts).await;
+    }
+    state.stop_build(&id);
     Ok(())
 }
 
@@ -197,31 +226,60 @@ pub async fn log(state: &AppState, id: &str, offset: u64, max: u64) -> Result<(V
         return Err(ApiError::BadRequest(format!("offset must be at most {MAX_LOG_OFFSET}")));
     }
     let view = get(state, id).await?;
-    let path = state.attempt_dir(&view.id, view.attempts).join(img_worker::build::LOG_FILE);
-    let data = match tokio::fs::File::open(&path).await {
-        Ok(f) => {
-            use tokio::io::{AsyncReadExt, AsyncSeekExt};
-            let mut f = f;
-            let len = f.metadata().await.map_err(|e| ApiError::Internal(e.to_string()))?.len();
-            let mut buf = Vec::new();
-            // Past the end there is nothing yet (and seeking far past it can fail).
-            if offset < len {
-                f.seek(std::io::SeekFrom::Start(offset)).await.map_err(|e| ApiError::Internal(e.to_string()))?;
-                f.take(max).read_to_end(&mut buf).await.map_err(|e| ApiError::Internal(e.to_string()))?;
-            }
-            buf
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(ApiError::Internal(format!("{}: {e}", path.display()))),
-    };
+    let dir = state.attempt_dir(&view.id, view.attempts);
+    let data = read_log(dir, Some(offset), max).await?;
     let next = offset + data.len() as u64;
     Ok((data, next, view))
 }
 
+/// At most `max` bytes of `dir`'s build log from `offset` (`None`: its last `max` bytes).
+/// A log that is a link, a FIFO or anything but a regular file reads as empty.
+async fn read_log(dir: PathBuf, offset: Option<u64>, max: u64) -> Result<Vec<u8>, ApiError> {
+    tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Seek};
+        let path = dir.join(img_worker::build::LOG_FILE);
+        let internal = |e: std::io::Error| ApiError::Internal(format!("{}: {e}", path.display()));
+        let mut f = match files::open_below(&dir, &[img_worker::build::LOG_FILE]).map_err(internal)? {
+            Opened::File(f) => f,
+            Opened::Missing => return Ok(Vec::new()),
+            Opened::Refused(what) => {
+                warn_once(&what);
+                return Ok(Vec::new());
+            }
+        };
+        let len = f.metadata().map_err(internal)?.len();
+        let start = offset.unwrap_or(len.saturating_sub(max));
+        // Exactly what is read: readers of big logs add up.
+        let mut buf = Vec::with_capacity(usize::try_from(len.saturating_sub(start).min(max)).unwrap_or(0));
+        // Past the end there is nothing yet (and seeking far past it can fail).
+        if start < len {
+            f.seek(std::io::SeekFrom::Start(start)).map_err(internal)?;
+            f.take(max).read_to_end(&mut buf).map_err(internal)?;
+        }
+        Ok(buf)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?
+}
+
+/// Logs a refused job file once (readers poll: one line per poll would flood the log).
+fn warn_once(what: &str) {
+    static SEEN: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let Ok(mut seen) = SEEN.lock() else { return };
+    if seen.iter().any(|s| s == what) {
+        return;
+    }
+    if seen.len() >= 1024 {
+        seen.clear();
+    }
+    seen.push(what.to_owned());
+    tracing::warn!("not serving {what}: not a regular file (a link, a FIFO or a folder left by a build)");
+}
+
 /// The last `n` lines of the job's current log (for failure mail).
 pub async fn log_tail(state: &AppState, view: &JobView, n: usize) -> Vec<String> {
-    let path = state.attempt_dir(&view.id, view.attempts).join(img_worker::build::LOG_FILE);
-    let Some(tail) = img_worker::build::read_tail(&path, 16 * 1024).await else { return Vec::new() };
+    let dir = state.attempt_dir(&view.id, view.attempts);
+    let Ok(tail) = read_log(dir, None, 16 * 1024).await else { return Vec::new() };
     let text = String::from_utf8_lossy(&tail);
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     lines[lines.len().saturating_sub(n)..].iter().map(|l| (*l).to_owned()).collect()
@@ -236,15 +294,35 @@ pub async fn mails(state: &AppState, id: &str) -> Result<Vec<MailView>, ApiError
     Ok(mails.iter().map(MailView::from).collect())
 }
 
-/// The file of artifact `name` of job `id`; only names the job recorded are served.
-pub async fn artifact_path(state: &AppState, id: &str, name: &str) -> Result<(PathBuf, String), ApiError> {
+/// The file of artifact `name` of job `id`, opened (no link followed, a regular file), with
+/// its path and sha256; only names the job recorded are served.
+pub async fn artifact_file(
+    state: &AppState,
+    id: &str,
+    name: &str,
+) -> Result<(std::fs::File, PathBuf, String), ApiError> {
     let view = get(state, id).await?;
     let art =
         view.artifacts.iter().find(|a| a.name == name).ok_or_else(|| {
             ApiError::NotFound(format!("job {} has no artifact `{}`", view.id, name.escape_default()))
         })?;
-    Ok((
-        state.attempt_dir(&view.id, view.attempts).join(img_worker::build::OUT_DIR).join(&art.name),
-        art.sha256.clone(),
-    ))
+    let dir = state.attempt_dir(&view.id, view.attempts);
+    let (file_name, sha256) = (art.name.clone(), art.sha256.clone());
+    let path = dir.join(img_worker::build::OUT_DIR).join(&file_name);
+    let opened = {
+        let (dir, file_name) = (dir.clone(), file_name.clone());
+        tokio::task::spawn_blocking(move || files::open_below(&dir, &[img_worker::build::OUT_DIR, &file_name]))
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?
+    };
+    let gone = || ApiError::NotFound(format!("artifact `{}` is gone", file_name.escape_default()));
+    match opened {
+        Ok(Opened::File(f)) => Ok((f, path, sha256)),
+        Ok(Opened::Missing) => Err(gone()),
+        Ok(Opened::Refused(what)) => {
+            warn_once(&what);
+            Err(gone())
+        }
+        Err(e) => Err(ApiError::Internal(format!("{}: {e}", path.display()))),
+    }
 }

@@ -11,6 +11,7 @@ use img_core::job::{Arch, ImageType, JobId, JobState};
 use img_core::kickstart::{self, is_token_name, ParseOptions, TokenMap};
 use img_core::kickstarter::{self, RenderRequest, Select};
 use img_core::overlay::Overlay;
+use img_core::repo_policy::RepoPolicy;
 use img_core::source::NoFiles;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -51,7 +52,6 @@ pub enum TokenMapInput {
 
 const MAX_NAME: usize = 64;
 
-/// Checks `sub` and makes the job row to store (state `queued`).
 /// Most addresses one job notifies.
 const MAX_RECIPIENTS: usize = 10;
 
@@ -70,7 +70,9 @@ fn email_list(field: &str) -> Result<String, ApiError> {
     Ok(addresses.join(", "))
 }
 
-pub fn prepare(sub: Submission, catalog: &Catalog, max_bytes: u64) -> Result<Job, ApiError> {
+/// Checks `sub` against the catalog, the size limit and the repository policy, and makes the
+/// job row to store (state `queued`).
+pub fn prepare(sub: Submission, catalog: &Catalog, max_bytes: u64, repos: &RepoPolicy) -> Result<Job, ApiError> {
     let tokens = token_map(&sub.tokenmap)?;
     let overlay = match sub.overlay.as_deref().map(str::trim).filter(|o| !o.is_empty()) {
         Some(text) => Some(img_core::overlay::parse(text).map_err(|e| ApiError::invalid(format!("overlay: {e}")))?),
@@ -130,6 +132,13 @@ pub fn prepare(sub: Submission, catalog: &Catalog, max_bytes: u64) -> Result<Job
             }
         }
     };
+
+    // What the worker will reach: the kickstart as built, with the job's tokens.
+    let refused = crate::repo_check::check(&built.kickstart, &built.file, &tokens, repos);
+    if let Some(first) = refused.first() {
+        let message = format!("{}:{}: {}", first.file, first.line, first.message);
+        return Err(ApiError::Invalid { message, diagnostics: refused });
+    }
 
     let imagetype = sub
         .imagetype
@@ -191,6 +200,8 @@ enum Source {
 
 struct Built {
     kickstart: String,
+    /// The name diagnostics about `kickstart` give it.
+    file: String,
     suggested_type: Option<String>,
     suggested_arch: Option<String>,
     default_name: String,
@@ -281,6 +292,7 @@ fn kickstart_job(text: &str, file: &str, tokens: &TokenMap, overlay: Option<&Ove
         suggested_type: ks.mic_options.get("f").or_else(|| ks.mic_options.get("format")).cloned(),
         suggested_arch: ks.mic_options.get("arch").cloned(),
         kickstart: ks.to_text(),
+        file: file.to_owned(),
         default_name: sanitize_name(file.trim_end_matches(".ks")),
     })
 }
@@ -334,6 +346,7 @@ fn render_template(
         suggested_type: k.mic_options.get("f").cloned().or_else(|| k.headers.get("SuggestedImageType").cloned()),
         suggested_arch: k.mic_options.get("arch").cloned(),
         kickstart: ks.text.clone(),
+        file: ks.file_name.clone(),
         default_name: sanitize_name(ks.file_name.trim_end_matches(".ks")),
     })
 }
@@ -358,7 +371,7 @@ mod tests {
     }
 
     fn err(s: Submission) -> ApiError {
-        prepare(s, &Catalog::default(), 1 << 20).unwrap_err()
+        prepare(s, &Catalog::default(), 1 << 20, &RepoPolicy::default()).unwrap_err()
     }
 
     #[test]
@@ -377,7 +390,7 @@ mod tests {
         let mut s = sub(KS);
         s.overlay = Some("gcc,-vim".into());
         s.ks_filename = Some("my image.ks".into());
-        let job = prepare(s, &Catalog::default(), 1 << 20).unwrap();
+        let job = prepare(s, &Catalog::default(), 1 << 20, &RepoPolicy::default()).unwrap();
         assert_eq!((job.state.as_str(), job.kind.as_str(), job.imagetype.as_str()), ("queued", "ks", "raw"));
         assert_eq!(job.name, "my-image");
         assert!(job.kickstart.contains("gcc\n") && job.kickstart.contains("-vim\n"), "{}", job.kickstart);
@@ -402,7 +415,7 @@ mod tests {
         let mut s = sub(KS);
         s.overlay = Some("gcc,,@".into());
         assert!(err(s).to_string().starts_with("overlay:"));
-        let e = prepare(sub(&"#".repeat(2000)), &Catalog::default(), 1000).unwrap_err();
+        let e = prepare(sub(&"#".repeat(2000)), &Catalog::default(), 1000, &RepoPolicy::default()).unwrap_err();
         assert!(matches!(e, ApiError::TooLarge(_)));
         let mut s = sub(KS);
         s.template = None;

@@ -44,17 +44,26 @@ async fn running_at(state: &AppState, id: &str, attempt: u32) -> Result<Job, Api
 /// Writes `data` at byte `offset` of the job's build log and returns the log's new size.
 /// `offset` must be the log's current size (a repeated chunk gets 409 with `X-Log-Size`, where
 /// the worker goes on), or 0: an attempt's first chunk starts the log afresh, as a build does.
+/// The log stops at `worker.log_max_mb`: the rest is taken and dropped (the worker goes on
+/// from the size answered), with a note once in the log.
 pub async fn append_log(state: &AppState, id: &str, attempt: u32, offset: u64, data: &[u8]) -> Result<u64, ApiError> {
     let job = running_at(state, id, attempt).await?;
     let dir = state.attempt_dir(&job.id, job.attempts);
     let path = dir.join(LOG_FILE);
     let internal = |e: std::io::Error| ApiError::Internal(format!("{}: {e}", path.display()));
+    let max_mb = state.config.worker.log_max_mb;
+    let max = max_mb.saturating_mul(1 << 20);
     let _one_at_a_time = LOG_APPEND.lock().await;
-    let size = match tokio::fs::metadata(&path).await {
+    let size = match tokio::fs::symlink_metadata(&path).await {
         Ok(m) => m.len(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
         Err(e) => return Err(internal(e)),
     };
+    let end = offset.saturating_add(data.len() as u64);
+    // Full (longer than the limit: the note is written): nothing more is kept.
+    if offset != 0 && size > max && offset >= max {
+        return Ok(end);
+    }
     if offset != 0 && offset != size {
         return Err(ApiError::UploadRefused {
             message: format!("offset {offset} is not the end of the log ({size} bytes): send from there"),
@@ -64,15 +73,28 @@ pub async fn append_log(state: &AppState, id: &str, attempt: u32, offset: u64, d
         });
     }
     tokio::fs::create_dir_all(&dir).await.map_err(internal)?;
-    let mut f =
-        tokio::fs::OpenOptions::new().create(true).write(true).truncate(false).open(&path).await.map_err(internal)?;
+    let mut f = tokio::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(false)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&path)
+        .await
+        .map_err(internal)?;
     if offset == 0 {
         f.set_len(0).await.map_err(internal)?;
     }
     f.seek(std::io::SeekFrom::Start(offset)).await.map_err(internal)?;
-    f.write_all(data).await.map_err(internal)?;
+    let room = usize::try_from(max.saturating_sub(offset)).unwrap_or(usize::MAX);
+    f.write_all(&data[..data.len().min(room)]).await.map_err(internal)?;
+    if data.len() > room {
+        tracing::warn!(job = %job.id, "the build log reached worker.log_max_mb ({max_mb} MiB): the rest is dropped");
+        let note =
+            format!("\nimg-server: the log reached worker.log_max_mb ({max_mb} MiB); the rest of it is not kept\n");
+        f.write_all(note.as_bytes()).await.map_err(internal)?;
+    }
     f.flush().await.map_err(internal)?;
-    Ok(offset + data.len() as u64)
+    Ok(end)
 }
 
 /// A file being received; removed unless it was moved into place.

@@ -64,8 +64,15 @@ async fn publish(conn: &Connection, key: &str, body: &str) {
 #[test]
 fn the_original_wire_format_both_ways() {
     let store = Store::new(Backend::PostgresAmqp);
+    // A template with no repository (the shipped examples name local mirrors this host lacks).
+    let templates = store.dir.join("templates");
+    std::fs::create_dir_all(&templates).expect("templates");
+    std::fs::write(templates.join("minimal-x86_64.ks"), format!("# SuggestedImageType: loop\n{SMALL_KS}"))
+        .expect("template");
+    let mut config = store.config();
+    config.kickstarter.templates = vec![templates.display().to_string()];
     // No worker: the test plays the original worker by hand.
-    let s = Server::start_with(store.config(), 0);
+    let s = Server::start_with(config, 0);
     let ks_job = id_of(s.submit_json(json!({"kickstart": SMALL_KS, "imagetype": "raw", "email": "a@example.org"})));
     let tpl_job = id_of(s.submit_json(json!({"template": "minimal-x86_64.ks", "imagetype": "loop"})));
     let third = id_of(s.submit_json(json!({"kickstart": SMALL_KS, "imagetype": "fs"})));
@@ -227,7 +234,7 @@ fn every_job_ends_after_a_broker_restart() {
     config.amqp_url = broker.url();
     let s = Server::start(config);
     let mut ids: Vec<String> = (0..3).map(|_| id_of(s.submit_json(fixture_job()))).collect();
-    let broken = json!({"kickstart": SMALL_KS, "imagetype": "fs", "extra_repos": ["file:///nonexistent/repo"]});
+    let broken = json!({"kickstart": SMALL_KS, "imagetype": "fs", "extra_repos": [format!("file://{}", support::not_a_repo().display())]});
     ids.push(id_of(s.submit_json(broken)));
 
     broker.down();
@@ -433,4 +440,81 @@ fn a_template_job_with_an_overlay_is_built_in_a_vm() {
     assert!(left.is_empty(), "overlays left: {left:?}");
     let ps = Command::new("ps").args(["-eo", "args"]).output().expect("ps");
     assert!(!String::from_utf8_lossy(&ps.stdout).lines().any(|l| l.contains("qemu-system") && l.contains(&id)));
+}
+
+/// Messages ready and unacked in `queue` of the store's vhost.
+fn queue_depth(store: &Store, queue: &str) -> (u64, u64) {
+    let vhost = store.vhost().expect("a vhost");
+    let out = Command::new("rabbitmqctl")
+        .args(["-q", "list_queues", "-p", vhost, "name", "messages_ready", "messages_unacknowledged"])
+        .output()
+        .expect("rabbitmqctl runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let line = text.lines().find(|l| l.split_whitespace().next() == Some(queue)).unwrap_or_default();
+    let n: Vec<u64> = line.split_whitespace().skip(1).filter_map(|n| n.parse().ok()).collect();
+    (n.first().copied().unwrap_or(0), n.get(1).copied().unwrap_or(0))
+}
+
+/// A cancel reaches jobs still waiting in the broker: 50 cancelled before any worker runs
+/// (the worker finds the server's mark in the job folder), 50 while the only worker is busy
+/// (it heard them on the control fan-out; their marks are removed to show it). None of the 100
+/// is built, no VM starts for any, and every message is answered and acked.
+#[test]
+fn cancelled_jobs_are_never_built() {
+    let store = Store::new(Backend::PostgresAmqp);
+    let mut config = store.config();
+    config.worker.concurrency = 1;
+    let mut s = Server::start_with(config.clone(), 0);
+    let slow = id_of(s.submit_json(slow_fixture_job(120)));
+    let ids: Vec<String> =
+        (0..100).map(|_| id_of(s.submit_json(json!({"kickstart": SMALL_KS, "imagetype": "fs"})))).collect();
+    let t0 = Instant::now();
+    while queue_depth(&store, "image_queue").0 < 101 {
+        assert!(t0.elapsed() < Duration::from_secs(60), "not all 101 jobs reached the broker");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let cancel = |s: &Server, id: &str| {
+        let r = s.http.post(s.api(&format!("/jobs/{id}/cancel"))).send().expect("cancel");
+        assert_eq!(r.status(), 200, "cancel {id}");
+    };
+    for id in &ids[..50] {
+        cancel(&s, id);
+    }
+
+    // One worker, kept busy by the slow job (first in the queue) while the rest are cancelled.
+    s.workers.push(support::Worker::spawn(&Config { base_url: s.url.clone(), ..config.clone() }, 0));
+    s.wait_status(&slow, "running", BUILD_TIMEOUT);
+    let jobs_dir = PathBuf::from(&config.data_dir).join("jobs");
+    for id in &ids[50..] {
+        cancel(&s, id);
+        std::fs::remove_file(jobs_dir.join(id).join("cancelled")).expect("the server marked the job");
+    }
+    // The cancels are on the fan-out before the worker is free again.
+    std::thread::sleep(Duration::from_secs(2));
+    cancel(&s, &slow);
+
+    for id in ids.iter().chain([&slow]) {
+        let job = s.wait_final(id, BUILD_TIMEOUT);
+        assert_eq!(job["status"], "cancelled", "{job}");
+    }
+    let t0 = Instant::now();
+    while queue_depth(&store, "image_queue") != (0, 0) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "image_queue still holds {:?}{}",
+            queue_depth(&store, "image_queue"),
+            s.worker_logs()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let log = std::fs::read_to_string(&s.workers[0].log).expect("worker log");
+    assert_eq!(log.matches("build VM started").count(), 1, "only the slow job's VM{}", s.worker_logs());
+    assert_eq!(log.matches("was cancelled before it started: not built").count(), 100, "{}", s.worker_logs());
+    assert_eq!(log.matches("heard on the control fan-out").count(), 50, "{}", s.worker_logs());
+    assert_eq!(log.matches("building fs `").count(), 1, "{}", s.worker_logs());
+    // Nothing is left running or unanswered for any of them.
+    for id in &ids {
+        let job = s.get_json(&format!("/jobs/{id}"));
+        assert_eq!((job["status"].as_str(), job["attempts"].as_i64()), (Some("cancelled"), Some(1)));
+    }
 }

@@ -162,7 +162,7 @@ fn cancel_retry_and_conflicts(backend: Backend) {
     assert_eq!(r.status(), 409, "a finished job cannot be cancelled");
     // Retry puts it back in the queue; a failed build records why.
     let r =
-        s.submit_json(json!({"kickstart": SMALL_KS, "imagetype": "fs", "extra_repos": ["file:///nonexistent/repo"]}));
+        s.submit_json(json!({"kickstart": SMALL_KS, "imagetype": "fs", "extra_repos": [format!("file://{}", support::not_a_repo().display())]}));
     let failing = r.json::<serde_json::Value>().unwrap()["id"].as_str().unwrap().to_owned();
     let job = s.wait_final(&failing, BUILD_TIMEOUT);
     assert_eq!(job["status"], "failed");
@@ -291,7 +291,325 @@ fn jobs_are_found_by_kickstart_type_and_age(backend: Backend) {
     }
 }
 
+/// Repositories a build must not reach are refused at submission, 422 naming the `repo` line:
+/// host folders outside `worker.local_repos` (also by `..` or a link), this machine by address
+/// or name, other schemes. Nothing is stored.
+fn unsafe_repositories_are_refused_with_their_line(backend: Backend) {
+    let store = Store::new(backend);
+    let mut config = store.config();
+    config.worker.embedded = "never".into();
+    let data = std::path::PathBuf::from(&config.data_dir);
+    std::fs::create_dir_all(&data).unwrap();
+    // A link inside an allowed folder to a host folder (its own name: tests run side by side).
+    let links = support::not_a_repo().join(format!("links-{}-{backend:?}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&links);
+    std::fs::create_dir_all(&links).unwrap();
+    std::os::unix::fs::symlink("/etc", links.join("etc")).unwrap();
+    let s = Server::start_with(config, 0);
+    let port = s.url.rsplit(':').next().unwrap().to_owned();
+    let allowed = support::not_a_repo().display().to_string();
+    let cases = [
+        ("file:///etc".to_owned(), "`/etc` is not under a folder worker.local_repos allows"),
+        (format!("file://{}", data.display()), "is not under a folder worker.local_repos allows"),
+        (format!("file://{allowed}/../../../../../../../../../../etc"), "`/etc` is not under"),
+        (format!("file://{allowed}/.."), "is not under a folder worker.local_repos allows"),
+        (format!("file://{}/etc", links.display()), "`/etc` is not under"),
+        ("file:///no/such/folder".to_owned(), "`/no/such/folder` does not exist on this server"),
+        (format!("http://127.0.0.1:{port}/"), "127.0.0.1 is a loopback address"),
+        ("http://[::1]/repo/".to_owned(), "::1 is a loopback address"),
+        ("http://[::ffff:127.0.0.1]/".to_owned(), "loopback address"),
+        ("http://localhost/repo/".to_owned(), "`localhost` is this machine"),
+        ("https://img.localhost/".to_owned(), "this machine"),
+        ("http://169.254.169.254/latest/".to_owned(), "link-local"),
+        ("ftp://ftp.example.org/repo/".to_owned(), "`ftp://` repositories are not supported"),
+        ("nfs://server/export".to_owned(), "`nfs://` repositories are not supported"),
+    ];
+    let refused = |r: reqwest::blocking::Response, needle: &str, line: u64, what: &str| {
+        assert_eq!(r.status(), 422, "{what}");
+        let body: serde_json::Value = r.json().unwrap();
+        let detail = body["detail"].as_str().unwrap_or_default();
+        assert!(detail.contains(needle), "{what}: `{needle}` not in `{detail}`");
+        assert_eq!(body["diagnostics"][0]["line"], line, "{what}: {body}");
+    };
+    for (url, needle) in &cases {
+        // In the kickstart (line 2), as a mirrorlist, through a token, and as an extra repository.
+        let ks = format!("part / --size=64 --fstype=ext4\nrepo --name=bad --baseurl={url}\n%packages\nbusybox\n%end\n");
+        let r = s.submit_json(json!({"kickstart": ks, "imagetype": "raw"}));
+        refused(r, &format!("kickstart.ks:2: repository bad: {url}: "), 2, url);
+        let ks =
+            format!("part / --size=64 --fstype=ext4\n#\nrepo --name=m --mirrorlist={url}\n%packages\nbusybox\n%end\n");
+        refused(s.submit_json(json!({"kickstart": ks, "imagetype": "raw"})), needle, 3, url);
+        let ks = "part / --size=64 --fstype=ext4\nrepo --name=t --baseurl=@URL@\n%packages\nbusybox\n%end\n";
+        refused(s.submit_json(json!({"kickstart": ks, "imagetype": "raw", "tokenmap": {"URL": url}})), needle, 2, url);
+        let r = s.submit_json(json!({"kickstart": SMALL_KS, "imagetype": "raw", "extra_repos": [url]}));
+        if url.starts_with("nfs:") {
+            // Not a repository URL at all: refused before it becomes a line.
+            assert_eq!(r.status(), 422, "{url}");
+        } else {
+            refused(r, "repository extra1", 5, url);
+        }
+    }
+    // The form's multipart upload and a template take the same check.
+    let ks = format!("repo --name=bad --baseurl=file:///etc\n{SMALL_KS}");
+    let form =
+        multipart::Form::new().part("ksfile", multipart::Part::text(ks).file_name("mine.ks")).text("imagetype", "raw");
+    refused(s.http.post(s.api("/jobs")).multipart(form).send().unwrap(), "mine.ks:1: repository bad", 1, "form");
+    let r =
+        s.submit_json(json!({"template": "demo-x86_64.ks", "imagetype": "raw", "tokenmap": {"FIXTURE_REPO": "/etc"}}));
+    refused(r, "demo-x86_64.ks:", 15, "template");
+    assert_eq!(s.get_json("/jobs")["total"], 0, "nothing was stored");
+    // What the policy allows still goes in.
+    let ok = format!("repo --name=ok --baseurl=file://{allowed}/\n{SMALL_KS}");
+    assert_eq!(s.submit_json(json!({"kickstart": ok, "imagetype": "raw"})).status(), 201);
+    let web = format!("repo --name=web --baseurl=https://repo.example.org/os/\n{SMALL_KS}");
+    assert_eq!(s.submit_json(json!({"kickstart": web, "imagetype": "raw"})).status(), 201);
+    let _ = std::fs::remove_dir_all(&links);
+}
+
+/// A queued job (no worker takes it) and its attempt folder, for tests that write job files.
+fn queued_job(s: &Server, store: &Store, token: &str) -> (String, std::path::PathBuf) {
+    let body = json!({"kickstart": SMALL_KS, "imagetype": "raw"});
+    let r = s.http.post(s.api("/jobs")).bearer_auth(token).json(&body).send().unwrap();
+    assert_eq!(r.status(), 201);
+    let id = r.json::<serde_json::Value>().unwrap()["id"].as_str().unwrap().to_owned();
+    let dir = store.dir.join("data/jobs").join(&id).join("attempt-1");
+    std::fs::create_dir_all(&dir).unwrap();
+    (id, dir)
+}
+
+/// A build owns its attempt folder and may leave links and FIFOs where the server expects its
+/// log and images: none of them is followed or waited on.
+fn job_files_that_are_links_are_not_served(backend: Backend) {
+    use img_core::job::JobState;
+    use img_server::db::jobs::{self, Artifact, Change};
+    let store = Store::new(backend);
+    let mut config = store.config();
+    config.worker.embedded = "never".into();
+    let canary = store.dir.join("canary");
+    std::fs::write(&canary, "CANARY-SECRET-1b7e\n").unwrap();
+    let s = Server::start_with(config, 0);
+    let (id, dir) = queued_job(&s, &store, "");
+    std::os::unix::fs::symlink(&canary, dir.join("build.log")).unwrap();
+    let get = |path: &str| s.http.get(format!("{}{path}", s.url)).send().unwrap();
+    let log = get(&format!("/api/v1/jobs/{id}/log"));
+    assert_eq!((log.status().as_u16(), log.headers()["x-next-offset"].to_str().unwrap()), (200, "0"));
+    assert_eq!(log.text().unwrap(), "");
+    assert!(!get(&format!("/job/{id}")).text().unwrap().contains("CANARY"), "the job page shows the host file");
+    // A FIFO must not hang the reader (nobody ever writes it).
+    std::fs::remove_file(dir.join("build.log")).unwrap();
+    let fifo = std::ffi::CString::new(dir.join("build.log").display().to_string()).unwrap();
+    // SAFETY: a valid path string; mkfifo only creates the FIFO.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    assert_eq!(get(&format!("/api/v1/jobs/{id}/log")).text().unwrap(), "");
+
+    // A done job whose recorded images are links (the file, or the `out` folder itself).
+    let db = img_server::db::Db::open(&store.url).unwrap();
+    jobs::transition(&db, &id, JobState::Running, Change::default()).unwrap().unwrap();
+    let art = |name: &str| Artifact { job_id: id.clone(), name: name.into(), size: 19, sha256: String::new() };
+    jobs::finish_done(&db, &id, &[art("img.raw"), art("canary")], Change::default()).unwrap().unwrap();
+    std::fs::create_dir_all(dir.join("out")).unwrap();
+    std::os::unix::fs::symlink(&canary, dir.join("out/img.raw")).unwrap();
+    std::fs::remove_file(dir.join("build.log")).unwrap();
+    std::os::unix::fs::symlink(&canary, dir.join("build.log")).unwrap();
+    let r = get(&format!("/api/v1/jobs/{id}/artifacts/img.raw"));
+    assert_eq!(r.status(), 404);
+    assert!(!r.text().unwrap().contains("CANARY"));
+    let events = get(&format!("/api/v1/jobs/{id}/events")).text().unwrap();
+    assert!(events.contains("\"status\":\"done\"") && !events.contains("CANARY"), "{events}");
+    std::fs::remove_dir_all(dir.join("out")).unwrap();
+    std::os::unix::fs::symlink(store.dir.clone(), dir.join("out")).unwrap();
+    let r = get(&format!("/api/v1/jobs/{id}/artifacts/canary"));
+    assert_eq!(r.status(), 404, "served through a linked out/ folder");
+    // A real file is served as before.
+    std::fs::remove_file(dir.join("out")).unwrap();
+    std::fs::create_dir_all(dir.join("out")).unwrap();
+    std::fs::write(dir.join("out/img.raw"), "an image, 19 bytes\n").unwrap();
+    assert_eq!(get(&format!("/api/v1/jobs/{id}/artifacts/img.raw")).text().unwrap(), "an image, 19 bytes\n");
+}
+
+/// In upload mode a worker cannot grow the server's copy of a log past `worker.log_max_mb`: the
+/// rest is taken and dropped, with one note, and the worker goes on as if it were kept.
+fn an_uploaded_log_stops_at_log_max_mb(backend: Backend) {
+    use img_core::job::JobState;
+    use img_server::db::jobs::{self, Change};
+    let store = Store::new(backend);
+    let mut config = store.config();
+    config.worker.embedded = "never".into();
+    config.worker.log_max_mb = 1;
+    let db = img_server::db::Db::open(&store.url).unwrap();
+    let (secret, hash) = img_server::auth::generate();
+    assert!(img_server::db::tokens::insert(&db, "worker", &hash).unwrap());
+    let s = Server::start_with(config, 0);
+    let (id, dir) = queued_job(&s, &store, &secret);
+    jobs::transition(&db, &id, JobState::Running, Change::default()).unwrap().unwrap();
+    let chunk = vec![b'l'; 700 * 1024];
+    let put = |offset: usize| {
+        let url = s.api(&format!("/jobs/{id}/log?attempt=1&offset={offset}"));
+        s.http.put(url).bearer_auth(&secret).body(chunk.clone()).send().unwrap()
+    };
+    for i in 0..6 {
+        let r = put(i * chunk.len());
+        assert_eq!(r.status(), 200, "chunk {i}");
+        assert_eq!(r.headers()["x-log-size"].to_str().unwrap(), ((i + 1) * chunk.len()).to_string());
+    }
+    let log = std::fs::read_to_string(dir.join("build.log")).unwrap();
+    let note = "img-server: the log reached worker.log_max_mb (1 MiB)";
+    assert_eq!(log.matches(note).count(), 1, "one note");
+    assert!(log.len() < (1 << 20) + 200, "{} bytes kept", log.len());
+    assert_eq!(log.find('\n').unwrap(), 1 << 20, "the first MiB is kept whole");
+    // Below the limit the offset contract holds; offset 0 starts afresh.
+    assert_eq!(put(100).status(), 409);
+    assert_eq!(put(0).status(), 200);
+    assert_eq!(std::fs::metadata(dir.join("build.log")).unwrap().len(), chunk.len() as u64);
+}
+
+fn status_kb(pid: u32, key: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let line = status.lines().find(|l| l.starts_with(key)).unwrap_or_default();
+    line.split_whitespace().nth(1).and_then(|n| n.parse().ok()).unwrap_or(0)
+}
+
+/// A 60 MB log with one 50 MB line, read to its end by 60 event streams and 10 `/log` readers
+/// at once: the real img-server process stays under 100 MB of memory.
+fn log_readers_stay_bounded_on_a_huge_line(backend: Backend) {
+    use std::io::{Read, Write};
+    let store = Store::new(backend);
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("http://127.0.0.1:{port}");
+    let data = store.dir.join("data");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_img-server"))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("IMG_LOG", "warn")
+        .env("IMG_LISTEN", format!("127.0.0.1:{port}"))
+        .env("IMG_BASE_URL", &url)
+        .env("IMG_DATA_DIR", &data)
+        .env("IMG_DATABASE_URL", &store.url)
+        .env("IMG_AMQP_URL", &store.amqp_url)
+        .env("IMG_WORKER_EMBEDDED", "never")
+        .env("IMG_KICKSTARTER_TEMPLATES", support::workspace().join("kickstarts"))
+        .stderr(std::fs::File::create(store.dir.join("server.log")).unwrap())
+        .spawn()
+        .expect("img-server starts");
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let pid = child.id();
+    let http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(300)).build().unwrap();
+    let t0 = std::time::Instant::now();
+    let id = loop {
+        if let Ok(r) =
+            http.post(format!("{url}/api/v1/jobs")).json(&json!({"kickstart": SMALL_KS, "imagetype": "raw"})).send()
+        {
+            break r.json::<serde_json::Value>().unwrap()["id"].as_str().unwrap().to_owned();
+        }
+        assert!(t0.elapsed() < Duration::from_secs(20), "img-server did not come up");
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("img-server exited: {status}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let _server = Kill(child);
+    // Ended, so every stream reads to the end and closes.
+    assert_eq!(http.post(format!("{url}/api/v1/jobs/{id}/cancel")).send().unwrap().status(), 200);
+    let dir = data.join("jobs").join(&id).join("attempt-1");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut log = std::io::BufWriter::new(std::fs::File::create(dir.join("build.log")).unwrap());
+    let lines = |log: &mut std::io::BufWriter<std::fs::File>, from: usize| {
+        for n in from..from + 50_000 {
+            writeln!(log, "line {n:08} {}", "-".repeat(85)).unwrap();
+        }
+    };
+    lines(&mut log, 0);
+    log.write_all(&vec![b'x'; 50 << 20]).unwrap();
+    log.write_all(b"\n").unwrap();
+    lines(&mut log, 50_000);
+    drop(log);
+    let size = std::fs::metadata(dir.join("build.log")).unwrap().len();
+    assert!(size > 59_000_000, "{size}");
+    let before = status_kb(pid, "VmRSS:");
+
+    let readers: Vec<_> = (0..70)
+        .map(|n| {
+            let (http, url, id) = (http.clone(), url.clone(), id.clone());
+            std::thread::spawn(move || {
+                if n < 60 {
+                    let mut r = http.get(format!("{url}/api/v1/jobs/{id}/events")).send().unwrap();
+                    let (mut buf, mut total, mut longest, mut line) = (vec![0u8; 64 * 1024], 0u64, 0usize, 0usize);
+                    let (mut text_end, mut head) = (Vec::new(), Vec::new());
+                    loop {
+                        let k = r.read(&mut buf).unwrap();
+                        if k == 0 {
+                            break;
+                        }
+                        total += k as u64;
+                        for &b in &buf[..k] {
+                            line = if b == b'\n' { 0 } else { line + 1 };
+                            longest = longest.max(line);
+                        }
+                        if head.len() < 1 << 20 {
+                            head.extend_from_slice(&buf[..k]);
+                        }
+                        text_end.extend_from_slice(&buf[..k]);
+                        let keep = text_end.len().saturating_sub(4096);
+                        text_end.drain(..keep);
+                    }
+                    let end = String::from_utf8_lossy(&text_end).into_owned();
+                    assert!(end.contains("line 00099999"), "{end}");
+                    let head = String::from_utf8_lossy(&head).into_owned();
+                    assert!(head.contains("\"status\":\"cancelled\""), "{head:.2000}");
+                    assert!(longest < 17 * 1024, "an event line of {longest} bytes");
+                    total
+                } else {
+                    let (mut offset, mut total) = (0u64, 0u64);
+                    loop {
+                        // A loaded debug build may drop a connection it did not read in time: ask again.
+                        let get = || http.get(format!("{url}/api/v1/jobs/{id}/log?offset={offset}")).send()?.bytes();
+                        let body = get().or_else(|_| get()).or_else(|_| get()).expect("GET /log");
+                        if body.is_empty() {
+                            break;
+                        }
+                        offset += body.len() as u64;
+                        total += body.len() as u64;
+                    }
+                    total
+                }
+            })
+        })
+        .collect();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut peak = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = status_kb(pid, "VmRSS:").max(peak);
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            peak
+        })
+    };
+    let totals: Vec<u64> = readers.into_iter().map(|r| r.join().expect("a reader failed")).collect();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let peak = sampler.join().unwrap();
+    let hwm = status_kb(pid, "VmHWM:");
+    eprintln!(
+        "{backend:?}: img-server RSS before {before} kB, sampled peak {peak} kB, VmHWM {hwm} kB, in {:?}",
+        t0.elapsed()
+    );
+    assert!(totals[60..].iter().all(|&t| t == size), "every /log reader read the whole log");
+    assert!(hwm < 100 * 1024, "img-server grew to {hwm} kB reading one log");
+}
+
 both_backends!(
+    job_files_that_are_links_are_not_served,
+    an_uploaded_log_stops_at_log_max_mb,
+    log_readers_stay_bounded_on_a_huge_line,
+    unsafe_repositories_are_refused_with_their_line,
     submit_build_download,
     bad_input_is_refused_and_nothing_is_stored,
     cancel_retry_and_conflicts,

@@ -118,7 +118,7 @@ fn success_and_failure_are_mailed_to_the_right_people() {
 
     let good = id_of(s.submit_json(job("alice@example.org, bob@example.org")));
     let mut broken = job("carol@example.org");
-    broken["extra_repos"] = json!(["file:///nonexistent/repo"]);
+    broken["extra_repos"] = json!([format!("file://{}", support::not_a_repo().display())]);
     let bad = id_of(s.submit_json(broken));
     let silent = id_of(s.submit_json(job("")));
     let done = s.wait_final(&good, BUILD_TIMEOUT);

@@ -87,6 +87,7 @@ pub async fn run(settings: WorkerSettings, mut shutdown: watch::Receiver<bool>) 
         publisher: RwLock::new(None),
         building: Mutex::new(HashMap::new()),
         cancels: Mutex::new(HashMap::new()),
+        cancelled: Mutex::new(CancelList::default()),
     });
     let mut tasks = JoinSet::new();
     let mut backoff = Backoff::default();
@@ -116,14 +117,67 @@ struct Ctx {
     building: Mutex<HashMap<String, watch::Receiver<bool>>>,
     /// Running builds by job id, to stop one when its job is cancelled.
     cancels: Mutex<HashMap<String, watch::Sender<bool>>>,
+    /// Every job cancel heard on the control fan-out since this worker started, so a job
+    /// cancelled while it waited in the queue is not built when its message comes.
+    cancelled: Mutex<CancelList>,
 }
 
 impl Ctx {
+    /// Stops the build of `id` if this worker runs it.
     fn cancel(&self, id: &str) {
         if let Some(tx) = self.cancels.lock().ok().as_ref().and_then(|c| c.get(id)) {
             tracing::info!(job = %id, "cancelled: stopping the build");
             let _ = tx.send(true);
         }
+    }
+
+    /// A cancel from the server: remembered, and the build stopped if it runs here.
+    fn cancelled(&self, id: &str) {
+        if let Ok(mut list) = self.cancelled.lock() {
+            list.add(id);
+        }
+        self.cancel(id);
+    }
+
+    /// When `id` was last cancelled (a number that grows with each cancel heard), if it was.
+    fn cancelled_at(&self, id: &str) -> Option<u64> {
+        self.cancelled.lock().ok().and_then(|l| l.get(id))
+    }
+
+    fn cancels_heard(&self) -> u64 {
+        self.cancelled.lock().map(|l| l.seq).unwrap_or(0)
+    }
+}
+
+/// The most job cancels remembered (the oldest are forgotten first).
+const CANCELS_KEPT: usize = 100_000;
+
+/// Cancelled job ids in the order heard, bounded by [`CANCELS_KEPT`].
+#[derive(Default)]
+struct CancelList {
+    /// Counts cancels heard; each id keeps the count of its last one.
+    seq: u64,
+    ids: HashMap<String, u64>,
+    order: std::collections::VecDeque<(String, u64)>,
+}
+
+impl CancelList {
+    fn add(&mut self, id: &str) {
+        self.seq += 1;
+        self.ids.insert(id.to_owned(), self.seq);
+        self.order.push_back((id.to_owned(), self.seq));
+        while self.order.len() > CANCELS_KEPT {
+            if let Some((old, seq)) = self.order.pop_front() {
+                // Only if not cancelled again since.
+                if self.ids.get(&old) == Some(&seq) {
+                    self.ids.remove(&old);
+                }
+            }
+        }
+    }
+
+    fn get(&self, id: &str) -> Option<u64> {
+        self.ids.get(id).copied()
     }
 }
 
@@ -156,7 +210,7 @@ async fn session(
             c = control.next() => {
                 match c {
                     Some(Ok(d)) => match wire::decode::<ControlMessage>("control", &d.data) {
-                        Ok(m) => ctx.cancel(&m.cancel),
+                        Ok(m) => ctx.cancelled(&m.cancel),
                         Err(e) => tracing::warn!("ignoring a control message: {e}"),
                     },
                     Some(Err(e)) => return Err(e.into()),
@@ -315,11 +369,17 @@ async fn image(ctx: &Arc<Ctx>, job: ImageJob, stop: watch::Receiver<bool>) -> Re
         return Ok(Some(answer));
     }
 
+    let heard = ctx.cancels_heard();
+    if let Some(why) = unwanted(ctx, &job.id, attempt).await {
+        tracing::info!("job {} was cancelled before it started: not built ({why})", job.id);
+        return Ok(Some(not_built(s, &job.id, attempt, &why)));
+    }
+
     let (done_tx, done_rx) = watch::channel(false);
     if let Ok(mut b) = ctx.building.lock() {
         b.insert(key.clone(), done_rx);
     }
-    let answer = build(ctx, &job, attempt, &dir, stop).await;
+    let answer = build(ctx, &job, attempt, &dir, stop, heard).await;
     if let Some(answer) = &answer {
         if let Err(e) = write_answer(&saved, answer).await {
             tracing::warn!("cannot save the answer in {}: {e}", saved.display());
@@ -338,6 +398,7 @@ async fn build(
     attempt: u32,
     dir: &Path,
     mut stop: watch::Receiver<bool>,
+    heard: u64,
 ) -> Option<Vec<Outgoing>> {
     let s = &ctx.settings;
     let spec = BuildSpec {
@@ -386,6 +447,10 @@ async fn build(
     let (cancel_tx, cancel_rx) = watch::channel(false);
     if let Ok(mut c) = ctx.cancels.lock() {
         c.insert(job.id.clone(), cancel_tx);
+    }
+    // A cancel heard after the check above, before the build could be stopped: stop it now.
+    if ctx.cancelled_at(&job.id).is_some_and(|at| at > heard) {
+        ctx.cancel(&job.id);
     }
     let run = s.builder.run(&spec, dir, cancel_rx);
     tokio::pin!(run);
@@ -558,6 +623,65 @@ async fn append_failure(log: &Path, error: &str) {
     }
 }
 
+/// The marker the server leaves in a job's folder when it cancels or deletes the job: its
+/// content is the attempt cancelled (see img-server's `service::cancel`).
+pub const CANCELLED_FILE: &str = "cancelled";
+
+/// Why job `id` at `attempt` must not be built, if it must not: cancelled (heard on the
+/// control fan-out, marked in its folder, or so the server says), finished, deleted or
+/// re-queued since. A cancel heard here is confirmed where the server can say (a cancelled
+/// job can be retried, as a later attempt).
+async fn unwanted(ctx: &Ctx, id: &str, attempt: u32) -> Option<String> {
+    let s = &ctx.settings;
+    let heard = ctx.cancelled_at(id).is_some();
+    match &s.upload {
+        Some(uploader) => match uploader.job_state(id).await {
+            Ok(Some(state)) if state.attempts > i64::from(attempt) => {
+                Some(format!("the job is at attempt {}", state.attempts))
+            }
+            Ok(Some(state)) if matches!(state.status.as_str(), "cancelled" | "failed" | "done") => {
+                Some(format!("the server says it is {}", state.status))
+            }
+            Ok(Some(_)) => None,
+            Ok(None) => Some("the server has no such job".into()),
+            Err(e) => {
+                tracing::debug!("cannot ask the server whether job {id} is still wanted: {e}");
+                heard.then(|| "cancelled (heard on the control fan-out)".into())
+            }
+        },
+        None => {
+            let marker = job_dir(&s.jobs_dir, id)?.join(CANCELLED_FILE);
+            match tokio::fs::read_to_string(&marker).await {
+                Ok(text) => match text.trim().parse::<u32>() {
+                    Ok(cancelled) if cancelled < attempt => None,
+                    _ => Some(format!("marked in {}", marker.display())),
+                },
+                Err(_) => heard.then(|| "cancelled (heard on the control fan-out)".into()),
+            }
+        }
+    }
+}
+
+/// The answer for a job not built: a `status_queue` message saying it is cancelled, which
+/// the server takes as news only (its job is cancelled, gone or moved on already).
+fn not_built(s: &WorkerSettings, id: &str, attempt: u32, why: &str) -> Vec<Outgoing> {
+    let status = StatusMessage {
+        status: JobState::Cancelled.legacy_status().into(),
+        id: id.into(),
+        url: Some(job_url(s, id)),
+        log: None,
+        image: None,
+        error: Some(format!("cancelled before it started: not built ({why})")),
+        arch: None,
+        name: None,
+        state: Some(JobState::Cancelled),
+        attempt: Some(attempt),
+        worker: Some(s.worker_id.clone()),
+        wire_version: wire::WIRE_VERSION,
+    };
+    vec![Outgoing::new(RESULT_EXCHANGE, STATUS_KEY, &status)]
+}
+
 /// `error_queue` and `status_queue` answers for a failed job.
 fn failure(s: &WorkerSettings, id: &str, attempt: Option<u32>, error: &str) -> Vec<Outgoing> {
     let url = format!("{}/log", api_url(s, id));
@@ -618,4 +742,24 @@ async fn append(path: &Path, text: &str) -> std::io::Result<()> {
     use tokio::io::AsyncWriteExt;
     let mut f = tokio::fs::OpenOptions::new().create(true).append(true).open(path).await?;
     f.write_all(text.as_bytes()).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cancel_list_forgets_the_oldest_first() {
+        let mut l = CancelList::default();
+        l.add("a");
+        l.add("b");
+        l.add("a");
+        assert_eq!((l.get("a"), l.get("b"), l.get("c")), (Some(3), Some(2), None));
+        for n in 0..CANCELS_KEPT {
+            l.add(&n.to_string());
+        }
+        assert_eq!((l.get("a"), l.get("b")), (None, None));
+        assert_eq!(l.ids.len(), CANCELS_KEPT);
+        assert!(l.get("0").is_some() && l.order.len() == CANCELS_KEPT);
+    }
 }

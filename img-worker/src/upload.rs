@@ -85,6 +85,26 @@ impl Uploader {
         format!("{}/api/v1/jobs/{id}", self.server)
     }
 
+    /// What the server says of job `id` (`None`: it has no such job). Asked before a build
+    /// starts, so a job cancelled while it waited is not built.
+    pub async fn job_state(&self, id: &str) -> Result<Option<ServerJob>, UploadError> {
+        let failed = |e: reqwest::Error| UploadError::Client(error_chain(&e));
+        let resp = self
+            .client
+            .get(self.job_url(id))
+            .bearer_auth(&self.token)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .map_err(failed)?;
+        if resp.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let resp = resp.error_for_status().map_err(failed)?;
+        let body = resp.bytes().await.map_err(failed)?;
+        serde_json::from_slice(&body).map(Some).map_err(|e| UploadError::Client(format!("the job's state: {e}")))
+    }
+
     /// One log chunk at `offset`.
     async fn log_chunk(&self, id: &str, attempt: u32, offset: u64, chunk: Vec<u8>) -> Answer {
         let request = self
@@ -150,6 +170,13 @@ impl Uploader {
             }
         }
     }
+}
+
+/// The fields of the server's job view a worker reads.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct ServerJob {
+    pub status: String,
+    pub attempts: i64,
 }
 
 /// Reads a response: what happened, and for a 409 which kind.

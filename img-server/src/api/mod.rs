@@ -154,10 +154,9 @@ async fn artifact(
 ) -> Result<HttpResponse, ApiError> {
     auth::check(&req, &state, Access::Read).await?;
     let (id, name) = path.into_inner();
-    let (file, sha256) = service::artifact_path(&state, &id, &name).await?;
-    let named = actix_files::NamedFile::open_async(&file)
-        .await
-        .map_err(|e| ApiError::NotFound(format!("artifact `{name}` is gone: {e}")))?
+    let (file, path, sha256) = service::artifact_file(&state, &id, &name).await?;
+    let named = actix_files::NamedFile::from_file(file, &path)
+        .map_err(|e| ApiError::Internal(format!("{}: {e}", path.display())))?
         .use_etag(sha256.is_empty())
         .use_last_modified(true)
         .set_content_type(mime::APPLICATION_OCTET_STREAM)

@@ -41,6 +41,22 @@ pub fn fixture_repo() -> PathBuf {
     .clone()
 }
 
+/// An empty folder beside the fixture repository: a `file://` repository the server takes
+/// (it is under `worker.local_repos`) whose build fails ("repo unreachable").
+pub fn not_a_repo() -> PathBuf {
+    let dir = workspace().join(".build/fixtures/not-a-repo");
+    std::fs::create_dir_all(&dir).expect("not-a-repo folder");
+    dir
+}
+
+/// The `file://` folders test servers allow (`worker.local_repos`): exactly the fixtures'.
+pub fn local_repos() -> Vec<String> {
+    // Not made here: make-repo renames its repository into place (the server resolves the
+    // allowed folders at each submission).
+    let repo = workspace().join(".build/fixtures/repo");
+    vec![repo.display().to_string(), not_a_repo().display().to_string()]
+}
+
 /// SHA-256 of `bytes` in lowercase hex, as the API shows it.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::{Digest, Sha256};
@@ -122,6 +138,11 @@ impl Store {
         }
     }
 
+    /// The RabbitMQ vhost of the scale-out backend.
+    pub fn vhost(&self) -> Option<&str> {
+        self.vhost.as_deref()
+    }
+
     pub fn config(&self) -> Config {
         let mut c = Config {
             database_url: self.url.clone(),
@@ -131,6 +152,7 @@ impl Store {
         };
         c.kickstarter.templates = vec![workspace().join("kickstarts").display().to_string()];
         c.worker.creator = creator().display().to_string();
+        c.worker.local_repos = local_repos();
         // One base VM for every test (vm/build makes it once; it is current afterwards).
         c.worker.vm_dir = workspace().join(".build/vm").display().to_string();
         c
