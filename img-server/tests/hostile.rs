@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::{fixture_repo, workspace, Backend, Server, Store};
+use support::{fixture_repo, Backend, Server, Store};
 
 const BUILD_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -67,14 +67,10 @@ fn snapshot(dir: &Path) -> BTreeMap<String, String> {
     out
 }
 
-/// The server's configuration for these tests: the fixture repositories allowed, small VM
-/// disks, the log capped at 16 MiB.
+/// The test servers' configuration (the fixture repositories allowed, small VM disks), the
+/// log capped at 16 MiB.
 fn config(store: &Store) -> img_core::config::Config {
     let mut c = store.config();
-    c.worker.local_repos = vec![workspace().join(".build/fixtures").display().to_string()];
-    c.worker.vm_disk_mb = 4096;
-    c.worker.output_max_mb = 1024;
-    c.worker.disk_reserve_mb = 0;
     c.worker.log_max_mb = 16;
     c
 }
@@ -214,7 +210,7 @@ fn host_folders_are_not_repositories(backend: Backend) {
         let r = submit(&s, &ks, "loop");
         assert_eq!(r.status(), 422, "file://{dir}");
         let body = r.text().expect("body");
-        assert!(body.contains(":2") && body.contains("local_repos"), "{body}");
+        assert!(body.contains(":2") && body.contains("repository evil"), "{body}");
     }
     let jobs = s.get_json("/jobs");
     assert_eq!(jobs["jobs"].as_array().map(Vec::len), Some(0), "nothing was stored: {jobs}");

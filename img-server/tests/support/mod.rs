@@ -155,6 +155,11 @@ impl Store {
         c.worker.local_repos = local_repos();
         // One base VM for every test (vm/build makes it once; it is current afterwards).
         c.worker.vm_dir = workspace().join(".build/vm").display().to_string();
+        // Small VM disks: test builds are small, and several VMs run at once (each is
+        // promised its disks' whole size on start).
+        c.worker.vm_disk_mb = 4096;
+        c.worker.output_max_mb = 1024;
+        c.worker.disk_reserve_mb = 0;
         c
     }
 }
