@@ -126,13 +126,25 @@ cat {c}/secret 2>/dev/null && echo 'HOSTILE: read the canary'
 true
 %end
 %post --nochroot --interpreter=/bin/sh
-R=/var/tmp/img-result
-ln -s {c}/secret $R/out/stolen.img
-ln -s {c}/target $R/out/SHA256SUMS
-ln -sf {c}/secret $R/creator.stderr
-touch \"$R/out/evil
-* * * * * root touch {c}/pwned\"
-mkdir -p $R/out/sub $R/cache-new && echo x > $R/out/sub/f && ln -s {c}/etc $R/cache-new/etc
+# The guest agent's own tar is replaced: this build writes the output disk itself, with
+# links to host files, a checksum file aimed at one, a name full of newlines, a hard link,
+# a folder, and a member named by the canary's absolute path.
+cp /usr/bin/tar /usr/bin/tar.real
+mkdir -p {c}/etc && echo 'evil::0:0::/:/bin/sh' > {c}/etc/passwd
+cat > /usr/bin/tar <<'TAR'
+#!/bin/sh
+mkdir -p /tmp/evil/out && cd /tmp/evil || exit 1
+cp /var/tmp/img-result/out/* out/
+echo 0 > exit-code
+ln -s {c}/secret out/stolen.img
+ln -s {c}/target out/SHA256SUMS
+printf 'x' > 'out/evil
+* * * * * root touch pwned'
+ln out/root.img out/hard.img
+mkdir -p out/sub && echo x > out/sub/f
+exec /usr/bin/tar.real --format=gnu --sparse -P -cf /dev/vdb exit-code out {c}/etc/passwd
+TAR
+chmod +x /usr/bin/tar
 echo 'HOSTILE: planted'
 %end
 "
@@ -164,10 +176,14 @@ echo 'HOSTILE: planted'
     for seen in [
         "IMG-GUEST-READY",
         "HOSTILE: /job is read-only",
-        "HOSTILE: 9p mounts: job repo0 \n",
+        "HOSTILE: 9p mounts: job repo0\n",
         "HOSTILE: planted",
         "skipped `out/stolen.img`: not a regular file",
-        "skipped `out/evil\\n* * * * * root touch",
+        "skipped `out/SHA256SUMS`: not a regular file",
+        "skipped `out/hard.img`: not a regular file",
+        "skipped `out/evil\\n* * * * * root touch pwned`: not a plain file name",
+        "skipped `out/sub/f`: not a plain file name",
+        "/etc/passwd`: not a plain file name",
     ] {
         assert!(log.contains(seen), "the log lacks {seen:?}:\n{log}");
     }
@@ -337,12 +353,17 @@ fn the_proxy_reaches_only_allowed_repositories(backend: Backend) {
         eprintln!("no name other than localhost resolves to loopback in /etc/hosts: rebinding probe skipped");
         return;
     };
-    let ks = format!("part / --size=64 --fstype=ext4\nrepo --name=rebind --baseurl=http://{name}:{port}/\n%packages\n@core\n%end\n");
+    let ks = format!(
+        "part / --size=64 --fstype=ext4\nrepo --name=rebind --baseurl=http://{name}:{port}/\n%packages\n@core\n%end\n"
+    );
     let id = submit_ok(&s, &ks);
     let job = s.wait_final(&id, BUILD_TIMEOUT);
     let log = text(&s, &format!("/jobs/{id}/log"));
     assert_eq!(job["status"], "failed", "{job}");
-    assert!(log.contains(&format!("{name} resolves to no allowed address")) && log.contains("is a loopback address"), "{log}");
+    assert!(
+        log.contains(&format!("{name} resolves to no allowed address")) && log.contains("is a loopback address"),
+        "{log}"
+    );
     assert_eq!(hits.load(Ordering::SeqCst), 0, "a host service was reached by name");
 }
 
@@ -352,17 +373,21 @@ fn loopback_name() -> Option<String> {
     hosts.lines().map(|l| l.split('#').next().unwrap_or("")).find_map(|l| {
         let mut words = l.split_whitespace();
         let ip: std::net::IpAddr = words.next()?.parse().ok()?;
-        let name = words.find(|n| !n.contains("localhost") && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.'))?;
+        let name = words.find(|n| {
+            !n.contains("localhost") && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+        })?;
         ip.is_loopback().then(|| name.to_owned())
     })
 }
 
-/// Attack 7: a 50 MB console line and a 1 GB log, far more than the cap, with 60 SSE readers: the
-/// log stops at `worker.log_max_mb` with a note, the line is cut, and the server's memory
-/// stays bounded (this process's RSS, the server and its readers, under 100 MB).
+/// Attack 7: a 50 MB console line and a 1 GB log, far more than the cap, with 60 SSE
+/// readers: the log stops at `worker.log_max_mb` with a note, the line is cut, and the real
+/// img-server process (with the embedded worker, or beside an img-worker) stays under 100 MB.
 fn log_floods_cost_no_memory(backend: Backend) {
     let store = Store::new(backend);
-    let s = Server::start(config(&store));
+    let s = support::ServerProcess::start(config(&store));
+    let http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(30)).build().expect("client");
+    let api = |path: &str| format!("{}/api/v1{path}", s.url);
     let ks = format!(
         "{BASE_KS}%pre --interpreter=/bin/sh
 # Straight into the pipe the guest agent copies onto the job log port, past img-creator's own
@@ -374,48 +399,51 @@ for p in /proc/[0-9]*; do [ \"$(readlink $p/fd/1)\" = /dev/vport0p1 ] && pipe=$p
 %end
 "
     );
-    let id = submit_ok(&s, &ks);
-    s.wait_status(&id, "running", BUILD_TIMEOUT);
+    let body = serde_json::json!({
+        "kickstart": ks, "imagetype": "loop", "name": "flood",
+        "tokenmap": {"FIXTURE_REPO": fixture_repo().display().to_string()},
+    });
+    let created: serde_json::Value = http.post(api("/jobs")).json(&body).send().expect("POST").json().expect("json");
+    let id = created["id"].as_str().expect("id").to_owned();
+    let status = || -> String {
+        let job: serde_json::Value = http.get(api(&format!("/jobs/{id}"))).send().expect("GET").json().expect("json");
+        job["status"].as_str().unwrap_or_default().to_owned()
+    };
+    let t0 = Instant::now();
+    while status() == "queued" {
+        assert!(t0.elapsed() < BUILD_TIMEOUT, "never started");
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let readers: Vec<_> = (0..60)
         .map(|_| {
-            let (url, stop) = (s.api(&format!("/jobs/{id}/events")), stop.clone());
+            let (url, stop) = (api(&format!("/jobs/{id}/events")), stop.clone());
             std::thread::spawn(move || drain(&url, &stop))
         })
         .collect();
-    let mut peak = 0;
-    let t0 = Instant::now();
-    loop {
-        peak = peak.max(rss_kib());
-        let job = s.get_json(&format!("/jobs/{id}"));
-        if matches!(job["status"].as_str(), Some("done" | "failed" | "cancelled")) {
-            break;
-        }
-        assert!(t0.elapsed() < BUILD_TIMEOUT, "still {}", job["status"]);
-        std::thread::sleep(Duration::from_millis(200));
+    while !matches!(status().as_str(), "done" | "failed" | "cancelled") {
+        assert!(t0.elapsed() < BUILD_TIMEOUT, "the flood build did not end");
+        std::thread::sleep(Duration::from_millis(500));
     }
     // The readers reach the end of the log (at most a minute more), then stop.
     let t1 = Instant::now();
     while readers.iter().any(|r| !r.is_finished()) && t1.elapsed() < Duration::from_secs(60) {
-        peak = peak.max(rss_kib());
         std::thread::sleep(Duration::from_millis(200));
     }
     stop.store(true, Ordering::SeqCst);
     for r in readers {
         let _ = r.join();
     }
-    peak = peak.max(rss_kib());
-    let job = s.get_json(&format!("/jobs/{id}"));
-    assert_eq!(job["status"], "done", "{job}");
-    let log_path = job_out_dir(&store, &s, &id).with_file_name("build.log");
-    let size = std::fs::metadata(&log_path).expect("log").len();
-    assert!(size <= 16 << 20 | 4096, "the log is {size} bytes");
-    let head = std::fs::read(&log_path).expect("log");
-    let head = String::from_utf8_lossy(&head);
-    assert!(head.contains("[img-worker: line cut at 8192 bytes]"), "the long line was not cut");
-    assert!(head.contains("the log reached its limit"), "no note of the cap");
-    eprintln!("log flood: peak RSS {} MiB with 60 SSE readers, log {size} bytes", peak / 1024);
-    assert!(peak < 100 * 1024, "RSS rose to {} MiB", peak / 1024);
+    let peak = s.status_kib("VmHWM:");
+    assert_eq!(status(), "done");
+    let attempt = store.dir.join("data/jobs").join(&id).join("attempt-1/build.log");
+    let size = std::fs::metadata(&attempt).expect("log").len();
+    let text = String::from_utf8_lossy(&std::fs::read(&attempt).expect("log")).into_owned();
+    assert!(text.contains("[img-worker: line cut at 8192 bytes]"), "the long line was not cut");
+    assert!(text.contains("the log reached its limit"), "no note of the cap");
+    assert!(size <= (16 << 20) + 4096, "the log is {size} bytes");
+    eprintln!("log flood: img-server peak RSS {} MiB with 60 SSE readers; log {size} bytes", peak / 1024);
+    assert!(peak < 100 * 1024, "img-server's memory rose to {} MiB", peak / 1024);
 }
 
 /// Reads an SSE stream to its end in small chunks, keeping nothing.
@@ -434,16 +462,6 @@ fn drain(url: &str, stop: &AtomicBool) {
             Err(_) => return,
         }
     }
-}
-
-/// This process's resident memory, in KiB.
-fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
 }
 
 /// Attack 7, the disk: a build that fills its VM's disk fails within 30 s of starting to,

@@ -364,6 +364,64 @@ impl Drop for Server {
     }
 }
 
+/// The real `img-server` program with `config` (given as its file), on a free port, and for
+/// an AMQP configuration one img-worker process; both killed on drop. For what only the
+/// program shows, such as its memory.
+pub struct ServerProcess {
+    pub url: String,
+    child: std::process::Child,
+    pub workers: Vec<Worker>,
+}
+
+impl ServerProcess {
+    pub fn start(mut config: Config) -> ServerProcess {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+        config.listen = format!("127.0.0.1:{port}");
+        config.base_url = format!("http://127.0.0.1:{port}");
+        std::fs::create_dir_all(&config.data_dir).expect("data dir");
+        let file = Path::new(&config.data_dir).join("server.toml");
+        std::fs::write(&file, toml::to_string(&config).expect("config as TOML")).expect("config file");
+        let log = Path::new(&config.data_dir).join("server.log");
+        let child = std::process::Command::new(program("img-server"))
+            .env("IMG_CONFIG", &file)
+            .env("IMG_LOG", "warn")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("server log"))
+            .spawn()
+            .expect("img-server starts");
+        let mut s = ServerProcess { url: config.base_url.clone(), child, workers: Vec::new() };
+        let http = reqwest::blocking::Client::new();
+        let t0 = Instant::now();
+        while http.get(format!("{}/api/v1/jobs", s.url)).send().is_err() {
+            assert!(t0.elapsed() < Duration::from_secs(20), "img-server did not come up: {}", log.display());
+            if let Ok(Some(status)) = s.child.try_wait() {
+                panic!("img-server exited: {status}: {}", std::fs::read_to_string(&log).unwrap_or_default());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if !config.amqp_url.is_empty() && !config.runs_embedded_worker() {
+            s.workers.push(Worker::spawn(&config, 0));
+        }
+        s
+    }
+
+    /// A field of the program's /proc status in KiB (`VmRSS:`, `VmHWM:` for the peak).
+    pub fn status_kib(&self, key: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        let line = status.lines().find(|l| l.starts_with(key)).unwrap_or_default();
+        line.split_whitespace().nth(1).and_then(|n| n.parse().ok()).unwrap_or(0)
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.workers.clear();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Defines one test per backend from `fn NAME(backend: Backend)`.
 #[macro_export]
 macro_rules! both_backends {
