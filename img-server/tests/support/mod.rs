@@ -195,20 +195,31 @@ pub struct Worker {
     pub log: PathBuf,
 }
 
+/// A program of the workspace with `config` as its configuration file (written beside `log`,
+/// which gets its stderr), logging at `level`.
+fn configured(name: &str, config: &Config, log: &Path, level: &str) -> std::process::Command {
+    std::fs::create_dir_all(&config.data_dir).expect("data dir");
+    let file = log.with_extension("toml");
+    std::fs::write(&file, toml::to_string(config).expect("config as TOML")).expect("config file");
+    let mut cmd = std::process::Command::new(program(name));
+    cmd.env("IMG_CONFIG", &file)
+        .env("IMG_LOG", level)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(log).expect("log file"));
+    cmd
+}
+
 impl Worker {
     /// With `config.server_url` set, the worker uploads job files with `config.worker_token`
     /// (its `data_dir` is then its own); else it shares `data_dir` with the server.
     pub fn spawn(config: &Config, n: usize) -> Worker {
         let log = Path::new(&config.data_dir).join(format!("worker-{n}-{}.log", unique("w")));
-        std::fs::create_dir_all(&config.data_dir).expect("data dir");
-        // The whole configuration as its file; the variables below say the same.
-        let file = log.with_extension("toml");
-        std::fs::write(&file, toml::to_string(config).expect("config as TOML")).expect("config file");
-        let mut cmd = std::process::Command::new(program("img-worker"));
-        cmd.env("IMG_CONFIG", &file);
+        let mut cmd = configured("img-worker", config, &log, "info");
         if !config.server_url.is_empty() {
             cmd.env("IMG_SERVER_URL", &config.server_url).env("IMG_WORKER_TOKEN", &config.worker_token);
         }
+        // The file says the same; these also win over any IMG_* this test process has.
         let child = cmd
             .arg("run")
             .env("IMG_AMQP_URL", &config.amqp_url)
@@ -219,10 +230,6 @@ impl Worker {
             .env("IMG_WORKER_CREATOR", &config.worker.creator)
             .env("IMG_WORKER_VM_DIR", &config.worker.vm_dir)
             .env("IMG_WORKER_HEARTBEAT_SECS", config.worker.heartbeat_secs.to_string())
-            .env("IMG_LOG", "info")
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("worker log"))
             .spawn()
             .expect("img-worker starts");
         Worker { child, log }
@@ -378,18 +385,8 @@ impl ServerProcess {
         let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
         config.listen = format!("127.0.0.1:{port}");
         config.base_url = format!("http://127.0.0.1:{port}");
-        std::fs::create_dir_all(&config.data_dir).expect("data dir");
-        let file = Path::new(&config.data_dir).join("server.toml");
-        std::fs::write(&file, toml::to_string(&config).expect("config as TOML")).expect("config file");
         let log = Path::new(&config.data_dir).join("server.log");
-        let child = std::process::Command::new(program("img-server"))
-            .env("IMG_CONFIG", &file)
-            .env("IMG_LOG", "warn")
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("server log"))
-            .spawn()
-            .expect("img-server starts");
+        let child = configured("img-server", &config, &log, "warn").spawn().expect("img-server starts");
         let mut s = ServerProcess { url: config.base_url.clone(), child, workers: Vec::new() };
         let http = reqwest::blocking::Client::new();
         let t0 = Instant::now();
