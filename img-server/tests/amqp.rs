@@ -135,7 +135,12 @@ fn a_job_survives_sigkill_between_accept_and_publish() {
     let config = store.config();
     let port = free_port();
     // The broker address is unreachable, so the server accepts jobs but cannot publish them.
+    // The test servers' settings (the fixture repositories allowed) as its file.
+    std::fs::create_dir_all(&store.dir).expect("scratch");
+    let file = store.dir.join("server.toml");
+    std::fs::write(&file, toml::to_string(&config).expect("config as TOML")).expect("config file");
     let mut server = Command::new(program("img-server"))
+        .env("IMG_CONFIG", &file)
         .env("IMG_DATABASE_URL", &config.database_url)
         .env("IMG_DATA_DIR", &config.data_dir)
         .env("IMG_LISTEN", format!("127.0.0.1:{port}"))
