@@ -86,6 +86,8 @@ pub enum VmError {
     NoRoom { dir: PathBuf, free_mb: u64, need_mb: u64, reserve_mb: u64 },
     #[error(transparent)]
     Output(#[from] OutputError),
+    #[error("reading the build VM's outputs stopped: {0}")]
+    Extract(String),
 }
 
 /// The base image folder made by `vm/build`.
@@ -549,7 +551,7 @@ pub async fn run_vm(
     let (disk, out, max_file) = (disks.output.clone(), run.out.to_owned(), limits.max_file);
     let output = tokio::task::spawn_blocking(move || guest_output::extract(&disk, &out, max_file))
         .await
-        .map_err(|e| VmError::Recipe(format!("reading the outputs: {e}")))??;
+        .map_err(|e| VmError::Extract(e.to_string()))??;
     drop(disks);
     for note in &output.notes {
         log.line(&format!("img-worker: outputs: {note}")).await;
@@ -632,7 +634,6 @@ mod tests {
             proxy: None,
         };
         let disks = VmDisks { overlay: "/s/o.qcow2".into(), output: "/s/out.raw".into(), _room: Room(0) };
-        PROMISED_MB.fetch_add(0, Ordering::SeqCst);
         let a = qemu_args(&image, &limits, &disks, &run, None).join(" ");
         assert!(a.contains("q35,accel=tcg") && a.contains("-cpu qemu64,+rdrand") && a.contains("-nic none"), "{a}");
         assert!(!a.contains("-netdev"), "{a}");
@@ -655,7 +656,6 @@ mod tests {
         );
         let a = a.join(" ");
         assert!(a.contains("-device virtio-net-pci,netdev=net0") && !a.contains("-nic none"), "{a}");
-        std::mem::forget(disks);
     }
 
     #[test]
