@@ -154,6 +154,23 @@ impl ConsoleLog {
     }
 }
 
+/// Text from a guest as one line of the host's own log messages: control characters escaped
+/// (`\n`, `\u{1b}`), at most `max` characters.
+pub fn one_line(s: &str, max: usize) -> String {
+    let mut out = String::new();
+    for c in s.chars().take(max) {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    if s.chars().count() > max {
+        out.push('…');
+    }
+    out
+}
+
 /// A line as the log keeps it: UTF-8 (lossy), control characters but tab and CR replaced.
 fn shown(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes)

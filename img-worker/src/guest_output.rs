@@ -15,6 +15,7 @@
 //! at most `max_file`, files at most [`MAX_FILES`], a sparse map at most [`MAX_SPARSE`] pieces,
 //! a long name at most [`MAX_LONG_NAME`] bytes; what is kept of the guest's texts is small.
 
+use crate::console_log::one_line;
 use sha2::{Digest, Sha256};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -162,28 +163,18 @@ pub fn plain_name(name: &[u8]) -> Option<String> {
 /// The `error` of img-creator's result.json, one short printable line.
 fn creator_error(json: &[u8]) -> Option<String> {
     let v: serde_json::Value = serde_json::from_slice(json).ok()?;
-    Some(clean_line(v.get("error")?.as_str()?, STDERR_LINE_MAX))
+    Some(one_line(v.get("error")?.as_str()?, STDERR_LINE_MAX))
 }
 
 fn last_lines(text: &[u8]) -> Vec<String> {
     let text = String::from_utf8_lossy(text);
-    let mut lines: Vec<String> =
-        text.lines().rev().take(STDERR_LINES).map(|l| clean_line(l, STDERR_LINE_MAX)).collect();
+    let mut lines: Vec<String> = text.lines().rev().take(STDERR_LINES).map(|l| one_line(l, STDERR_LINE_MAX)).collect();
     lines.reverse();
     lines
 }
 
-/// `s` without control characters, at most `max` characters.
-pub fn clean_line(s: &str, max: usize) -> String {
-    let mut out: String = s.chars().filter(|c| !c.is_control()).take(max).collect();
-    if s.chars().count() > max {
-        out.push('…');
-    }
-    out
-}
-
 fn printable(name: &[u8]) -> String {
-    clean_line(&String::from_utf8_lossy(name).escape_default().to_string(), 120)
+    one_line(&String::from_utf8_lossy(name), 120)
 }
 
 /// One header of the stream, long names and sparse maps resolved.
@@ -515,8 +506,8 @@ mod tests {
 
         let got = extract(&disk, &d.join("got"), 1 << 30).expect("extract");
         assert_eq!(got.exit_code, Some(0));
-        assert_eq!(got.stderr_tail, vec!["one", "[31mtwo"]);
-        assert_eq!(got.error.as_deref(), Some("badthing"));
+        assert_eq!(got.stderr_tail, vec!["one", "\\u{1b}[31mtwo"]);
+        assert_eq!(got.error.as_deref(), Some("bad\\nthing"));
         let names: Vec<&str> = got.files.iter().map(|f| f.name.as_str()).collect();
         assert_eq!(names, ["disk.img"], "notes: {:?}", got.notes);
         let out = d.join("got/disk.img");

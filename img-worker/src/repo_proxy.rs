@@ -669,18 +669,7 @@ async fn respond(client: &mut TcpStream, status: &str, reason: &str) {
 
 /// A request line as it goes into the log: at most 200 characters, control characters escaped.
 fn printable(s: &str) -> String {
-    let mut out = String::new();
-    for c in s.chars().take(200) {
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    if s.chars().count() > 200 {
-        out.push('…');
-    }
-    out
+    crate::console_log::one_line(s, 200)
 }
 
 /// A message head: its lines (without CRLF) and the bytes read after it.
