@@ -194,7 +194,7 @@ impl Builder {
         let local = match local_repos(&repos, &self.policy) {
             Ok(local) => local,
             Err(why) => {
-                append_line(&log, &format!("img-worker: {why}")).await;
+                let _ = append_to_log(&log, &format!("img-worker: {why}\n")).await;
                 return Err(BuildError::Refused(why));
             }
         };
@@ -390,7 +390,7 @@ impl InputDir {
             move |source| BuildError::Io { what, path, source }
         };
         tokio::fs::create_dir_all(scratch).await.map_err(io("cannot create", scratch))?;
-        let dir = scratch.join(format!("input-{}-{}", std::process::id(), next_number()));
+        let dir = scratch.join(format!("input-{}-{}", std::process::id(), vm::unique()));
         tokio::fs::create_dir(&dir).await.map_err(io("cannot create", &dir))?;
         let input = InputDir(dir.clone());
         let ks = dir.join(format!("{}.ks", spec.name));
@@ -413,12 +413,6 @@ impl Drop for InputDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
-}
-
-fn next_number() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    N.fetch_add(1, Ordering::Relaxed)
 }
 
 /// `SHA256SUMS` and `result.json` of a VM build, written by the host from what it extracted
@@ -451,14 +445,12 @@ fn creator_error_line(tail: &[String]) -> Option<String> {
     tail.iter().rev().find_map(|l| l.strip_prefix("img-creator: error: ").map(str::to_owned))
 }
 
-/// Appends one line of the worker's own to a job log (opened without following a link).
-async fn append_line(log: &Path, line: &str) {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let opened = std::fs::OpenOptions::new().create(true).append(true).custom_flags(libc::O_NOFOLLOW).open(log);
-    if let Ok(mut f) = opened {
-        let _ = writeln!(f, "{line}");
-    }
+/// Appends the worker's own text to a job log (opened without following a link).
+pub(crate) async fn append_to_log(log: &Path, text: &str) -> std::io::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let mut f =
+        tokio::fs::OpenOptions::new().create(true).append(true).custom_flags(libc::O_NOFOLLOW).open(log).await?;
+    f.write_all(text.as_bytes()).await
 }
 
 /// Debian's CA folder, whose `ca-certificates.crt` is the bundle libcurl reads: the worker

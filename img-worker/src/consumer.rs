@@ -618,7 +618,7 @@ async fn upload_outputs(
 /// The original's last log line on failure, and the reason.
 async fn append_failure(log: &Path, error: &str) {
     let line = format!("{}\n{error}\n", wire::FAILED_LOG_LINE);
-    if let Err(err) = append(log, &line).await {
+    if let Err(err) = crate::build::append_to_log(log, &line).await {
         tracing::warn!("cannot append to {}: {err}", log.display());
     }
 }
@@ -736,12 +736,6 @@ async fn write_answer(path: &Path, answer: &[Outgoing]) -> std::io::Result<()> {
     let tmp = path.with_extension("json.tmp");
     tokio::fs::write(&tmp, serde_json::to_vec(answer).unwrap_or_default()).await?;
     tokio::fs::rename(&tmp, path).await
-}
-
-async fn append(path: &Path, text: &str) -> std::io::Result<()> {
-    use tokio::io::AsyncWriteExt;
-    let mut f = tokio::fs::OpenOptions::new().create(true).append(true).open(path).await?;
-    f.write_all(text.as_bytes()).await
 }
 
 #[cfg(test)]
