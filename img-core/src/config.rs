@@ -42,7 +42,7 @@ pub struct Config {
     /// to, so workers on other hosts need no shared folder. Empty: job files are written under
     /// `artifact_dir`, a folder shared with the server.
     pub server_url: String,
-    /// img-worker: the API token (`img-server token create NAME`) its uploads to `server_url`
+    /// img-worker: the API token (`img-server token create NAME --scope worker`) its uploads to `server_url`
     /// carry; required with `server_url`. A secret: redacted when printed.
     pub worker_token: String,
     pub worker: WorkerConfig,
@@ -153,8 +153,26 @@ pub struct SmtpConfig {
 #[derive(Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
-    /// When API tokens exist, may anyone read jobs, logs and images without one?
+    /// Who may change things without a token: `open` (anyone: submit, and cancel, retry or
+    /// delete jobs submitted without a token), `tokens` (only token holders, each by its
+    /// scope), or empty: `open` when `listen` is a loopback address, else `tokens`. Revoking
+    /// tokens never changes it.
+    pub mode: String,
+    /// In `tokens` mode, may anyone read the queue, jobs, logs and images without a token?
     pub public_reads: bool,
+    /// Show submitters' email addresses, owners and kickstarts of a job to every reader; else
+    /// only to its owner and to admins.
+    pub public_details: bool,
+    /// Web origins (`https://ci.example.org`) whose pages may call the API from a browser
+    /// (CORS, with bearer tokens only, never cookies). Empty: none.
+    pub cors_origins: Vec<String>,
+}
+
+/// What [`AuthConfig::mode`] comes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    Open,
+    Tokens,
 }
 
 impl Default for Config {
@@ -236,7 +254,7 @@ impl Default for SmtpConfig {
 
 impl Default for AuthConfig {
     fn default() -> Self {
-        AuthConfig { public_reads: true }
+        AuthConfig { mode: String::new(), public_reads: true, public_details: false, cors_origins: Vec::new() }
     }
 }
 
@@ -328,6 +346,17 @@ impl Config {
             "smtp.url",
             "must be empty or start with smtp:// or smtps://",
         )?;
+        check(
+            matches!(self.auth.mode.as_str(), "" | "open" | "tokens"),
+            "auth.mode",
+            "must be `open`, `tokens` or empty (open on a loopback address only)",
+        )?;
+        if let Some(bad) = self.auth.cors_origins.iter().find(|o| !is_origin(o)) {
+            return Err(ConfigError::Invalid {
+                setting: "auth.cors_origins".into(),
+                message: format!("`{bad}` is not a web origin (scheme://host[:port], nothing after it)"),
+            });
+        }
         check(self.smtp.max_attempts > 0, "smtp.max_attempts", "must be at least 1")?;
         check(self.limits.max_upload_bytes > 0, "limits.max_upload_bytes", "must be at least 1")?;
         check(self.limits.max_artifact_bytes > 0, "limits.max_artifact_bytes", "must be at least 1")?;
@@ -342,8 +371,18 @@ impl Config {
             self.server_url.is_empty() || !self.worker_token.trim().is_empty(),
             "worker_token",
             "is required when server_url is set: uploads need an API token (IMG_WORKER_TOKEN; make one with \
-             `img-server token create NAME`)",
+             `img-server token create NAME --scope worker`)",
         )
+    }
+
+    /// `auth.mode`, with empty resolved by `listen`: open only on a loopback address.
+    pub fn auth_mode(&self) -> AuthMode {
+        match self.auth.mode.as_str() {
+            "open" => AuthMode::Open,
+            "tokens" => AuthMode::Tokens,
+            _ if is_loopback_listen(&self.listen) => AuthMode::Open,
+            _ => AuthMode::Tokens,
+        }
     }
 
     /// Whether img-worker uploads job files to the server (else it writes them under
@@ -522,6 +561,22 @@ fn resolve(root: &serde_json::Value, prop: &serde_json::Value) -> serde_json::Va
     }
 }
 
+/// `listen` (`HOST:PORT`) names only this machine: 127.0.0.0/8, ::1 or `localhost`.
+fn is_loopback_listen(listen: &str) -> bool {
+    if let Ok(addr) = listen.parse::<std::net::SocketAddr>() {
+        return addr.ip().is_loopback();
+    }
+    listen.rsplit_once(':').is_some_and(|(host, _)| host.eq_ignore_ascii_case("localhost"))
+}
+
+/// `http(s)://host[:port]`, as browsers send it in `Origin`.
+fn is_origin(o: &str) -> bool {
+    let Some((scheme, rest)) = o.split_once("://") else { return false };
+    matches!(scheme, "http" | "https")
+        && !rest.is_empty()
+        && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -631,5 +686,27 @@ mod tests {
         let back = Config::load(Some(("printed", &text)), env(&[])).unwrap();
         assert_eq!(back.worker.timeout_secs, 3600);
         assert_eq!(back.listen, Config::default().listen);
+    }
+
+    #[test]
+    fn auth_mode_is_open_only_on_loopback_unless_set() {
+        let with = |listen: &str, mode: &str| {
+            let mut c = Config::default();
+            c.listen = listen.into();
+            c.auth.mode = mode.into();
+            c.auth_mode()
+        };
+        assert_eq!(with("127.0.0.1:8080", ""), AuthMode::Open);
+        assert_eq!(with("[::1]:8080", ""), AuthMode::Open);
+        assert_eq!(with("localhost:8080", ""), AuthMode::Open);
+        assert_eq!(with("0.0.0.0:8080", ""), AuthMode::Tokens);
+        assert_eq!(with("192.0.2.7:80", ""), AuthMode::Tokens);
+        assert_eq!(with("img.example.org:80", ""), AuthMode::Tokens);
+        assert_eq!(with("127.0.0.1:8080", "tokens"), AuthMode::Tokens);
+        assert_eq!(with("0.0.0.0:8080", "open"), AuthMode::Open);
+        let bad = Config::load(Some(("c.toml", "[auth]\nmode = \"none\"\n")), []).unwrap_err();
+        assert!(bad.to_string().contains("auth.mode"), "{bad}");
+        let bad = Config::load(Some(("c.toml", "[auth]\ncors_origins = [\"https://x.org/path\"]\n")), []);
+        assert!(bad.unwrap_err().to_string().contains("auth.cors_origins"));
     }
 }

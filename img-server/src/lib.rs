@@ -92,7 +92,7 @@ pub async fn serve(
             .app_data(data.clone())
             .app_data(tera.clone())
             .app_data(web::PayloadConfig::new(max_body))
-            .configure(api::routes)
+            .configure(|c| api::routes(c, &data.config.auth.cors_origins))
             .configure(pages::routes)
     })
     .listen(listener)?

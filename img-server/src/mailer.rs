@@ -125,7 +125,7 @@ impl Mailer {
     }
 
     async fn compose(&self, state: &AppState, m: &Mail, kind: MailKind) -> Result<Message, String> {
-        let view = service::get(state, &m.job_id).await.map_err(|e| format!("job {}: {e}", m.job_id))?;
+        let view = service::view(state, &m.job_id).await.map_err(|e| format!("job {}: {e}", m.job_id))?;
         let log_tail = if kind == MailKind::Failed { service::log_tail(state, &view, LOG_LINES).await } else { vec![] };
         let mut ctx = tera::Context::new();
         ctx.insert("job", &view);

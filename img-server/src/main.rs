@@ -4,7 +4,7 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use img_core::config::Config;
-use img_server::{auth, db};
+use img_server::db;
 use img_worker::process::{init_logging, load_config, shutdown_signal};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -29,7 +29,7 @@ enum Command {
     DefaultConfig,
     /// Load the configuration (file + environment), report errors, print it with secrets redacted.
     CheckConfig,
-    /// API tokens: once one exists, writes need `Authorization: Bearer TOKEN`.
+    /// API tokens, each with a user and a scope (see `auth.mode` for what needs one).
     #[command(subcommand)]
     Token(TokenCommand),
 }
@@ -37,8 +37,18 @@ enum Command {
 #[derive(Debug, Subcommand)]
 enum TokenCommand {
     /// Create a token; its secret is printed once and only its hash is stored.
-    Create { name: String },
-    /// List token names.
+    Create {
+        name: String,
+        /// `submit` (create jobs, manage its user's own), `admin` (everything, tokens too) or
+        /// `worker` (img-worker's uploads in `server_url` mode).
+        #[arg(long)]
+        scope: img_server::auth::Scope,
+        /// The user whose jobs the token acts on (default: the token's name); a user may
+        /// hold several tokens.
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// List tokens: name, user, scope, created.
     List,
     /// Remove a token.
     Revoke { name: String },
@@ -61,17 +71,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = config()?;
             let db = db::Db::open(&config.database_url)?;
             match t {
-                TokenCommand::Create { name } => {
-                    let (secret, hash) = auth::generate();
-                    if !db::tokens::insert(&db, &name, &hash)? {
-                        anyhow::bail!("a token named `{name}` exists already");
-                    }
-                    eprintln!("img-server: token `{name}` created; it is shown only now:");
+                TokenCommand::Create { name, scope, user } => {
+                    let user = user.unwrap_or_else(|| name.clone());
+                    let secret = img_server::api::tokens::create_token(&db, &name, &user, scope)
+                        .map_err(|e| anyhow::anyhow!("{e}"))?;
+                    eprintln!(
+                        "img-server: token `{name}` (user `{user}`, scope {}) created; it is shown only now:",
+                        scope.as_str()
+                    );
                     println!("{secret}");
                 }
                 TokenCommand::List => {
                     for t in db::tokens::list(&db)? {
-                        println!("{}\t{}", t.name, img_server::api::view::time(t.created_at));
+                        let created = img_server::api::view::time(t.created_at);
+                        println!("{}\t{}\t{}\t{created}", t.name, t.user_name, t.scope);
                     }
                 }
                 TokenCommand::Revoke { name } => {

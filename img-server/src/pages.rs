@@ -3,13 +3,13 @@
 //! only adds live updates (the job log over Server-Sent Events) and small conveniences.
 //!
 //! Errors become HTML pages with the API's status codes; a missing or refused token sends the
-//! browser to `/login`. Form posts from other sites are refused (the server is open by
-//! default, so cookies alone cannot stop them).
+//! browser to `/login`. Form posts from other sites are refused (see [`crate::auth`]: an open
+//! server has no cookie to stop them).
 
 use crate::api::error::ApiError;
 use crate::api::upload::read_submission;
 use crate::api::view::{ArtifactView, JobView, MailView};
-use crate::auth::{self, Access};
+use crate::auth::{self, Caller};
 use crate::catalog::Template;
 use crate::service::{self, Page};
 use crate::state::AppState;
@@ -279,27 +279,6 @@ fn fail(tera: &Tera, err: ApiError, next: &str, back: Option<&str>) -> HttpRespo
     }
 }
 
-/// The host (and port) of an origin or URL: `http://Host:8080/x` → `host:8080`.
-fn host_of(url: &str) -> Option<String> {
-    let (_, rest) = url.split_once("://")?;
-    let host = rest.split(['/', '?', '#']).next()?.rsplit('@').next()?.to_ascii_lowercase();
-    (!host.is_empty()).then_some(host)
-}
-
-/// A form post from another site (by `Sec-Fetch-Site`, or an `Origin` that is neither this
-/// request's host nor `base_url`'s). Requests with neither header pass: scripts and API
-/// clients, and browsers too old to send `Origin` (those rely on the SameSite cookie).
-fn cross_site(req: &HttpRequest, base_url: &str) -> bool {
-    let h = |name: &str| req.headers().get(name).map(|v| v.to_str().unwrap_or("\u{fffd}").to_owned());
-    if h("sec-fetch-site").as_deref() == Some("cross-site") {
-        return true;
-    }
-    let Some(origin) = h("origin") else { return false };
-    let Some(origin) = host_of(&origin) else { return true };
-    let this = req.connection_info().host().to_ascii_lowercase();
-    origin != this && host_of(base_url).as_deref() != Some(origin.as_str())
-}
-
 fn cross_site_page(req: &HttpRequest, tera: &Tera, back: &str) -> HttpResponse {
     tracing::warn!("refused a cross-site form post to {}", req.path());
     let err = ApiError::BadRequest("this form was posted from another site; use the pages of this server".into());
@@ -309,15 +288,12 @@ fn cross_site_page(req: &HttpRequest, tera: &Tera, back: &str) -> HttpResponse {
     render(tera, "error.html", &ctx, StatusCode::FORBIDDEN)
 }
 
-/// The checks before any POST: same site, and a token that may write.
-async fn may_write(req: &HttpRequest, state: &AppState, tera: &Tera, next: &str) -> Option<HttpResponse> {
-    if cross_site(req, &state.config.base_url) {
-        return Some(cross_site_page(req, tera, next));
+/// The checks before any POST: same site, and a caller that may write.
+async fn may_write(req: &HttpRequest, state: &AppState, tera: &Tera, next: &str) -> Result<Caller, HttpResponse> {
+    if auth::cross_site(req, &state.config.base_url) {
+        return Err(cross_site_page(req, tera, next));
     }
-    match auth::check(req, state, Access::Write).await {
-        Ok(_) => None,
-        Err(e) => Some(fail(tera, e, next, None)),
-    }
+    auth::write(req, state).await.map_err(|e| fail(tera, e, next, None))
 }
 
 /// `base_url` + path → path, so links work whatever name the browser used for this server.
@@ -458,20 +434,24 @@ fn downloads(view: &JobView, base_url: &str) -> Vec<ArtifactView> {
     view.artifacts.iter().map(|a| ArtifactView { url: local(&a.url, base_url), ..a.clone() }).collect()
 }
 
+/// `manage`: the reader may cancel, retry, pin or delete the job (its buttons are shown).
 fn job_context(
     view: &JobView,
     log: &LogExcerpt,
     mails: &[MailView],
     base_url: &str,
     now: std::time::SystemTime,
+    manage: bool,
 ) -> Context {
     let live = !is_final(&view.status);
     let mut ctx = Context::new();
     ctx.insert("job", view);
     ctx.insert("mails", mails);
     ctx.insert("live", &live);
-    ctx.insert("can_cancel", &matches!(view.status.as_str(), "queued" | "running"));
-    ctx.insert("can_retry", &matches!(view.status.as_str(), "failed" | "cancelled"));
+    ctx.insert("can_change", &manage);
+    ctx.insert("can_cancel", &(manage && matches!(view.status.as_str(), "queued" | "running")));
+    ctx.insert("can_retry", &(manage && matches!(view.status.as_str(), "failed" | "cancelled")));
+    ctx.insert("kickstart_url", &(!view.details_hidden).then(|| local(&view.links.kickstart, base_url)));
     ctx.insert("took", &view.build_time(now));
     ctx.insert("downloads", &downloads(view, base_url));
     ctx.insert("events", &local(&view.links.events, base_url));
@@ -529,17 +509,23 @@ async fn live_js() -> HttpResponse {
 
 async fn index(req: HttpRequest, state: State, tera: Templates) -> HttpResponse {
     let page = async {
-        auth::check(&req, &state, Access::Read).await?;
+        let reader = auth::read(&req, &state).await?;
         let mut counts = Vec::new();
         for s in JobState::ALL {
             counts.push((
                 s,
-                service::list(&state, &service::ListQuery { status: Some(s.as_str()), ..Default::default() }, 1, 1)
+                service::list(
+                    &state,
+                    &reader,
+                    &service::ListQuery { status: Some(s.as_str()), ..Default::default() },
+                    1,
+                    1,
+                )
                     .await?
                     .total,
             ));
         }
-        let recent = service::list(&state, &service::ListQuery::default(), 1, RECENT).await?;
+        let recent = service::list(&state, &reader, &service::ListQuery::default(), 1, RECENT).await?;
         Ok::<_, ApiError>(index_context(&counts, &recent))
     };
     match page.await {
@@ -550,7 +536,7 @@ async fn index(req: HttpRequest, state: State, tera: Templates) -> HttpResponse 
 
 /// The form asks for a token that may write (not just read), so nobody fills it in for nothing.
 async fn submit_form(req: HttpRequest, state: State, tera: Templates) -> HttpResponse {
-    if let Err(e) = auth::check(&req, &state, Access::Write).await {
+    if let Err(e) = auth::write(&req, &state).await {
         return fail(&tera, e, "/submit/", None);
     }
     let ctx =
@@ -562,7 +548,9 @@ async fn submit_form(req: HttpRequest, state: State, tera: Templates) -> HttpRes
 fn submit_failed(tera: &Tera, state: &AppState, sub: &Submission, err: ApiError) -> HttpResponse {
     match err {
         ApiError::Unauthorized | ApiError::Forbidden => to_login("/submit/"),
-        ApiError::Internal(_) | ApiError::Unavailable(_) => error_page(tera, &err, Some("/submit/")),
+        ApiError::Internal(_) | ApiError::Unavailable(_) | ApiError::Denied(_) => {
+            error_page(tera, &err, Some("/submit/"))
+        }
         err => {
             let ctx = submit_context(&state.catalog.templates, sub, Some(&err), state.config.limits.max_upload_bytes);
             render(tera, "submit.html", &ctx, err.status_code())
@@ -571,14 +559,15 @@ fn submit_failed(tera: &Tera, state: &AppState, sub: &Submission, err: ApiError)
 }
 
 async fn submit(req: HttpRequest, state: State, tera: Templates, body: web::Payload) -> HttpResponse {
-    if let Some(refused) = may_write(&req, &state, &tera, "/submit/").await {
-        return refused;
-    }
+    let caller = match may_write(&req, &state, &tera, "/submit/").await {
+        Ok(c) => c,
+        Err(refused) => return refused,
+    };
     let sub = match read_submission(&req, body, state.config.limits.max_upload_bytes).await {
         Ok(sub) => sub,
         Err(e) => return submit_failed(&tera, &state, &Submission::default(), e),
     };
-    match service::submit(&state, sub.clone()).await {
+    match service::submit(&state, &caller, sub.clone()).await {
         Ok(job) => see_other(&format!("/job/{}", job.id)),
         Err(e) => submit_failed(&tera, &state, &sub, e),
     }
@@ -592,11 +581,12 @@ struct QueueQuery {
 
 async fn queue(req: HttpRequest, state: State, tera: Templates) -> HttpResponse {
     let page = async {
-        auth::check(&req, &state, Access::Read).await?;
+        let reader = auth::read(&req, &state).await?;
         let q: QueueQuery = form(req.query_string().as_bytes()).unwrap_or_default();
         let status = q.status.as_deref().map(str::trim).filter(|s| !s.is_empty());
         let page = q.page.and_then(|p| p.trim().parse::<i64>().ok()).filter(|p| *p >= 1).unwrap_or(1);
-        let p = service::list(&state, &service::ListQuery { status, ..Default::default() }, page, PER_PAGE).await?;
+        let query = service::ListQuery { status, ..Default::default() };
+        let p = service::list(&state, &reader, &query, page, PER_PAGE).await?;
         Ok::<_, ApiError>(queue_context(&p, status))
     };
     match page.await {
@@ -607,11 +597,13 @@ async fn queue(req: HttpRequest, state: State, tera: Templates) -> HttpResponse 
 
 async fn job(req: HttpRequest, state: State, tera: Templates, id: web::Path<String>) -> HttpResponse {
     let page = async {
-        auth::check(&req, &state, Access::Read).await?;
-        let (data, _, view) = service::log(&state, &id, 0, LOG_MAX + 1).await?;
+        let reader = auth::read(&req, &state).await?;
+        let (data, _, view) = service::log(&state, &reader, &id, 0, LOG_MAX + 1).await?;
         let log = log_excerpt(data, is_final(&view.status));
-        let mails = service::mails(&state, &id).await?;
-        Ok::<_, ApiError>(job_context(&view, &log, &mails, &state.config.base_url, std::time::SystemTime::now()))
+        let mails = service::mails(&state, &reader, &id).await?;
+        let manage = may_change(&reader, &view);
+        let now = std::time::SystemTime::now();
+        Ok::<_, ApiError>(job_context(&view, &log, &mails, &state.config.base_url, now, manage))
     };
     match page.await {
         Ok(ctx) => render(&tera, "job.html", &ctx, StatusCode::OK),
@@ -621,8 +613,8 @@ async fn job(req: HttpRequest, state: State, tera: Templates, id: web::Path<Stri
 
 async fn images(req: HttpRequest, state: State, tera: Templates, id: web::Path<String>) -> HttpResponse {
     let page = async {
-        auth::check(&req, &state, Access::Read).await?;
-        let view = service::get(&state, &id).await?;
+        let reader = auth::read(&req, &state).await?;
+        let view = service::get(&state, &reader, &id).await?;
         Ok::<_, ApiError>(images_context(&view, &state.config.base_url))
     };
     match page.await {
@@ -631,16 +623,23 @@ async fn images(req: HttpRequest, state: State, tera: Templates, id: web::Path<S
     }
 }
 
+/// Whether `reader` may change the job (its buttons are shown).
+fn may_change(reader: &Caller, view: &JobView) -> bool {
+    !view.details_hidden && reader.may_manage(view.owner.as_deref())
+}
+
 /// After a job action: back to the job's page, or an error page that links there.
-async fn job_action<F>(req: &HttpRequest, state: &AppState, tera: &Tera, id: &str, act: F) -> HttpResponse
+async fn job_action<F, Fut>(req: &HttpRequest, state: &AppState, tera: &Tera, id: &str, act: F) -> HttpResponse
 where
-    F: std::future::Future<Output = Result<Option<String>, ApiError>>,
+    F: FnOnce(Caller) -> Fut,
+    Fut: std::future::Future<Output = Result<Option<String>, ApiError>>,
 {
     let page = format!("/job/{}", encode_query_value(id));
-    if let Some(refused) = may_write(req, state, tera, &page).await {
-        return refused;
-    }
-    match act.await {
+    let caller = match may_write(req, state, tera, &page).await {
+        Ok(c) => c,
+        Err(refused) => return refused,
+    };
+    match act(caller).await {
         Ok(Some(id)) => see_other(&format!("/job/{id}")),
         Ok(None) => see_other("/queue/"),
         Err(e) => fail(tera, e, &page, Some(&page)),
@@ -648,12 +647,14 @@ where
 }
 
 async fn cancel(req: HttpRequest, state: State, tera: Templates, id: web::Path<String>) -> HttpResponse {
-    let act = async { Ok(Some(service::cancel(&state, &id).await?.id)) };
+    let (st, key) = (state.clone(), id.clone());
+    let act = |c: Caller| async move { Ok(Some(service::cancel(&st, &c, &key).await?.id)) };
     job_action(&req, &state, &tera, &id, act).await
 }
 
 async fn retry(req: HttpRequest, state: State, tera: Templates, id: web::Path<String>) -> HttpResponse {
-    let act = async { Ok(Some(service::retry(&state, &id).await?.id)) };
+    let (st, key) = (state.clone(), id.clone());
+    let act = |c: Caller| async move { Ok(Some(service::retry(&st, &c, &key).await?.id)) };
     job_action(&req, &state, &tera, &id, act).await
 }
 
@@ -672,37 +673,37 @@ fn parse_flag(v: &str) -> Result<bool, ApiError> {
 
 /// `pinned=true|false`; without it, the pin is toggled.
 async fn pin(req: HttpRequest, state: State, tera: Templates, id: web::Path<String>, body: web::Bytes) -> HttpResponse {
-    let act = async {
+    let (st, key) = (state.clone(), id.clone());
+    let act = |c: Caller| async move {
         let f: PinForm = form(&body)?;
-        let pinned = match f.pinned.as_deref() {
-            Some(v) => parse_flag(v)?,
-            None => !service::get(&state, &id).await?.pinned,
-        };
-        Ok(Some(service::pin(&state, &id, pinned).await?.id))
+        let pinned = f.pinned.as_deref().map(parse_flag).transpose()?;
+        Ok(Some(service::pin(&st, &c, &key, pinned).await?.id))
     };
     job_action(&req, &state, &tera, &id, act).await
 }
 
 async fn delete(req: HttpRequest, state: State, tera: Templates, id: web::Path<String>) -> HttpResponse {
-    let act = async {
-        service::delete(&state, &id).await?;
+    let (st, key) = (state.clone(), id.clone());
+    let act = |c: Caller| async move {
+        service::delete(&st, &c, &key).await?;
         Ok(None)
     };
     job_action(&req, &state, &tera, &id, act).await
 }
 
 async fn clear_form(req: HttpRequest, state: State, tera: Templates) -> HttpResponse {
-    if let Err(e) = auth::check(&req, &state, Access::Write).await {
+    if let Err(e) = auth::write(&req, &state).await {
         return fail(&tera, e, "/clear/", None);
     }
     render(&tera, "clear.html", &Context::new(), StatusCode::OK)
 }
 
 async fn clear(req: HttpRequest, state: State, tera: Templates) -> HttpResponse {
-    if let Some(refused) = may_write(&req, &state, &tera, "/clear/").await {
-        return refused;
-    }
-    match service::clear(&state).await {
+    let caller = match may_write(&req, &state, &tera, "/clear/").await {
+        Ok(c) => c,
+        Err(refused) => return refused,
+    };
+    match service::clear(&state, &caller).await {
         Ok(n) => {
             tracing::info!("cleared {n} finished jobs");
             let mut ctx = Context::new();
@@ -722,15 +723,13 @@ struct LoginForm {
 async fn login_form(req: HttpRequest, state: State, tera: Templates) -> HttpResponse {
     let q: LoginForm = form(req.query_string().as_bytes()).unwrap_or_default();
     let next = q.next.unwrap_or_else(|| "/".into());
-    let has_cookie = req.cookie(auth::COOKIE).is_some();
-    let (who, problem) = match auth::check(&req, &state, Access::Write).await {
-        Ok(who) => (who, None),
-        Err(ApiError::Forbidden) if has_cookie => {
-            (None, Some("The token this browser has is not valid: log in again."))
-        }
-        Err(ApiError::Forbidden) => (None, Some("The token given is not valid.")),
-        Err(ApiError::Unauthorized) => (None, Some("This server needs an API token for that.")),
-        Err(_) => (None, None),
+    let (who, problem) = match req.cookie(auth::COOKIE) {
+        None => (None, None),
+        Some(c) => match auth::lookup(&state, c.value()).await {
+            Ok(Some(id)) => (Some(format!("{} (token {}, scope {})", id.user, id.token, id.scope.as_str())), None),
+            Ok(None) => (None, Some("The token this browser has is not valid: log in again.")),
+            Err(e) => return error_page(&tera, &e, None),
+        },
     };
     render(&tera, "login.html", &login_context(&next, who.as_deref(), problem), StatusCode::OK)
 }
@@ -740,13 +739,14 @@ fn token_ok(t: &str) -> bool {
     !t.is_empty() && t.len() <= 512 && t.bytes().all(|b| b.is_ascii_graphic() && !b";,\"\\".contains(&b))
 }
 
+/// Keeps the token in a cookie if it is one; an empty token logs out.
 async fn login(req: HttpRequest, state: State, tera: Templates, body: web::Bytes) -> HttpResponse {
     let f: LoginForm = match form(&body) {
         Ok(f) => f,
         Err(e) => return error_page(&tera, &e, Some("/login")),
     };
     let next = safe_next(f.next.as_deref().unwrap_or("/"));
-    if cross_site(&req, &state.config.base_url) {
+    if auth::cross_site(&req, &state.config.base_url) {
         return cross_site_page(&req, &tera, "/login");
     }
     let token = f.token.unwrap_or_default().trim().to_owned();
@@ -760,9 +760,16 @@ async fn login(req: HttpRequest, state: State, tera: Templates, body: web::Bytes
     if token.is_empty() {
         // Logging out: the browser forgets the cookie.
         cookie.make_removal();
-    } else if !token_ok(&token) {
-        let ctx = login_context(&next, None, Some("That is not an API token (they look like img_ and 40 hex digits)."));
-        return render(&tera, "login.html", &ctx, StatusCode::BAD_REQUEST);
+    } else {
+        let known = if token_ok(&token) { auth::lookup(&state, &token).await } else { Ok(None) };
+        match known {
+            Ok(Some(id)) => tracing::info!("a browser logged in with token `{}` (user `{}`)", id.token, id.user),
+            Ok(None) => {
+                let ctx = login_context(&next, None, Some("The token given is not valid."));
+                return render(&tera, "login.html", &ctx, StatusCode::FORBIDDEN);
+            }
+            Err(e) => return error_page(&tera, &e, Some("/login")),
+        }
     }
     HttpResponse::SeeOther().insert_header((header::LOCATION, next)).cookie(cookie).finish()
 }
@@ -771,7 +778,6 @@ async fn login(req: HttpRequest, state: State, tera: Templates, body: web::Bytes
 mod tests {
     use super::*;
     use crate::api::view::Links;
-    use actix_web::test::TestRequest;
 
     fn tera() -> Tera {
         templates(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../templates"))).unwrap()
@@ -790,6 +796,8 @@ mod tests {
             imagetype: "raw".into(),
             arch: "armv7hl".into(),
             email: "dev@example.org".into(),
+            owner: Some("dev".into()),
+            details_hidden: false,
             template: Some("nemo.yaml".into()),
             platform: Some("n950".into()),
             overlay: "gcc,-vim".into(),
@@ -819,6 +827,7 @@ mod tests {
                 log: format!("{api}/log"),
                 events: format!("{api}/events"),
                 cancel: format!("{api}/cancel"),
+                kickstart: format!("{api}/kickstart"),
             },
         }
     }
@@ -943,25 +952,6 @@ mod tests {
     }
 
     #[test]
-    fn cross_site_posts_are_told_apart() {
-        let req = |headers: &[(&str, &str)]| {
-            let mut r = TestRequest::post().uri("/clear/").insert_header(("host", "img.local:8080"));
-            for (k, v) in headers {
-                r = r.insert_header((*k, *v));
-            }
-            r.to_http_request()
-        };
-        assert!(!cross_site(&req(&[]), BASE));
-        assert!(!cross_site(&req(&[("origin", "http://img.local:8080")]), BASE));
-        assert!(!cross_site(&req(&[("origin", "http://IMG.example:8080")]), BASE));
-        assert!(!cross_site(&req(&[("sec-fetch-site", "same-origin"), ("origin", "http://img.local:8080")]), BASE));
-        assert!(cross_site(&req(&[("origin", "http://evil.example")]), BASE));
-        assert!(cross_site(&req(&[("origin", "http://img.local:9999")]), BASE));
-        assert!(cross_site(&req(&[("origin", "null")]), BASE));
-        assert!(cross_site(&req(&[("sec-fetch-site", "cross-site")]), BASE));
-    }
-
-    #[test]
     fn form_values_come_back() {
         let sub = Submission {
             kickstart: Some("part /\n".into()),
@@ -1050,7 +1040,7 @@ mod tests {
 
         let now = std::time::SystemTime::now();
         let log = log_excerpt(b"booting <vm>\nrunning %post\n".to_vec(), false);
-        let html = render_ok(&t, "job.html", &job_context(&view("running"), &log, &[], BASE, now));
+        let html = render_ok(&t, "job.html", &job_context(&view("running"), &log, &[], BASE, now, true));
         let pre = format!("<pre id=\"log\" data-lines=\"2\" data-events=\"/api/v1/jobs/{ID}/events\">");
         assert!(html.contains(&pre), "{html}");
         assert!(
@@ -1060,7 +1050,7 @@ mod tests {
         assert!(html.contains(&format!("action=\"/job/{ID}/cancel\"")));
         assert!(!html.contains("/retry\"") && html.contains("id=\"status\""));
         let log = log_excerpt(b"done\n".to_vec(), true);
-        let html = render_ok(&t, "job.html", &job_context(&view("done"), &log, &[], BASE, now));
+        let html = render_ok(&t, "job.html", &job_context(&view("done"), &log, &[], BASE, now, true));
         assert!(!html.contains("http-equiv") && !html.contains("data-events") && !html.contains("/cancel\""));
         assert!(html.contains("nemo.raw") && html.contains("1.5 GiB") && html.contains(&"ab".repeat(32)));
         assert!(!html.contains("img.example"), "links are local: {html}");
@@ -1074,8 +1064,14 @@ mod tests {
             sent: None,
             next_try: Some("2024-05-01T10:26:00.000Z".into()),
         }];
-        let html = render_ok(&t, "job.html", &job_context(&view("failed"), &log, &mails, BASE, now));
+        let html = render_ok(&t, "job.html", &job_context(&view("failed"), &log, &mails, BASE, now, true));
         assert!(html.contains("mkfs failed: &lt;disk full&gt;") && html.contains("/retry\""));
+        // A reader who may not change it sees no buttons, and who submitted it only if allowed.
+        let hidden = view("failed").for_reader(&Caller::Anonymous { open: false }, false);
+        let html = render_ok(&t, "job.html", &job_context(&hidden, &log, &[], BASE, now, false));
+        assert!(!html.contains("/retry\"") && !html.contains("/delete\"") && !html.contains("/pin\""), "{html}");
+        assert!(!html.contains("dev@example.org") && !html.contains("kickstart as built"), "{html}");
+        assert!(html.contains("shown to its owner and admins"));
         assert!(html.contains("<h2>Mail</h2>") && html.contains("Connection refused &lt;smtp&gt;"), "{html}");
         assert!(html.contains("next try") && html.contains("2024-05-01 10:26:00 UTC"), "{html}");
 

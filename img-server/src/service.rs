@@ -3,6 +3,7 @@
 
 use crate::api::error::ApiError;
 use crate::api::view::{JobView, MailView};
+use crate::auth::Caller;
 use crate::db::jobs::{self, Change, Refused};
 use crate::files::{self, Opened};
 use crate::state::AppState;
@@ -26,15 +27,17 @@ pub(crate) fn not_found(id: &str) -> ApiError {
     ApiError::NotFound(format!("no job {id}"))
 }
 
-pub async fn submit(state: &AppState, sub: Submission) -> Result<JobView, ApiError> {
+/// Stores a new job owned by `caller`'s user (none for anonymous callers).
+pub async fn submit(state: &AppState, caller: &Caller, sub: Submission) -> Result<JobView, ApiError> {
     let catalog = state.catalog.clone();
     let max = state.config.limits.max_upload_bytes;
     let repos = img_core::repo_policy::RepoPolicy::from_config(&state.config.worker)
         .map_err(|e| ApiError::Internal(format!("worker repository settings: {e}")))?;
     // Blocking: templates are read and `file://` folders resolved on disk.
-    let job = tokio::task::spawn_blocking(move || submit::prepare(sub, &catalog, max, &repos))
+    let mut job = tokio::task::spawn_blocking(move || submit::prepare(sub, &catalog, max, &repos))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))??;
+    job.owner = caller.owner();
     let dir = state.job_dir(&job.id);
     tokio::fs::create_dir_all(&dir).await.map_err(|e| ApiError::Internal(format!("{}: {e}", dir.display())))?;
     let row = job.clone();
@@ -45,7 +48,13 @@ pub async fn submit(state: &AppState, sub: Submission) -> Result<JobView, ApiErr
     Ok(JobView::new(state, &job, &[]))
 }
 
-pub async fn get(state: &AppState, id: &str) -> Result<JobView, ApiError> {
+/// Job `id` as `reader` may see it.
+pub async fn get(state: &AppState, reader: &Caller, id: &str) -> Result<JobView, ApiError> {
+    Ok(view(state, id).await?.for_reader(reader, state.config.auth.public_details))
+}
+
+/// Job `id` with every detail, for the server's own use (mail, checks).
+pub(crate) async fn view(state: &AppState, id: &str) -> Result<JobView, ApiError> {
     let id = check_id(id)?;
     let key = id.clone();
     let (job, arts) = state
@@ -82,7 +91,13 @@ pub struct ListQuery<'a> {
     pub finished_within: Option<&'a str>,
 }
 
-pub async fn list(state: &AppState, query: &ListQuery<'_>, page: i64, per_page: i64) -> Result<Page, ApiError> {
+pub async fn list(
+    state: &AppState,
+    reader: &Caller,
+    query: &ListQuery<'_>,
+    page: i64,
+    per_page: i64,
+) -> Result<Page, ApiError> {
     let given = |v: Option<&str>| v.map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned);
     let status = match given(query.status) {
         Some(s) => Some(s.parse::<JobState>().map_err(|e| ApiError::BadRequest(format!("status: {e}")))?),
@@ -120,27 +135,48 @@ pub async fn list(state: &AppState, query: &ListQuery<'_>, page: i64, per_page: 
     }
     let filter = jobs::Filter { state: status, kickstart_sha256, imagetype, arch, finished_since };
     let (rows, total) = state.db.read(move |db| jobs::list(db, &filter, page, per_page)).await?;
-    let jobs = rows.iter().map(|j| JobView::new(state, j, &[])).collect();
+    let public = state.config.auth.public_details;
+    let jobs = rows.iter().map(|j| JobView::new(state, j, &[]).for_reader(reader, public)).collect();
     Ok(Page { jobs, total, page, per_page })
 }
 
-async fn move_to(state: &AppState, id: &str, to: JobState, change: Change) -> Result<JobView, ApiError> {
+/// Job `id`'s row, if `caller` may manage it (404 before 403: ids are not secret, but a
+/// missing job is the more useful answer).
+async fn managed(state: &AppState, caller: &Caller, id: &str) -> Result<jobs::Job, ApiError> {
     let id = check_id(id)?;
+    let key = id.clone();
+    let job = state.db.read(move |db| jobs::get(db, &key)).await?.ok_or_else(|| not_found(&id))?;
+    caller.check_manage(&job.id, job.owner.as_deref())?;
+    Ok(job)
+}
+
+async fn move_to(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    to: JobState,
+    change: Change,
+) -> Result<JobView, ApiError> {
+    let id = managed(state, caller, id).await?.id;
     let key = id.clone();
     let moved = state.db.run(move |db| jobs::transition(db, &key, to, change)).await?;
     match moved {
         Ok(_) => {
             state.jobs_changed();
-            get(state, &id).await
+            get(state, caller, &id).await
         }
         Err(Refused::NotFound) => Err(not_found(&id)),
         Err(Refused::Transition(from)) => Err(ApiError::Conflict(format!("the job is {from}; it cannot become {to}"))),
     }
 }
 
-pub async fn cancel(state: &AppState, id: &str) -> Result<JobView, ApiError> {
-    let change = Change { error: Some("cancelled by a user".into()), ..Default::default() };
-    let view = move_to(state, id, JobState::Cancelled, change).await?;
+pub async fn cancel(state: &AppState, caller: &Caller, id: &str) -> Result<JobView, ApiError> {
+    let by = match caller {
+        Caller::Token(t) => format!("cancelled by {}", t.user),
+        Caller::Anonymous { .. } => "cancelled by a user".into(),
+    };
+    let change = Change { error: Some(by), ..Default::default() };
+    let view = move_to(state, caller, id, JobState::Cancelled, change).await?;
     mark_cancelled(state, &view.id, view.attempts).await;
     state.stop_build(&view.id);
     Ok(view)
@@ -165,24 +201,25 @@ async fn mark_cancelled(state: &AppState, id: &str, attempt: i32) {
 }
 
 /// A failed or cancelled job, queued again.
-pub async fn retry(state: &AppState, id: &str) -> Result<JobView, ApiError> {
-    move_to(state, id, JobState::Queued, Change::default()).await
+pub async fn retry(state: &AppState, caller: &Caller, id: &str) -> Result<JobView, ApiError> {
+    move_to(state, caller, id, JobState::Queued, Change::default()).await
 }
 
-pub async fn pin(state: &AppState, id: &str, pinned: bool) -> Result<JobView, ApiError> {
-    let id = check_id(id)?;
-    let key = id.clone();
+/// `pinned`: `None` toggles the pin.
+pub async fn pin(state: &AppState, caller: &Caller, id: &str, pinned: Option<bool>) -> Result<JobView, ApiError> {
+    let job = managed(state, caller, id).await?;
+    let pinned = pinned.unwrap_or(!job.pinned);
+    let key = job.id.clone();
     if !state.db.run(move |db| jobs::set_pinned(db, &key, pinned)).await? {
-        return Err(not_found(&id));
+        return Err(not_found(&job.id));
     }
-    get(state, &id).await
+    get(state, caller, &job.id).await
 }
 
 /// Removes a job and its files; a queued or running one is cancelled by going away.
-pub async fn delete(state: &AppState, id: &str) -> Result<(), ApiError> {
-    let id = check_id(id)?;
-    let key = id.clone();
-    let job = state.db.read(move |db| jobs::get(db, &key)).await?.ok_or_else(|| not_found(&id))?;
+pub async fn delete(state: &AppState, caller: &Caller, id: &str) -> Result<(), ApiError> {
+    let job = managed(state, caller, id).await?;
+    let id = job.id.clone();
     let key = id.clone();
     if !state.db.run(move |db| jobs::delete(db, &key)).await? {
         return Err(not_found(&id));
@@ -197,11 +234,14 @@ pub async fn delete(state: &AppState, id: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// `clear/`: every finished job that is not pinned, with its files.
-pub async fn clear(state: &AppState) -> Result<usize, ApiError> {
-    let ids = state.db.run(jobs::finished_unpinned).await?;
+/// `clear/`: every finished job that is not pinned and `caller` may delete, with its files.
+pub async fn clear(state: &AppState, caller: &Caller) -> Result<usize, ApiError> {
+    let rows = state.db.run(jobs::finished_unpinned).await?;
     let mut n = 0;
-    for id in ids {
+    for (id, owner) in rows {
+        if !caller.may_manage(owner.as_deref()) {
+            continue;
+        }
         let key = id.clone();
         if state.db.run(move |db| jobs::delete(db, &key)).await? {
             remove_files(state, &id).await;
@@ -221,11 +261,17 @@ async fn remove_files(state: &AppState, id: &str) {
 }
 
 /// The log from byte `offset` on (at most `max` bytes), and where the next read starts.
-pub async fn log(state: &AppState, id: &str, offset: u64, max: u64) -> Result<(Vec<u8>, u64, JobView), ApiError> {
+pub async fn log(
+    state: &AppState,
+    reader: &Caller,
+    id: &str,
+    offset: u64,
+    max: u64,
+) -> Result<(Vec<u8>, u64, JobView), ApiError> {
     if offset > MAX_LOG_OFFSET {
         return Err(ApiError::BadRequest(format!("offset must be at most {MAX_LOG_OFFSET}")));
     }
-    let view = get(state, id).await?;
+    let view = get(state, reader, id).await?;
     let dir = state.attempt_dir(&view.id, view.attempts);
     let data = read_log(dir, Some(offset), max).await?;
     let next = offset + data.len() as u64;
@@ -285,13 +331,38 @@ pub async fn log_tail(state: &AppState, view: &JobView, n: usize) -> Vec<String>
     lines[lines.len().saturating_sub(n)..].iter().map(|l| (*l).to_owned()).collect()
 }
 
-/// The notification mail of job `id`, oldest first.
-pub async fn mails(state: &AppState, id: &str) -> Result<Vec<MailView>, ApiError> {
+/// The notification mail of job `id`, oldest first; recipients only for readers who may see
+/// the job's details.
+pub async fn mails(state: &AppState, reader: &Caller, id: &str) -> Result<Vec<MailView>, ApiError> {
     let id = check_id(id)?;
     let key = id.clone();
     let (job, mails) = state.db.read(move |db| Ok((jobs::get(db, &key)?, crate::db::mails::of_job(db, &key)?))).await?;
-    job.ok_or_else(|| not_found(&id))?;
-    Ok(mails.iter().map(MailView::from).collect())
+    let job = job.ok_or_else(|| not_found(&id))?;
+    let shown = reader.sees_details(job.owner.as_deref(), state.config.auth.public_details);
+    Ok(mails
+        .iter()
+        .map(MailView::from)
+        .map(|mut m| {
+            if !shown {
+                m.to.clear();
+            }
+            m
+        })
+        .collect())
+}
+
+/// The kickstart job `id` builds (after overlay, template and extra repositories), for
+/// readers who may see its details.
+pub async fn kickstart(state: &AppState, reader: &Caller, id: &str) -> Result<String, ApiError> {
+    let id = check_id(id)?;
+    let key = id.clone();
+    let job = state.db.read(move |db| jobs::get(db, &key)).await?.ok_or_else(|| not_found(&id))?;
+    if !reader.sees_details(job.owner.as_deref(), state.config.auth.public_details) {
+        return Err(ApiError::Denied(format!(
+            "the kickstart of job {id} is shown only to its owner and to admins (auth.public_details)"
+        )));
+    }
+    Ok(job.kickstart)
 }
 
 /// The file of artifact `name` of job `id`, opened (no link followed, a regular file), with
@@ -301,7 +372,7 @@ pub async fn artifact_file(
     id: &str,
     name: &str,
 ) -> Result<(std::fs::File, PathBuf, String), ApiError> {
-    let view = get(state, id).await?;
+    let view = view(state, id).await?;
     let art =
         view.artifacts.iter().find(|a| a.name == name).ok_or_else(|| {
             ApiError::NotFound(format!("job {} has no artifact `{}`", view.id, name.escape_default()))

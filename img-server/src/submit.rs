@@ -190,6 +190,9 @@ pub fn prepare(sub: Submission, catalog: &Catalog, max_bytes: u64, repos: &RepoP
         updated_at: now,
         lost: 0,
         kickstart_sha256,
+        owner: None,
+        builder: None,
+        builder_attempt: None,
     })
 }
 

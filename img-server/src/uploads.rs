@@ -1,9 +1,11 @@
-//! What workers in upload mode (`server_url`) do over HTTP: append to a job's build log while
-//! it builds, and store its output files. Both are taken only for the job's current attempt
-//! while it runs, so a stale or late worker cannot touch a retried or finished job. The link
-//! message that follows records the files, as with a shared folder.
+//! What workers in upload mode (`server_url`) do over HTTP: claim the attempt they were given,
+//! append to its build log while it builds, and store its output files. Uploads are taken only
+//! from the worker token that claimed the job's current attempt, and only while it runs, so
+//! neither another token nor a stale or late worker can touch a job. The link message that
+//! follows records the files, as with a shared folder.
 
 use crate::api::error::ApiError;
+use crate::auth::Identity;
 use crate::db::jobs::{self, Job};
 use crate::service::{check_id, not_found};
 use crate::state::AppState;
@@ -21,8 +23,40 @@ pub const MAX_LOG_CHUNK: u64 = 4 << 20;
 /// Appends go one at a time: the size check and the write must not interleave.
 static LOG_APPEND: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// The job, if it is running at `attempt`; else the refusal that tells the worker why.
-async fn running_at(state: &AppState, id: &str, attempt: u32) -> Result<Job, ApiError> {
+/// Worker `by` builds attempt `attempt` of job `id`: from now on only its uploads are taken
+/// for that attempt. 409 (with the job's state and attempt) when the attempt is not there to
+/// build any more, 403 when another worker claimed it.
+pub async fn claim(state: &AppState, by: &Identity, id: &str, attempt: u32) -> Result<Job, ApiError> {
+    let id = check_id(id)?;
+    let (key, builder) = (id.clone(), by.token.clone());
+    let attempt_i = i32::try_from(attempt).map_err(|_| ApiError::BadRequest(format!("attempt {attempt}: too large")))?;
+    let (claimed, job) = state.db.run(move |db| jobs::claim_attempt(db, &key, attempt_i, &builder)).await?;
+    let job = job.ok_or_else(|| not_found(&id))?;
+    if claimed {
+        tracing::info!(job = %id, "attempt {attempt} claimed by worker token `{}`", by.token);
+        return Ok(job);
+    }
+    let refuse = |message: String| ApiError::UploadRefused {
+        message,
+        job_status: job.state().as_str().to_owned(),
+        attempt: job.attempts,
+        log_size: None,
+    };
+    if job.attempts != attempt_i {
+        return Err(refuse(format!("attempt {attempt} is stale: job {id} is at attempt {}", job.attempts)));
+    }
+    if !matches!(job.state(), JobState::Queued | JobState::Running) {
+        return Err(refuse(format!("job {id} is {}: there is nothing to build", job.state())));
+    }
+    Err(ApiError::Denied(format!(
+        "attempt {attempt} of job {id} is claimed by another worker token (`{}`)",
+        job.builder.as_deref().unwrap_or("?")
+    )))
+}
+
+/// The job, if it is running at `attempt` and `by` claimed that attempt; else the refusal
+/// that tells the worker why.
+async fn running_at(state: &AppState, by: &Identity, id: &str, attempt: u32) -> Result<Job, ApiError> {
     let id = check_id(id)?;
     let key = id.clone();
     let job = state.db.read(move |db| jobs::get(db, &key)).await?.ok_or_else(|| not_found(&id))?;
@@ -35,6 +69,13 @@ async fn running_at(state: &AppState, id: &str, attempt: u32) -> Result<Job, Api
     if i64::from(attempt) != i64::from(job.attempts) {
         return Err(refuse(format!("attempt {attempt} is stale: job {id} is at attempt {}", job.attempts)));
     }
+    if job.builder_attempt != Some(job.attempts) || job.builder.as_deref() != Some(by.token.as_str()) {
+        return Err(ApiError::Denied(format!(
+            "token `{}` did not claim attempt {attempt} of job {id}: only the worker building it uploads \
+             (POST /api/v1/jobs/{id}/claim?attempt={attempt} when it starts)",
+            by.token
+        )));
+    }
     if job.state() != JobState::Running {
         return Err(refuse(format!("job {id} is {}, not running: it takes no uploads", job.state())));
     }
@@ -46,8 +87,15 @@ async fn running_at(state: &AppState, id: &str, attempt: u32) -> Result<Job, Api
 /// the worker goes on), or 0: an attempt's first chunk starts the log afresh, as a build does.
 /// The log stops at `worker.log_max_mb`: the rest is taken and dropped (the worker goes on
 /// from the size answered), with a note once in the log.
-pub async fn append_log(state: &AppState, id: &str, attempt: u32, offset: u64, data: &[u8]) -> Result<u64, ApiError> {
-    let job = running_at(state, id, attempt).await?;
+pub async fn append_log(
+    state: &AppState,
+    by: &Identity,
+    id: &str,
+    attempt: u32,
+    offset: u64,
+    data: &[u8],
+) -> Result<u64, ApiError> {
+    let job = running_at(state, by, id, attempt).await?;
     let dir = state.attempt_dir(&job.id, job.attempts);
     let path = dir.join(LOG_FILE);
     let internal = |e: std::io::Error| ApiError::Internal(format!("{}: {e}", path.display()));
@@ -124,6 +172,7 @@ pub fn parse_sha256(header: Option<&str>) -> Result<String, ApiError> {
 
 /// What a worker says about the file it sends.
 pub struct ArtifactUpload<'a> {
+    pub by: &'a Identity,
     pub id: &'a str,
     pub name: &'a str,
     pub attempt: u32,
@@ -143,7 +192,7 @@ pub async fn store_artifact<E: std::fmt::Display>(
     mut body: impl Stream<Item = Result<Bytes, E>> + Unpin,
     max: u64,
 ) -> Result<u64, ApiError> {
-    let ArtifactUpload { id, name, attempt, sha256, declared } = *up;
+    let ArtifactUpload { by, id, name, attempt, sha256, declared } = *up;
     let plain = crate::submit::plain_name("artifact name", name)?;
     if plain != name {
         return Err(ApiError::invalid(format!("artifact name: `{}` must be a plain file name", name.escape_default())));
@@ -156,7 +205,7 @@ pub async fn store_artifact<E: std::fmt::Display>(
     if declared.is_some_and(|n| n > max) {
         return Err(too_large());
     }
-    let job = running_at(state, id, attempt).await?;
+    let job = running_at(state, by, id, attempt).await?;
     let out = state.attempt_dir(&job.id, job.attempts).join(OUT_DIR);
     let internal = |p: &Path, e: std::io::Error| ApiError::Internal(format!("{}: {e}", p.display()));
     tokio::fs::create_dir_all(&out).await.map_err(|e| internal(&out, e))?;
@@ -186,7 +235,7 @@ pub async fn store_artifact<E: std::fmt::Display>(
         )));
     }
     // Cancelled or re-queued while the body came: the file belongs to nobody.
-    running_at(state, id, attempt).await?;
+    running_at(state, by, id, attempt).await?;
     let target = out.join(name);
     tokio::fs::rename(&partial.path, &target).await.map_err(|e| internal(&target, e))?;
     partial.kept = true;

@@ -7,7 +7,7 @@ mod support;
 use reqwest::blocking::multipart;
 use serde_json::json;
 use std::time::Duration;
-use support::{fixture_ks, fixture_repo, Backend, Server, Store};
+use support::{fixture_ks, fixture_repo, make_token, Backend, Server, Store};
 
 const BUILD_TIMEOUT: Duration = Duration::from_secs(180);
 const SMALL_KS: &str = "part / --size=64 --fstype=ext4 --label=root\n%packages\nbusybox\n%end\n";
@@ -179,9 +179,8 @@ fn tokens_guard_writes(backend: Backend) {
     let store = Store::new(backend);
     let mut config = store.config();
     config.worker.embedded = "never".into();
-    let db = img_server::db::Db::open(&store.url).unwrap();
-    let (secret, hash) = img_server::auth::generate();
-    assert!(img_server::db::tokens::insert(&db, "ci", &hash).unwrap());
+    config.auth.mode = "tokens".into();
+    let secret = make_token(&store.url, "ci", img_server::auth::Scope::Submit);
     let s = Server::start(config.clone());
     let body = json!({"kickstart": SMALL_KS, "imagetype": "raw"});
     let r = s.http.post(s.api("/jobs")).json(&body).send().unwrap();
@@ -367,9 +366,9 @@ fn unsafe_repositories_are_refused_with_their_line(backend: Backend) {
 }
 
 /// A queued job (no worker takes it) and its attempt folder, for tests that write job files.
-fn queued_job(s: &Server, store: &Store, token: &str) -> (String, std::path::PathBuf) {
+fn queued_job(s: &Server, store: &Store) -> (String, std::path::PathBuf) {
     let body = json!({"kickstart": SMALL_KS, "imagetype": "raw"});
-    let r = s.http.post(s.api("/jobs")).bearer_auth(token).json(&body).send().unwrap();
+    let r = s.http.post(s.api("/jobs")).json(&body).send().unwrap();
     assert_eq!(r.status(), 201);
     let id = r.json::<serde_json::Value>().unwrap()["id"].as_str().unwrap().to_owned();
     let dir = store.dir.join("data/jobs").join(&id).join("attempt-1");
@@ -388,7 +387,7 @@ fn job_files_that_are_links_are_not_served(backend: Backend) {
     let canary = store.dir.join("canary");
     std::fs::write(&canary, "CANARY-SECRET-1b7e\n").unwrap();
     let s = Server::start_with(config, 0);
-    let (id, dir) = queued_job(&s, &store, "");
+    let (id, dir) = queued_job(&s, &store);
     std::os::unix::fs::symlink(&canary, dir.join("build.log")).unwrap();
     let get = |path: &str| s.http.get(format!("{}{path}", s.url)).send().unwrap();
     let log = get(&format!("/api/v1/jobs/{id}/log"));
@@ -437,11 +436,12 @@ fn an_uploaded_log_stops_at_log_max_mb(backend: Backend) {
     config.worker.embedded = "never".into();
     config.worker.log_max_mb = 1;
     let db = img_server::db::Db::open(&store.url).unwrap();
-    let (secret, hash) = img_server::auth::generate();
-    assert!(img_server::db::tokens::insert(&db, "worker", &hash).unwrap());
+    let secret = make_token(&store.url, "worker", img_server::auth::Scope::Worker);
     let s = Server::start_with(config, 0);
-    let (id, dir) = queued_job(&s, &store, &secret);
+    let (id, dir) = queued_job(&s, &store);
     jobs::transition(&db, &id, JobState::Running, Change::default()).unwrap().unwrap();
+    let claim = s.http.post(s.api(&format!("/jobs/{id}/claim?attempt=1"))).bearer_auth(&secret).send().unwrap();
+    assert_eq!(claim.status(), 200);
     let chunk = vec![b'l'; 700 * 1024];
     let put = |offset: usize| {
         let url = s.api(&format!("/jobs/{id}/log?attempt=1&offset={offset}"));

@@ -10,7 +10,8 @@ use reqwest::blocking::{Client, RequestBuilder, Response};
 use serde_json::{json, Value};
 use std::path::Path;
 use std::time::{Duration, Instant};
-use support::{fixture_ks, fixture_repo, sha256_hex, Backend, Server, Store, Worker};
+use img_server::auth::Scope;
+use support::{fixture_ks, fixture_repo, make_token, sha256_hex, Backend, Server, Store, Worker};
 
 /// A VM build under TCG, after the worker has dropped two stale jobs unbuilt.
 const BUILD_TIMEOUT: Duration = Duration::from_secs(240);
@@ -63,6 +64,11 @@ impl Api {
         format!("{}/api/v1{path}", self.base)
     }
 
+    fn claim(&self, id: &str, attempt: u32) -> reqwest::blocking::Response {
+        let url = self.url(&format!("/jobs/{id}/claim?attempt={attempt}"));
+        self.http.post(url).bearer_auth(&self.token).send().expect("POST claim")
+    }
+
     fn put_log(&self, id: &str, attempt: u32, offset: u64, body: &str) -> RequestBuilder {
         let url = self.url(&format!("/jobs/{id}/log?attempt={attempt}&offset={offset}"));
         self.http.put(url).bearer_auth(&self.token).body(body.to_owned())
@@ -83,12 +89,12 @@ fn a_worker_without_a_shared_folder_uploads_log_and_images() {
     let store = Store::new(Backend::PostgresAmqp);
     let config = store.config();
     let db = img_server::db::Db::open(&store.url).expect("database");
-    let (token, hash) = img_server::auth::generate();
-    assert!(img_server::db::tokens::insert(&db, "worker-1", &hash).expect("token stored"));
+    let token = make_token(&store.url, "worker-1", Scope::Worker);
     // No worker yet: the endpoints are checked on jobs that stay where the test puts them.
     let mut s = Server::start_with(config.clone(), 0);
     let api = Api { base: s.url.clone(), http: Client::new(), token: token.clone() };
-    let submit = |body: Value| id_of(s.http.post(s.api("/jobs")).bearer_auth(&token).json(&body).send().expect("POST"));
+    // Submitted without a token (the server is open on loopback): a worker token cannot submit.
+    let submit = |body: Value| id_of(s.http.post(s.api("/jobs")).json(&body).send().expect("POST"));
     let fixture = json!({"kickstart": fixture_ks(), "imagetype": "raw", "name": "fixture",
                          "tokenmap": {"FIXTURE_REPO": fixture_repo().display().to_string()}});
     let probe = submit(fixture.clone());
@@ -111,6 +117,7 @@ fn a_worker_without_a_shared_folder_uploads_log_and_images() {
 
     // Tokens: none → 401, unknown → 403, for both endpoints.
     move_to(&probe, JobState::Running);
+    assert_eq!(api.claim(&probe, 1).status(), 200);
     let anonymous = api.http.put(s.api(&format!("/jobs/{probe}/log?attempt=1&offset=0"))).body("x").send();
     assert_eq!(anonymous.expect("PUT").status(), 401);
     let wrong = api.http.put(s.api(&format!("/jobs/{probe}/artifacts/a.raw?attempt=1")));
@@ -170,6 +177,7 @@ fn a_worker_without_a_shared_folder_uploads_log_and_images() {
     assert!(status == 409 && detail.contains("attempt 1 is stale"), "{status} {detail}");
     assert_eq!(std::fs::read(out.join("a.raw")).expect("kept"), image, "a stale upload changes nothing");
     // A queued job tells the worker to wait (its BUILDING status may still be on the way).
+    assert_eq!(api.claim(&built, 1).status(), 200);
     let r = api.put_log(&built, 1, 0, "early\n").send().unwrap();
     assert_eq!((r.status().as_u16(), header(&r, "x-job-status")), (409, "queued".to_owned()));
     move_to(&probe, JobState::Cancelled);
@@ -248,13 +256,13 @@ fn the_log_shipper_resumes_at_the_servers_end_and_reports_a_refusal() {
     let mut config = store.config();
     config.worker.embedded = "never".into();
     let db = img_server::db::Db::open(&store.url).expect("database");
-    let (token, hash) = img_server::auth::generate();
-    assert!(img_server::db::tokens::insert(&db, "worker-1", &hash).expect("token stored"));
+    let token = make_token(&store.url, "worker-1", Scope::Worker);
     let s = Server::start_with(config, 0);
     let small = json!({"kickstart": "part / --size=64\n%packages\nbusybox\n%end\n", "imagetype": "fs"});
-    let id = id_of(s.http.post(s.api("/jobs")).bearer_auth(&token).json(&small).send().expect("POST"));
+    let id = id_of(s.http.post(s.api("/jobs")).json(&small).send().expect("POST"));
     assert!(jobs::transition(&db, &id, JobState::Running, Change::default()).expect("database").is_ok());
     let api = Api { base: s.url.clone(), http: Client::new(), token: token.clone() };
+    assert_eq!(api.claim(&id, 1).status(), 200);
     let uploader = std::sync::Arc::new(Uploader::new(&s.url, &token).expect("uploader"));
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let local = store.dir.join("local-build.log");

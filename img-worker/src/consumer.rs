@@ -374,6 +374,18 @@ async fn image(ctx: &Arc<Ctx>, job: ImageJob, stop: watch::Receiver<bool>) -> Re
         tracing::info!("job {} was cancelled before it started: not built ({why})", job.id);
         return Ok(Some(not_built(s, &job.id, attempt, &why)));
     }
+    if let Some(uploader) = &s.upload {
+        match uploader.claim(&job.id, attempt).await {
+            Ok(()) => {}
+            // Another worker builds it (a duplicate delivery), or the attempt is over.
+            Err(e @ UploadError::Refused { .. }) => {
+                tracing::info!("job {} not built: {e}", job.id);
+                return Ok(Some(not_built(s, &job.id, attempt, &e.to_string())));
+            }
+            // Its uploads will fail too, and say why, failing the job.
+            Err(e) => tracing::warn!("job {}: {e}", job.id),
+        }
+    }
 
     let (done_tx, done_rx) = watch::channel(false);
     if let Ok(mut b) = ctx.building.lock() {

@@ -105,6 +105,36 @@ impl Uploader {
         serde_json::from_slice(&body).map(Some).map_err(|e| UploadError::Client(format!("the job's state: {e}")))
     }
 
+    /// Tells the server this worker builds `attempt` of job `id`: from then on the server
+    /// takes that attempt's uploads from this worker's token only. Passing failures are
+    /// retried; a refusal (another worker claimed it, the attempt is over) is final.
+    pub async fn claim(&self, id: &str, attempt: u32) -> Result<(), UploadError> {
+        let what = format!("the claim of attempt {attempt}");
+        let mut backoff = Backoff::default();
+        let t0 = Instant::now();
+        loop {
+            let request = self
+                .client
+                .post(format!("{}/claim", self.job_url(id)))
+                .query(&[("attempt", attempt)])
+                .bearer_auth(&self.token)
+                .timeout(Duration::from_secs(30));
+            let why = match answer(request.send().await, attempt).await {
+                Answer::Taken => return Ok(()),
+                Answer::Refused { status, detail } => return Err(UploadError::Refused { what, status, detail }),
+                Answer::Passing(why) => why,
+                other => format!("{other:?}"),
+            };
+            if t0.elapsed() > RETRY_FOR {
+                let server = self.server.clone();
+                return Err(UploadError::Unavailable { what, server, secs: RETRY_FOR.as_secs(), why });
+            }
+            let pause = backoff.pause();
+            tracing::warn!("{what}: {why}; trying again in {pause:?}");
+            tokio::time::sleep(pause).await;
+        }
+    }
+
     /// One log chunk at `offset`.
     async fn log_chunk(&self, id: &str, attempt: u32, offset: u64, chunk: Vec<u8>) -> Answer {
         let request = self

@@ -27,6 +27,9 @@ pub enum ApiError {
     Unauthorized,
     #[error("the API token is not valid")]
     Forbidden,
+    /// A valid caller without the right: says whose the thing is and what would be needed.
+    #[error("{0}")]
+    Denied(String),
     #[error("{0}")]
     Unavailable(String),
     #[error("internal error")]
@@ -55,7 +58,7 @@ impl ApiError {
             ApiError::Conflict(_) | ApiError::UploadRefused { .. } => "conflict",
             ApiError::TooLarge(_) => "too_large",
             ApiError::Unauthorized => "unauthorized",
-            ApiError::Forbidden => "forbidden",
+            ApiError::Forbidden | ApiError::Denied(_) => "forbidden",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
         }
@@ -71,7 +74,7 @@ impl ResponseError for ApiError {
             ApiError::Conflict(_) | ApiError::UploadRefused { .. } => StatusCode::CONFLICT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden => StatusCode::FORBIDDEN,
+            ApiError::Forbidden | ApiError::Denied(_) => StatusCode::FORBIDDEN,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

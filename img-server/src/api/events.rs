@@ -2,7 +2,7 @@
 //! written (`event: log`) and its state changes (`event: state`); ends after a final state.
 
 use super::error::ApiError;
-use crate::auth::{self, Access};
+use crate::auth::{self, Caller};
 use crate::service;
 use crate::state::AppState;
 use actix_web::web::Bytes;
@@ -20,6 +20,7 @@ const CUT: &str = " [img-server: line cut, longer than 16 KiB]";
 
 struct Tail {
     state: web::Data<AppState>,
+    reader: Caller,
     id: String,
     offset: u64,
     lines: Lines,
@@ -88,15 +89,15 @@ pub async fn stream(
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    auth::check(&req, &state, Access::Read).await?;
-    let job = service::get(&state, &id).await?;
-    let tail = Tail { state, id: job.id, offset: 0, lines: Lines::default(), last_status: String::new(), done: false };
+    let reader = auth::read(&req, &state).await?;
+    let job = service::get(&state, &reader, &id).await?;
+    let tail = Tail { state, reader, id: job.id, offset: 0, lines: Lines::default(), last_status: String::new(), done: false };
     let events = futures_util::stream::unfold(tail, |mut t| async move {
         if t.done {
             return None;
         }
         loop {
-            let (data, next, job) = match service::log(&t.state, &t.id, t.offset, CHUNK).await {
+            let (data, next, job) = match service::log(&t.state, &t.reader, &t.id, t.offset, CHUNK).await {
                 Ok(r) => r,
                 Err(_) => {
                     t.done = true;

@@ -3,11 +3,12 @@
 
 pub mod error;
 mod events;
+pub mod tokens;
 pub(crate) mod upload;
 pub mod view;
 mod worker;
 
-use crate::auth::{self, Access};
+use crate::auth;
 use crate::service;
 use crate::state::AppState;
 use crate::submit::Submission;
@@ -19,9 +20,11 @@ use serde::Deserialize;
 pub const OPENAPI: &str = include_str!("../../openapi.json");
 const LOG_CHUNK: u64 = 1 << 20;
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
+/// The API under `/api/v1`; browsers on `cors_origins` may call it (CORS, without cookies).
+pub fn routes(cfg: &mut web::ServiceConfig, cors_origins: &[String]) {
     cfg.service(
         web::scope("/api/v1")
+            .wrap(actix_web::middleware::Condition::new(!cors_origins.is_empty(), cors(cors_origins)))
             // A malformed query string gets the API's JSON error, not actix's plain text.
             .app_data(web::QueryConfig::default().error_handler(|e, _| ApiError::BadRequest(e.to_string()).into()))
             .service(endpoint("/openapi.json", "GET").route(web::get().to(openapi)))
@@ -29,6 +32,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .service(endpoint("/jobs/{id}", "GET, DELETE").route(web::get().to(show)).route(web::delete().to(delete)))
             .service(endpoint("/jobs/{id}/cancel", "POST").route(web::post().to(cancel)))
             .service(endpoint("/jobs/{id}/retry", "POST").route(web::post().to(retry)))
+            .service(endpoint("/jobs/{id}/claim", "POST").route(web::post().to(worker::claim)))
+            .service(endpoint("/jobs/{id}/kickstart", "GET").route(web::get().to(kickstart)))
             .service(
                 endpoint("/jobs/{id}/log", "GET, PUT").route(web::get().to(log)).route(web::put().to(worker::put_log)),
             )
@@ -40,10 +45,28 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                     .route(web::put().to(worker::put_artifact)),
             )
             .service(endpoint("/templates", "GET").route(web::get().to(templates)))
+            .service(endpoint("/tokens", "GET, POST").route(web::get().to(tokens::list)).route(web::post().to(tokens::create)))
+            .service(endpoint("/tokens/{name}", "DELETE").route(web::delete().to(tokens::revoke)))
             .default_service(web::to(|| async {
                 Err::<HttpResponse, _>(ApiError::NotFound("no such API endpoint".into()))
             })),
     );
+}
+
+/// Only the listed origins, only bearer tokens (no credentials mode: a cookie never rides a
+/// cross-site call), and the headers a client reads (`Location`, the log's offsets, checksums).
+fn cors(origins: &[String]) -> actix_cors::Cors {
+    let mut cors = actix_cors::Cors::default()
+        .allowed_methods(["GET", "POST", "PUT", "DELETE"])
+        .allowed_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::RANGE])
+        .allowed_header("x-checksum-sha256")
+        .expose_headers([header::LOCATION, header::ETAG, header::CONTENT_RANGE])
+        .expose_headers(["x-next-offset", "x-job-status", "x-checksum-sha256", "x-log-size", "x-job-attempt"])
+        .max_age(3600);
+    for o in origins {
+        cors = cors.allowed_origin(o);
+    }
+    cors
 }
 
 /// One path of the API. Other methods on it get 405 with `Allow` (else the scope's 404
@@ -61,9 +84,9 @@ async fn openapi() -> HttpResponse {
 }
 
 async fn create(req: HttpRequest, state: web::Data<AppState>, body: web::Payload) -> Result<HttpResponse, ApiError> {
-    auth::check(&req, &state, Access::Write).await?;
+    let caller = auth::write(&req, &state).await?;
     let sub: Submission = upload::read_submission(&req, body, state.config.limits.max_upload_bytes).await?;
-    let job = service::submit(&state, sub).await?;
+    let job = service::submit(&state, &caller, sub).await?;
     Ok(HttpResponse::Created().insert_header((header::LOCATION, job.links.this.clone())).json(serde_json::json!({
         "id": job.id, "status": job.status, "links": job.links,
     })))
@@ -85,7 +108,7 @@ async fn list(
     state: web::Data<AppState>,
     q: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    auth::check(&req, &state, Access::Read).await?;
+    let reader = auth::read(&req, &state).await?;
     let filter = service::ListQuery {
         status: q.status.as_deref(),
         kickstart_sha256: q.kickstart_sha256.as_deref(),
@@ -93,36 +116,42 @@ async fn list(
         arch: q.arch.as_deref(),
         finished_within: q.finished_within.as_deref(),
     };
-    let p = service::list(&state, &filter, q.page.unwrap_or(1), q.per_page.unwrap_or(50)).await?;
+    let p = service::list(&state, &reader, &filter, q.page.unwrap_or(1), q.per_page.unwrap_or(50)).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "jobs": p.jobs, "total": p.total, "page": p.page, "per_page": p.per_page,
     })))
 }
 
 async fn show(req: HttpRequest, state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    auth::check(&req, &state, Access::Read).await?;
-    Ok(HttpResponse::Ok().json(service::get(&state, &id).await?))
+    let reader = auth::read(&req, &state).await?;
+    Ok(HttpResponse::Ok().json(service::get(&state, &reader, &id).await?))
 }
 
 async fn mails(req: HttpRequest, state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    auth::check(&req, &state, Access::Read).await?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "mails": service::mails(&state, &id).await? })))
+    let reader = auth::read(&req, &state).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "mails": service::mails(&state, &reader, &id).await? })))
+}
+
+async fn kickstart(req: HttpRequest, state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let reader = auth::read(&req, &state).await?;
+    let text = service::kickstart(&state, &reader, &id).await?;
+    Ok(HttpResponse::Ok().content_type("text/plain; charset=utf-8").body(text))
 }
 
 async fn delete(req: HttpRequest, state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    auth::check(&req, &state, Access::Write).await?;
-    service::delete(&state, &id).await?;
+    let caller = auth::write(&req, &state).await?;
+    service::delete(&state, &caller, &id).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
 async fn cancel(req: HttpRequest, state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    auth::check(&req, &state, Access::Write).await?;
-    Ok(HttpResponse::Ok().json(service::cancel(&state, &id).await?))
+    let caller = auth::write(&req, &state).await?;
+    Ok(HttpResponse::Ok().json(service::cancel(&state, &caller, &id).await?))
 }
 
 async fn retry(req: HttpRequest, state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    auth::check(&req, &state, Access::Write).await?;
-    Ok(HttpResponse::Ok().json(service::retry(&state, &id).await?))
+    let caller = auth::write(&req, &state).await?;
+    Ok(HttpResponse::Ok().json(service::retry(&state, &caller, &id).await?))
 }
 
 #[derive(Deserialize)]
@@ -137,8 +166,8 @@ async fn log(
     id: web::Path<String>,
     q: web::Query<LogQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    auth::check(&req, &state, Access::Read).await?;
-    let (data, next, job) = service::log(&state, &id, q.offset.unwrap_or(0), LOG_CHUNK).await?;
+    let reader = auth::read(&req, &state).await?;
+    let (data, next, job) = service::log(&state, &reader, &id, q.offset.unwrap_or(0), LOG_CHUNK).await?;
     Ok(HttpResponse::Ok()
         .content_type("text/plain; charset=utf-8")
         .insert_header(("X-Next-Offset", next.to_string()))
@@ -152,7 +181,7 @@ async fn artifact(
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
-    auth::check(&req, &state, Access::Read).await?;
+    auth::read(&req, &state).await?;
     let (id, name) = path.into_inner();
     let (file, path, sha256) = service::artifact_file(&state, &id, &name).await?;
     let named = actix_files::NamedFile::from_file(file, &path)
@@ -179,6 +208,6 @@ async fn artifact(
 }
 
 async fn templates(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    auth::check(&req, &state, Access::Read).await?;
+    auth::read(&req, &state).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "templates": state.catalog.templates })))
 }

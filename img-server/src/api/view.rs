@@ -1,6 +1,7 @@
 //! How jobs look in the API and on the pages.
 
 use crate::db::jobs::{Artifact, Job};
+use crate::auth::Caller;
 use crate::db::mails::Mail;
 use crate::state::AppState;
 use serde::Serialize;
@@ -14,7 +15,13 @@ pub struct JobView {
     pub name: String,
     pub imagetype: String,
     pub arch: String,
+    /// Empty when hidden from this reader (see `details_hidden`).
     pub email: String,
+    /// The user whose token submitted the job; null: submitted without a token, or hidden.
+    pub owner: Option<String>,
+    /// Email, owner and kickstart are shown only to the job's owner and admins (unless
+    /// `auth.public_details`): true when this reader is neither.
+    pub details_hidden: bool,
     pub template: Option<String>,
     pub platform: Option<String>,
     pub overlay: String,
@@ -82,6 +89,8 @@ pub struct Links {
     pub log: String,
     pub events: String,
     pub cancel: String,
+    /// The kickstart as built (owner and admins only, unless `auth.public_details`).
+    pub kickstart: String,
 }
 
 /// RFC 3339 UTC with milliseconds.
@@ -112,6 +121,8 @@ impl JobView {
             imagetype: job.imagetype.clone(),
             arch: job.arch.clone(),
             email: job.email.clone(),
+            owner: job.owner.clone(),
+            details_hidden: false,
             template: job.template.clone(),
             platform: job.platform.clone(),
             overlay: job.overlay.clone(),
@@ -140,7 +151,18 @@ impl JobView {
                 log: state.url(&format!("{api}/log")),
                 events: state.url(&format!("{api}/events")),
                 cancel: state.url(&format!("{api}/cancel")),
+                kickstart: state.url(&format!("{api}/kickstart")),
             },
         }
+    }
+
+    /// The view as `reader` may see it: without email and owner unless it may see details.
+    pub fn for_reader(mut self, reader: &Caller, public_details: bool) -> JobView {
+        if !reader.sees_details(self.owner.as_deref(), public_details) {
+            self.email.clear();
+            self.owner = None;
+            self.details_hidden = true;
+        }
+        self
     }
 }

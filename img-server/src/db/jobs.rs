@@ -47,6 +47,12 @@ pub struct Job {
     pub lost: i32,
     /// sha256 (hex) of `kickstart`; NULL for SQLite rows older than the column.
     pub kickstart_sha256: Option<String>,
+    /// The user whose token submitted the job; `None`: submitted anonymously (open mode).
+    pub owner: Option<String>,
+    /// The worker token that claimed attempt `builder_attempt`: the only one whose uploads
+    /// that attempt takes.
+    pub builder: Option<String>,
+    pub builder_attempt: Option<i32>,
 }
 
 impl Job {
@@ -297,6 +303,29 @@ pub fn heartbeat(db: &Db, id: &str, attempt: Option<i32>, worker: Option<&str>, 
     Ok(n == 1)
 }
 
+/// Binds attempt `attempt` of job `id` to worker token `builder`, while that attempt is
+/// queued or running and no other worker claimed it: only its uploads are taken after.
+/// Claiming again (a worker restarted, a retried request) is fine; the job is returned
+/// either way, for the caller to say why not.
+pub fn claim_attempt(db: &Db, id: &str, attempt: i32, builder: &str) -> DbResult<(bool, Option<Job>)> {
+    let live = [JobState::Queued.as_str(), JobState::Running.as_str()];
+    let n = with_conn!(db, |conn| diesel::update(
+        jobs::table
+            .filter(jobs::id.eq(id))
+            .filter(jobs::attempts.eq(attempt))
+            .filter(jobs::state.eq_any(live))
+            .filter(
+                jobs::builder_attempt
+                    .is_null()
+                    .or(jobs::builder_attempt.ne(attempt))
+                    .or(jobs::builder.eq(builder)),
+            ),
+    )
+    .set((jobs::builder.eq(builder), jobs::builder_attempt.eq(attempt), jobs::updated_at.eq(now_ms())))
+    .execute(conn))?;
+    Ok((n == 1, get(db, id)?))
+}
+
 /// What [`take_back_lost`] did.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct TakenBack {
@@ -418,13 +447,13 @@ pub fn delete(db: &Db, id: &str) -> DbResult<bool> {
     Ok(n == 1)
 }
 
-/// Ids of finished, unpinned jobs (what `clear/` removes).
-pub fn finished_unpinned(db: &Db) -> DbResult<Vec<String>> {
+/// Ids and owners of finished, unpinned jobs (what `clear/` removes).
+pub fn finished_unpinned(db: &Db) -> DbResult<Vec<(String, Option<String>)>> {
     let finals: Vec<&str> = JobState::ALL.iter().filter(|s| s.is_final()).map(|s| s.as_str()).collect();
     Ok(with_conn!(db, |conn| jobs::table
         .filter(jobs::state.eq_any(&finals))
         .filter(jobs::pinned.eq(false))
-        .select(jobs::id)
+        .select((jobs::id, jobs::owner))
         .load(conn))?)
 }
 

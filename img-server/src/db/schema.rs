@@ -1,5 +1,6 @@
 // The tables of migrations/*/ (…_init, `lost` from …_lost_workers, `mails`, `kickstart_sha256`
-// from …_kickstart_sha256), in diesel's terms (the same for both backends).
+// from …_kickstart_sha256, `owner`, `builder*`, `user_name`, `scope` from …_owners_scopes), in
+// diesel's terms (the same for both backends).
 
 diesel::table! {
     jobs (id) {
@@ -32,6 +33,9 @@ diesel::table! {
         updated_at -> BigInt,
         lost -> Integer,
         kickstart_sha256 -> Nullable<Text>,
+        owner -> Nullable<Text>,
+        builder -> Nullable<Text>,
+        builder_attempt -> Nullable<Integer>,
     }
 }
 
@@ -49,6 +53,8 @@ diesel::table! {
         name -> Text,
         hash -> Text,
         created_at -> BigInt,
+        user_name -> Text,
+        scope -> Text,
     }
 }
 

@@ -58,6 +58,12 @@ pub fn local_repos() -> Vec<String> {
 }
 
 /// SHA-256 of `bytes` in lowercase hex, as the API shows it.
+/// A new token `name` (its own user) with `scope` in the database at `url`; its secret.
+pub fn make_token(url: &str, name: &str, scope: img_server::auth::Scope) -> String {
+    let db = img_server::db::Db::open(url).expect("database");
+    img_server::api::tokens::create_token(&db, name, name, scope).expect("token stored")
+}
+
 pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::{Digest, Sha256};
     Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
