@@ -1066,14 +1066,14 @@ mod tests {
         }];
         let html = render_ok(&t, "job.html", &job_context(&view("failed"), &log, &mails, BASE, now, true));
         assert!(html.contains("mkfs failed: &lt;disk full&gt;") && html.contains("/retry\""));
+        assert!(html.contains("<h2>Mail</h2>") && html.contains("Connection refused &lt;smtp&gt;"), "{html}");
+        assert!(html.contains("next try") && html.contains("2024-05-01 10:26:00 UTC"), "{html}");
         // A reader who may not change it sees no buttons, and who submitted it only if allowed.
         let hidden = view("failed").for_reader(&Caller::Anonymous { open: false }, false);
         let html = render_ok(&t, "job.html", &job_context(&hidden, &log, &[], BASE, now, false));
         assert!(!html.contains("/retry\"") && !html.contains("/delete\"") && !html.contains("/pin\""), "{html}");
         assert!(!html.contains("dev@example.org") && !html.contains("kickstart as built"), "{html}");
         assert!(html.contains("shown to its owner and admins"));
-        assert!(html.contains("<h2>Mail</h2>") && html.contains("Connection refused &lt;smtp&gt;"), "{html}");
-        assert!(html.contains("next try") && html.contains("2024-05-01 10:26:00 UTC"), "{html}");
 
         let html = render_ok(&t, "images.html", &images_context(&view("done"), BASE));
         assert!(html.contains("nemo.raw") && html.contains("1.5 GiB"));
