@@ -227,7 +227,11 @@ fn openapi_matches_routes(backend: Backend) {
         ("/api/v1/jobs/{id}/events", "get"),
         ("/api/v1/jobs/{id}/mails", "get"),
         ("/api/v1/jobs/{id}/artifacts/{name}", "get put"),
+        ("/api/v1/jobs/{id}/claim", "post"),
+        ("/api/v1/jobs/{id}/kickstart", "get"),
         ("/api/v1/templates", "get"),
+        ("/api/v1/tokens", "get post"),
+        ("/api/v1/tokens/{name}", "delete"),
     ] {
         assert!(paths.contains_key(p), "{p} undocumented");
         for m in methods.split(' ') {
