@@ -691,8 +691,7 @@ mod tests {
     #[test]
     fn auth_mode_is_open_only_on_loopback_unless_set() {
         let with = |listen: &str, mode: &str| {
-            let mut c = Config::default();
-            c.listen = listen.into();
+            let mut c = Config { listen: listen.into(), ..Default::default() };
             c.auth.mode = mode.into();
             c.auth_mode()
         };

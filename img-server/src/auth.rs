@@ -73,7 +73,9 @@ pub struct Identity {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Caller {
     /// No token; `open`: the server is in open mode.
-    Anonymous { open: bool },
+    Anonymous {
+        open: bool,
+    },
     Token(Identity),
 }
 
@@ -189,7 +191,9 @@ pub async fn write(req: &HttpRequest, state: &AppState) -> Result<Caller, ApiErr
 pub async fn admin(req: &HttpRequest, state: &AppState) -> Result<Identity, ApiError> {
     match write(req, state).await? {
         Caller::Token(t) if t.scope == Scope::Admin => Ok(t),
-        Caller::Token(t) => Err(ApiError::Denied(format!("token `{}` has scope {}: this needs admin", t.token, t.scope.as_str()))),
+        Caller::Token(t) => {
+            Err(ApiError::Denied(format!("token `{}` has scope {}: this needs admin", t.token, t.scope.as_str())))
+        }
         Caller::Anonymous { .. } => Err(ApiError::Denied("this needs an admin token".into())),
     }
 }

@@ -521,8 +521,8 @@ async fn index(req: HttpRequest, state: State, tera: Templates) -> HttpResponse 
                     1,
                     1,
                 )
-                    .await?
-                    .total,
+                .await?
+                .total,
             ));
         }
         let recent = service::list(&state, &reader, &service::ListQuery::default(), 1, RECENT).await?;

@@ -29,7 +29,8 @@ static LOG_APPEND: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 pub async fn claim(state: &AppState, by: &Identity, id: &str, attempt: u32) -> Result<Job, ApiError> {
     let id = check_id(id)?;
     let (key, builder) = (id.clone(), by.token.clone());
-    let attempt_i = i32::try_from(attempt).map_err(|_| ApiError::BadRequest(format!("attempt {attempt}: too large")))?;
+    let attempt_i =
+        i32::try_from(attempt).map_err(|_| ApiError::BadRequest(format!("attempt {attempt}: too large")))?;
     let (claimed, job) = state.db.run(move |db| jobs::claim_attempt(db, &key, attempt_i, &builder)).await?;
     let job = job.ok_or_else(|| not_found(&id))?;
     if claimed {

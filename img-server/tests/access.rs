@@ -65,6 +65,18 @@ fn only_owners_and_admins_change_a_job(backend: Backend) {
     let (status, why) = detail(post(&s, &format!("/jobs/{id}/cancel"), &bob));
     assert!(status == 403 && why.contains("belongs to user `alice`") && why.contains("bob"), "{status} {why}");
     assert_eq!(detail(delete(&s, &format!("/jobs/{id}"), &bob)).0, 403);
+    // img-client acts with its token's rights and says why not.
+    let client = |token: &str, args: &[&str]| {
+        std::process::Command::new(support::program("img-client"))
+            .args(args)
+            .args(["--url", &s.url])
+            .env("IMG_TOKEN", token)
+            .output()
+            .unwrap()
+    };
+    let out = client(&bob, &["cancel", &id]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && said.contains("403") && said.contains("belongs to user `alice`"), "{said}");
     let (status, why) = detail(post(&s, &format!("/jobs/{id}/cancel"), &worker));
     assert!(status == 403 && why.contains("scope worker"), "{status} {why}");
     let body = json!({"kickstart": KS, "imagetype": "raw"});
@@ -99,7 +111,12 @@ fn details_are_hidden_from_other_readers(backend: Backend) {
     let root = make_token(&store.url, "root", Scope::Admin);
     let s = closed(&store);
     let id = submit(&s, &alice);
-    for (who, token, shown) in [("anonymous", None, false), ("bob", Some(&bob), false), ("alice", Some(&alice), true), ("admin", Some(&root), true)] {
+    for (who, token, shown) in [
+        ("anonymous", None, false),
+        ("bob", Some(&bob), false),
+        ("alice", Some(&alice), true),
+        ("admin", Some(&root), true),
+    ] {
         let job: Value = get(&s, &format!("/jobs/{id}"), token.map(String::as_str)).json().unwrap();
         assert_eq!(job["email"] == "alice@example.org", shown, "{who}: {job}");
         assert_eq!(job["details_hidden"], !shown, "{who}");
@@ -186,7 +203,8 @@ fn revoking_every_token_keeps_the_server_closed(backend: Backend) {
     let store = Store::new(backend);
     let root = make_token(&store.url, "root", Scope::Admin);
     let s = closed(&store);
-    let create = |body: Value, token: &str| s.http.post(s.api("/tokens")).bearer_auth(token).json(&body).send().unwrap();
+    let create =
+        |body: Value, token: &str| s.http.post(s.api("/tokens")).bearer_auth(token).json(&body).send().unwrap();
     let r = create(json!({"name": "ci", "scope": "submit", "user": "release-bot"}), &root);
     assert_eq!(r.status(), 201);
     let ci: Value = r.json().unwrap();
@@ -272,7 +290,8 @@ fn login_checks_the_token(backend: Backend) {
     let alice = make_token(&store.url, "alice", Scope::Submit);
     let s = closed(&store);
     let http = reqwest::blocking::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let login = |token: &str| http.post(format!("{}/login", s.url)).form(&[("token", token), ("next", "/")]).send().unwrap();
+    let login =
+        |token: &str| http.post(format!("{}/login", s.url)).form(&[("token", token), ("next", "/")]).send().unwrap();
     let r = login("img_00000000000000000000000000000000000000000");
     assert_eq!(r.status(), 403);
     assert!(r.headers().get("set-cookie").is_none(), "no cookie for a wrong token");

@@ -119,7 +119,23 @@ struct Participant {
 
 impl Participant {
     fn start(name: &str, server: &Server, vhost: &Vhost, state: &Path, log: PathBuf) -> Participant {
-        let child = Command::new(program("img-client"))
+        Participant::start_with_token(name, server, vhost, state, log, "")
+    }
+
+    /// With `IMG_TOKEN=token` (empty: none).
+    fn start_with_token(
+        name: &str,
+        server: &Server,
+        vhost: &Vhost,
+        state: &Path,
+        log: PathBuf,
+        token: &str,
+    ) -> Participant {
+        let mut cmd = Command::new(program("img-client"));
+        if !token.is_empty() {
+            cmd.env("IMG_TOKEN", token);
+        }
+        let child = cmd
             .args(["participant", name, "--url", &server.url, "--amqp", &vhost.url(), "--poll", "1"])
             .arg("--state-dir")
             .arg(state)
@@ -355,14 +371,25 @@ fn a_participant_killed_mid_job_still_replies_after_a_restart() {
     }
 }
 
-/// A cancel item from the engine cancels the job and gets no reply.
+/// A cancel item from the engine cancels the job and gets no reply. The participant acts with
+/// its `submit` token's rights on a server that takes no anonymous writes: the job is its
+/// user's, so it may cancel it.
 #[test]
 fn a_cancel_item_cancels_the_job() {
-    let (_store, s, vhost, engine, state, log) = setup();
-    let _p = Participant::start("build_image", &s, &vhost, &state, log.clone());
+    let store = Store::new(Backend::Sqlite);
+    let token = support::make_token(&store.url, "boss", img_server::auth::Scope::Submit);
+    let mut config = store.config();
+    config.auth.mode = "tokens".into();
+    let s = Server::start(config);
+    let vhost = Vhost::new();
+    let engine = Engine::new(&vhost);
+    let (state, log) = (store.dir.join("participant-state"), store.dir.join("participant.log"));
+    let _p = Participant::start_with_token("build_image", &s, &vhost, &state, log.clone(), &token);
     let wi = workitem("wf-cancel", "build_image", json!({"image": fixture_image(&slow_kickstart(60))}));
     engine.send("build_image", &wi);
     let id = wait_stored_job(&state, &log);
+    let job: Value = s.http.get(s.api(&format!("/jobs/{id}"))).bearer_auth(&token).send().unwrap().json().unwrap();
+    assert_eq!(job["owner"], "boss", "the participant's token's user owns the job");
     engine.send("build_image", &json!({"cancel": true, "fei": wi["fei"], "flavour": null}));
     let job = s.wait_final(&id, Duration::from_secs(60));
     assert_eq!(job["status"], "cancelled");

@@ -5,12 +5,12 @@
 mod support;
 
 use img_core::job::JobState;
+use img_server::auth::Scope;
 use img_server::db::jobs::{self, Change};
 use reqwest::blocking::{Client, RequestBuilder, Response};
 use serde_json::{json, Value};
 use std::path::Path;
 use std::time::{Duration, Instant};
-use img_server::auth::Scope;
 use support::{fixture_ks, fixture_repo, make_token, sha256_hex, Backend, Server, Store, Worker};
 
 /// A VM build under TCG, after the worker has dropped two stale jobs unbuilt.

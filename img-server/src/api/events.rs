@@ -91,7 +91,8 @@ pub async fn stream(
 ) -> Result<HttpResponse, ApiError> {
     let reader = auth::read(&req, &state).await?;
     let job = service::get(&state, &reader, &id).await?;
-    let tail = Tail { state, reader, id: job.id, offset: 0, lines: Lines::default(), last_status: String::new(), done: false };
+    let tail =
+        Tail { state, reader, id: job.id, offset: 0, lines: Lines::default(), last_status: String::new(), done: false };
     let events = futures_util::stream::unfold(tail, |mut t| async move {
         if t.done {
             return None;

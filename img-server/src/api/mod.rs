@@ -45,7 +45,11 @@ pub fn routes(cfg: &mut web::ServiceConfig, cors_origins: &[String]) {
                     .route(web::put().to(worker::put_artifact)),
             )
             .service(endpoint("/templates", "GET").route(web::get().to(templates)))
-            .service(endpoint("/tokens", "GET, POST").route(web::get().to(tokens::list)).route(web::post().to(tokens::create)))
+            .service(
+                endpoint("/tokens", "GET, POST")
+                    .route(web::get().to(tokens::list))
+                    .route(web::post().to(tokens::create)),
+            )
             .service(endpoint("/tokens/{name}", "DELETE").route(web::delete().to(tokens::revoke)))
             .default_service(web::to(|| async {
                 Err::<HttpResponse, _>(ApiError::NotFound("no such API endpoint".into()))
@@ -132,7 +136,11 @@ async fn mails(req: HttpRequest, state: web::Data<AppState>, id: web::Path<Strin
     Ok(HttpResponse::Ok().json(serde_json::json!({ "mails": service::mails(&state, &reader, &id).await? })))
 }
 
-async fn kickstart(req: HttpRequest, state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+async fn kickstart(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let reader = auth::read(&req, &state).await?;
     let text = service::kickstart(&state, &reader, &id).await?;
     Ok(HttpResponse::Ok().content_type("text/plain; charset=utf-8").body(text))

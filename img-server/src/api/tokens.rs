@@ -32,11 +32,7 @@ pub struct NewToken {
     user: Option<String>,
 }
 
-pub async fn create(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    body: web::Bytes,
-) -> Result<HttpResponse, ApiError> {
+pub async fn create(req: HttpRequest, state: web::Data<AppState>, body: web::Bytes) -> Result<HttpResponse, ApiError> {
     let by = auth::admin(&req, &state).await?;
     let new: NewToken = serde_json::from_slice(&body)
         .map_err(|e| ApiError::invalid(format!("JSON body, line {} column {}: {e}", e.line(), e.column())))?;
@@ -61,7 +57,11 @@ pub fn create_token(db: &Db, name: &str, user: &str, scope: Scope) -> Result<Str
     Ok(secret)
 }
 
-pub async fn revoke(req: HttpRequest, state: web::Data<AppState>, name: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn revoke(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    name: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let by = auth::admin(&req, &state).await?;
     let key = name.clone();
     if !state.db.run(move |db| tokens::remove(db, &key)).await? {

@@ -1,7 +1,7 @@
 //! How jobs look in the API and on the pages.
 
-use crate::db::jobs::{Artifact, Job};
 use crate::auth::Caller;
+use crate::db::jobs::{Artifact, Job};
 use crate::db::mails::Mail;
 use crate::state::AppState;
 use serde::Serialize;

@@ -310,16 +310,9 @@ pub fn heartbeat(db: &Db, id: &str, attempt: Option<i32>, worker: Option<&str>, 
 pub fn claim_attempt(db: &Db, id: &str, attempt: i32, builder: &str) -> DbResult<(bool, Option<Job>)> {
     let live = [JobState::Queued.as_str(), JobState::Running.as_str()];
     let n = with_conn!(db, |conn| diesel::update(
-        jobs::table
-            .filter(jobs::id.eq(id))
-            .filter(jobs::attempts.eq(attempt))
-            .filter(jobs::state.eq_any(live))
-            .filter(
-                jobs::builder_attempt
-                    .is_null()
-                    .or(jobs::builder_attempt.ne(attempt))
-                    .or(jobs::builder.eq(builder)),
-            ),
+        jobs::table.filter(jobs::id.eq(id)).filter(jobs::attempts.eq(attempt)).filter(jobs::state.eq_any(live)).filter(
+            jobs::builder_attempt.is_null().or(jobs::builder_attempt.ne(attempt)).or(jobs::builder.eq(builder)),
+        ),
     )
     .set((jobs::builder.eq(builder), jobs::builder_attempt.eq(attempt), jobs::updated_at.eq(now_ms())))
     .execute(conn))?;
