@@ -194,7 +194,8 @@ pub async fn admin(req: &HttpRequest, state: &AppState) -> Result<Identity, ApiE
         Caller::Token(t) => {
             Err(ApiError::Denied(format!("token `{}` has scope {}: this needs admin", t.token, t.scope.as_str())))
         }
-        Caller::Anonymous { .. } => Err(ApiError::Denied("this needs an admin token".into())),
+        // 401, as for any endpoint that needs a token: it says to send one.
+        Caller::Anonymous { .. } => Err(ApiError::Unauthorized),
     }
 }
 
