@@ -110,24 +110,40 @@ impl Uploader {
     /// retried; a refusal (another worker claimed it, the attempt is over) is final.
     pub async fn claim(&self, id: &str, attempt: u32) -> Result<(), UploadError> {
         let what = format!("the claim of attempt {attempt}");
-        let mut backoff = Backoff::default();
-        let t0 = Instant::now();
-        loop {
+        self.until_answered(&what, || async move {
             let request = self
                 .client
                 .post(format!("{}/claim", self.job_url(id)))
                 .query(&[("attempt", attempt)])
                 .bearer_auth(&self.token)
                 .timeout(Duration::from_secs(30));
-            let why = match answer(request.send().await, attempt).await {
+            Ok(answer(request.send().await, attempt).await)
+        })
+        .await
+    }
+
+    /// Sends with `send` until the server takes it or refuses it; passing failures and "not
+    /// yet" are tried again with backoff for [`RETRY_FOR`].
+    async fn until_answered<F, Fut>(&self, what: &str, mut send: F) -> Result<(), UploadError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<Answer, UploadError>>,
+    {
+        let mut backoff = Backoff::default();
+        let t0 = Instant::now();
+        loop {
+            let why = match send().await? {
                 Answer::Taken => return Ok(()),
-                Answer::Refused { status, detail } => return Err(UploadError::Refused { what, status, detail }),
+                Answer::Refused { status, detail } => {
+                    return Err(UploadError::Refused { what: what.to_owned(), status, detail })
+                }
+                Answer::NotYet => "the server has not seen the job start yet".to_owned(),
                 Answer::Passing(why) => why,
                 other => format!("{other:?}"),
             };
             if t0.elapsed() > RETRY_FOR {
-                let server = self.server.clone();
-                return Err(UploadError::Unavailable { what, server, secs: RETRY_FOR.as_secs(), why });
+                let (what, server, secs) = (what.to_owned(), self.server.clone(), RETRY_FOR.as_secs());
+                return Err(UploadError::Unavailable { what, server, secs, why });
             }
             let pause = backoff.pause();
             tracing::warn!("{what}: {why}; trying again in {pause:?}");
@@ -152,9 +168,8 @@ impl Uploader {
     pub async fn artifact(&self, id: &str, attempt: u32, path: &Path, sha256: &str) -> Result<(), UploadError> {
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let what = format!("artifact `{name}`");
-        let mut backoff = Backoff::default();
-        let t0 = Instant::now();
-        loop {
+        let name = &name;
+        self.until_answered(&what, || async move {
             let file = tokio::fs::File::open(path).await.map_err(|source| UploadError::Io {
                 what: "cannot open",
                 path: path.to_owned(),
@@ -177,28 +192,13 @@ impl Uploader {
                 .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
                 .timeout(limit)
                 .body(reqwest::Body::from(file));
-            match answer(request.send().await, attempt).await {
-                Answer::Taken => {
-                    tracing::info!("uploaded {what} ({size} bytes)");
-                    return Ok(());
-                }
-                Answer::Refused { status, detail } => return Err(UploadError::Refused { what, status, detail }),
-                other => {
-                    let why = match other {
-                        Answer::NotYet => "the server has not seen the job start yet".to_owned(),
-                        Answer::Passing(why) => why,
-                        _ => format!("{other:?}"),
-                    };
-                    if t0.elapsed() > RETRY_FOR {
-                        let server = self.server.clone();
-                        return Err(UploadError::Unavailable { what, server, secs: RETRY_FOR.as_secs(), why });
-                    }
-                    let pause = backoff.pause();
-                    tracing::warn!("{what}: {why}; trying again in {pause:?}");
-                    tokio::time::sleep(pause).await;
-                }
+            let answered = answer(request.send().await, attempt).await;
+            if matches!(answered, Answer::Taken) {
+                tracing::info!("uploaded artifact `{name}` ({size} bytes)");
             }
-        }
+            Ok(answered)
+        })
+        .await
     }
 }
 
