@@ -133,3 +133,25 @@ impl Db {
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use diesel::prelude::*;
+
+    /// Tokens from before scopes keep their rights: they become `admin`, each its own user.
+    #[test]
+    fn tokens_made_before_scopes_become_admins() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("img.db");
+        let mut conn = SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+        conn.run_pending_migrations(SQLITE_MIGRATIONS).unwrap();
+        // Back to the schema of the release before scopes, with a token made then.
+        conn.revert_last_migration(SQLITE_MIGRATIONS).unwrap();
+        conn.batch_execute("INSERT INTO api_tokens (name, hash, created_at) VALUES ('ci', 'abc', 1)").unwrap();
+        drop(conn);
+        let db = Db::open(&format!("sqlite://{}", path.display())).unwrap();
+        let t = tokens::find(&db, "abc").unwrap().expect("kept");
+        assert_eq!((t.name.as_str(), t.user_name.as_str(), t.scope.as_str()), ("ci", "ci", "admin"));
+    }
+}
