@@ -366,12 +366,8 @@ pub async fn kickstart(state: &AppState, reader: &Caller, id: &str) -> Result<St
 }
 
 /// The file of artifact `name` of job `id`, opened (no link followed, a regular file), with
-/// its path and sha256; only names the job recorded are served.
-pub async fn artifact_file(
-    state: &AppState,
-    id: &str,
-    name: &str,
-) -> Result<(std::fs::File, PathBuf, String), ApiError> {
+/// its sha256; only names the job recorded are served.
+pub async fn artifact_file(state: &AppState, id: &str, name: &str) -> Result<(std::fs::File, String), ApiError> {
     let view = view(state, id).await?;
     let art =
         view.artifacts.iter().find(|a| a.name == name).ok_or_else(|| {
@@ -388,7 +384,7 @@ pub async fn artifact_file(
     };
     let gone = || ApiError::NotFound(format!("artifact `{}` is gone", file_name.escape_default()));
     match opened {
-        Ok(Opened::File(f)) => Ok((f, path, sha256)),
+        Ok(Opened::File(f)) => Ok((f, sha256)),
         Ok(Opened::Missing) => Err(gone()),
         Ok(Opened::Refused(what)) => {
             warn_once(&what);

@@ -609,7 +609,65 @@ fn log_readers_stay_bounded_on_a_huge_line(backend: Backend) {
     assert!(hwm < 100 * 1024, "img-server grew to {hwm} kB reading one log");
 }
 
+/// Ranges per RFC 9110: a last byte past the end (even past u64) is the end, 416 only when
+/// the range starts at or past the end, a malformed one or a stale If-Range gets the whole file.
+fn downloads_take_ranges_per_rfc_9110(backend: Backend) {
+    use img_core::job::JobState;
+    use img_server::db::jobs::{self, Artifact, Change};
+    let store = Store::new(backend);
+    let mut config = store.config();
+    config.worker.embedded = "never".into();
+    let s = Server::start_with(config, 0);
+    let (id, dir) = queued_job(&s, &store);
+    let body: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::create_dir_all(dir.join("out")).unwrap();
+    std::fs::write(dir.join("out/disk.raw"), &body).unwrap();
+    let sha = support::sha256_hex(&body);
+    let db = img_server::db::Db::open(&store.url).unwrap();
+    jobs::transition(&db, &id, JobState::Running, Change::default()).unwrap().unwrap();
+    let art = Artifact { job_id: id.clone(), name: "disk.raw".into(), size: body.len() as i64, sha256: sha.clone() };
+    jobs::finish_done(&db, &id, &[art], Change::default()).unwrap().unwrap();
+    let url = s.api(&format!("/jobs/{id}/artifacts/disk.raw"));
+    let get = |headers: &[(&str, &str)]| {
+        let mut r = s.http.get(&url);
+        for (k, v) in headers {
+            r = r.header(*k, *v);
+        }
+        r.send().unwrap()
+    };
+    let check = |range: &str, status: u16, content_range: &str, bytes: &[u8]| {
+        let r = get(&[("Range", range)]);
+        assert_eq!(r.status().as_u16(), status, "{range}");
+        let got = r.headers().get("content-range").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+        assert_eq!(got, content_range, "{range}");
+        if status != 416 {
+            assert_eq!(r.bytes().unwrap().as_ref(), bytes, "{range}");
+        }
+    };
+    check("bytes=0-99999999999999999999", 206, "bytes 0-99999/100000", &body);
+    check("bytes=99990-", 206, "bytes 99990-99999/100000", &body[99990..]);
+    check("bytes=-10", 206, "bytes 99990-99999/100000", &body[99990..]);
+    check("bytes=70000-70009", 206, "bytes 70000-70009/100000", &body[70000..70010]);
+    check("bytes=100000-", 416, "bytes */100000", b"");
+    check("bytes=-0", 416, "bytes */100000", b"");
+    check("bytes=9-5", 200, "", &body);
+    check("bytes=0-1,5-6", 200, "", &body);
+    let etag = format!("\"{sha}\"");
+    let r = get(&[("Range", "bytes=0-9"), ("If-Range", &etag)]);
+    assert_eq!(r.status(), 206, "a matching If-Range");
+    let r = get(&[("Range", "bytes=0-9"), ("If-Range", "\"stale\"")]);
+    assert_eq!((r.status().as_u16(), r.bytes().unwrap().len()), (200, body.len()), "a stale If-Range");
+    let r = get(&[("If-None-Match", &etag)]);
+    assert_eq!(r.status(), 304);
+    let r = get(&[]);
+    assert_eq!(r.headers()["accept-ranges"], "bytes");
+    assert_eq!(r.headers()["x-checksum-sha256"].to_str().unwrap(), sha);
+    assert!(r.headers()["content-disposition"].to_str().unwrap().contains("disk.raw"));
+    assert_eq!(r.bytes().unwrap().as_ref(), &body[..]);
+}
+
 both_backends!(
+    downloads_take_ranges_per_rfc_9110,
     job_files_that_are_links_are_not_served,
     an_uploaded_log_stops_at_log_max_mb,
     log_readers_stay_bounded_on_a_huge_line,

@@ -1,6 +1,7 @@
 //! REST API `/api/v1/`: thin handlers over [`crate::service`]. The contract is
 //! `openapi.json` (served at `/api/v1/openapi.json`); extend it, never rename.
 
+mod download;
 pub mod error;
 mod events;
 pub mod tokens;
@@ -183,7 +184,7 @@ async fn log(
         .body(data))
 }
 
-/// Range, ETag and Content-Length come from actix-files; the ETag is the file's checksum.
+/// The file with Range, ETag (its sha256) and Content-Length: see [`download`].
 async fn artifact(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -191,28 +192,8 @@ async fn artifact(
 ) -> Result<HttpResponse, ApiError> {
     auth::read(&req, &state).await?;
     let (id, name) = path.into_inner();
-    let (file, path, sha256) = service::artifact_file(&state, &id, &name).await?;
-    let named = actix_files::NamedFile::from_file(file, &path)
-        .map_err(|e| ApiError::Internal(format!("{}: {e}", path.display())))?
-        .use_etag(sha256.is_empty())
-        .use_last_modified(true)
-        .set_content_type(mime::APPLICATION_OCTET_STREAM)
-        .set_content_disposition(header::ContentDisposition::attachment(name.clone()));
-    let mut resp = named.into_response(&req);
-    if !sha256.is_empty() {
-        let etag = format!("\"{sha256}\"");
-        let matches = req.headers().get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) == Some(etag.as_str());
-        if matches {
-            return Ok(HttpResponse::NotModified().insert_header((header::ETAG, etag)).finish());
-        }
-        resp.headers_mut()
-            .insert(header::ETAG, header::HeaderValue::from_str(&etag).map_err(|e| ApiError::Internal(e.to_string()))?);
-        resp.headers_mut().insert(
-            header::HeaderName::from_static("x-checksum-sha256"),
-            header::HeaderValue::from_str(&sha256).map_err(|e| ApiError::Internal(e.to_string()))?,
-        );
-    }
-    Ok(resp)
+    let (file, sha256) = service::artifact_file(&state, &id, &name).await?;
+    download::serve(&req, file, &name, &sha256).await
 }
 
 async fn templates(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
