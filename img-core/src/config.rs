@@ -114,6 +114,26 @@ pub struct WorkerConfig {
 pub struct LimitsConfig {
     /// Largest accepted upload (kickstart or YAML), in bytes.
     pub max_upload_bytes: u64,
+    /// Largest whole submission (the kickstart and every other field, JSON or multipart), in
+    /// bytes; at least `max_upload_bytes`. A longer body gets 413 and is not read further.
+    pub max_request_bytes: u64,
+    /// Most fields in one multipart submission (the web form sends 12; `tags` and
+    /// `extra_repos` may repeat).
+    pub max_form_fields: u32,
+    /// Largest field of a submission other than the kickstart (`email`, `tags`, `overlay`,
+    /// one multipart field, …), in bytes.
+    pub max_field_bytes: u64,
+    /// Most tags on one job (at most 1000).
+    pub max_tags: u32,
+    /// Longest tag, in bytes.
+    pub max_tag_bytes: u32,
+    /// Most extra repositories (`extra_repos`) one submission adds (at most 1000).
+    pub max_extra_repos: u32,
+    /// Most email addresses one job notifies.
+    pub max_recipients: u32,
+    /// Longest image name (the outputs' base name), in bytes; at most 200, so that the
+    /// outputs' names with their suffixes stay plain file names.
+    pub max_name_bytes: u32,
     /// Largest artifact a worker may upload (`server_url` mode), in bytes; streamed to disk,
     /// never held in memory.
     pub max_artifact_bytes: u64,
@@ -225,9 +245,34 @@ impl Default for WorkerConfig {
     }
 }
 
+/// The most entries a submission's list or map (`tags`, `extra_repos`, `tokenmap`) may have
+/// whatever the settings say: reading stops keeping entries past it, so a body of a million
+/// one-letter tags costs no memory. `limits.max_tags` and `limits.max_extra_repos` stay below it.
+pub const MAX_LIST_ENTRIES: usize = 1000;
+
+/// Most multipart fields the web form needs (it sends 12): `limits.max_form_fields` is at least this.
+const MIN_FORM_FIELDS: u32 = 16;
+
+/// Longest `limits.max_name_bytes`: room for an output's suffixes (`-sda.raw.bmap`, …) within
+/// a file name's 255 bytes.
+const MAX_IMAGE_NAME: u32 = 200;
+
 impl Default for LimitsConfig {
     fn default() -> Self {
-        LimitsConfig { max_upload_bytes: 16 * 1024 * 1024, max_artifact_bytes: 64 << 30 }
+        let max_upload_bytes = 16 * 1024 * 1024;
+        LimitsConfig {
+            max_upload_bytes,
+            // The kickstart and room for the other fields beside it.
+            max_request_bytes: max_upload_bytes + 64 * 1024,
+            max_form_fields: 64,
+            max_field_bytes: 64 * 1024,
+            max_tags: 32,
+            max_tag_bytes: 64,
+            max_extra_repos: 32,
+            max_recipients: 10,
+            max_name_bytes: 64,
+            max_artifact_bytes: 64 << 30,
+        }
     }
 }
 
@@ -360,6 +405,7 @@ impl Config {
         check(self.smtp.max_attempts > 0, "smtp.max_attempts", "must be at least 1")?;
         check(self.limits.max_upload_bytes > 0, "limits.max_upload_bytes", "must be at least 1")?;
         check(self.limits.max_artifact_bytes > 0, "limits.max_artifact_bytes", "must be at least 1")?;
+        self.limits.validate()?;
         check(
             self.server_url.is_empty()
                 || self.server_url.starts_with("http://")
@@ -437,6 +483,46 @@ impl Config {
             collect_paths(&table, "", &mut out);
         }
         out.into_iter().map(|p| (env_name(&p), p)).collect()
+    }
+}
+
+impl LimitsConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let check = |ok: bool, setting: &str, message: String| {
+            if ok {
+                Ok(())
+            } else {
+                Err(ConfigError::Invalid { setting: format!("limits.{setting}"), message })
+            }
+        };
+        check(
+            self.max_request_bytes >= self.max_upload_bytes,
+            "max_request_bytes",
+            format!(
+                "must be at least limits.max_upload_bytes ({}): a request carries the whole upload",
+                self.max_upload_bytes
+            ),
+        )?;
+        check(
+            self.max_form_fields >= MIN_FORM_FIELDS,
+            "max_form_fields",
+            format!("must be at least {MIN_FORM_FIELDS} (the web form sends 12 fields)"),
+        )?;
+        check(
+            (1..=self.max_request_bytes).contains(&self.max_field_bytes),
+            "max_field_bytes",
+            "must be at least 1 and at most limits.max_request_bytes".into(),
+        )?;
+        let most = MAX_LIST_ENTRIES as u64;
+        check(u64::from(self.max_tags) <= most, "max_tags", format!("must be at most {most}"))?;
+        check(u64::from(self.max_extra_repos) <= most, "max_extra_repos", format!("must be at most {most}"))?;
+        check(u64::from(self.max_recipients) <= most, "max_recipients", format!("must be at most {most}"))?;
+        check(self.max_tag_bytes > 0, "max_tag_bytes", "must be at least 1".into())?;
+        check(
+            (1..=MAX_IMAGE_NAME).contains(&self.max_name_bytes),
+            "max_name_bytes",
+            format!("must be at least 1 and at most {MAX_IMAGE_NAME} (outputs add suffixes to the name)"),
+        )
     }
 }
 
@@ -659,6 +745,30 @@ mod tests {
         assert!(!shown.contains("img_t0ps3cret") && shown.contains("worker_token = \"***\""), "{shown}");
         assert!(shown.contains("smtps://me:***@mail:465"));
         assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+    }
+
+    #[test]
+    fn limits_are_checked() {
+        let limits = Config::default().limits;
+        assert_eq!(limits.max_request_bytes, limits.max_upload_bytes + 64 * 1024);
+        for (var, value, setting) in [
+            ("IMG_LIMITS_MAX_REQUEST_BYTES", "1000", "limits.max_request_bytes"),
+            ("IMG_LIMITS_MAX_FORM_FIELDS", "3", "limits.max_form_fields"),
+            ("IMG_LIMITS_MAX_FIELD_BYTES", "0", "limits.max_field_bytes"),
+            ("IMG_LIMITS_MAX_TAGS", "1001", "limits.max_tags"),
+            ("IMG_LIMITS_MAX_EXTRA_REPOS", "5000", "limits.max_extra_repos"),
+            ("IMG_LIMITS_MAX_RECIPIENTS", "1001", "limits.max_recipients"),
+            ("IMG_LIMITS_MAX_TAG_BYTES", "0", "limits.max_tag_bytes"),
+            ("IMG_LIMITS_MAX_NAME_BYTES", "201", "limits.max_name_bytes"),
+            ("IMG_LIMITS_MAX_NAME_BYTES", "0", "limits.max_name_bytes"),
+        ] {
+            let err = Config::load(None, env(&[(var, value)])).unwrap_err().to_string();
+            assert!(err.starts_with(&format!("{setting}:")), "{var}={value}: {err}");
+        }
+        let raised =
+            env(&[("IMG_LIMITS_MAX_UPLOAD_BYTES", "100000000"), ("IMG_LIMITS_MAX_REQUEST_BYTES", "100100000")]);
+        assert_eq!(Config::load(None, raised).unwrap().limits.max_request_bytes, 100_100_000);
+        assert_eq!(Config::load(None, env(&[("IMG_LIMITS_MAX_TAGS", "0")])).unwrap().limits.max_tags, 0, "no tags");
     }
 
     #[test]

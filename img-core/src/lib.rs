@@ -10,6 +10,7 @@ pub mod kickstarter;
 pub mod overlay;
 pub mod repo_policy;
 pub mod source;
+pub mod text;
 pub mod wire;
 
 pub use diag::{Diagnostic, Severity};
