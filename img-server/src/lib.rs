@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod auth;
+mod bounded;
 pub mod catalog;
 pub mod db;
 pub mod files;
@@ -84,7 +85,7 @@ pub async fn serve(
         }
     }
 
-    let max_body = state.config.limits.max_upload_bytes as usize + 64 * 1024;
+    let max_body = usize::try_from(state.config.limits.max_request_bytes).unwrap_or(usize::MAX);
     let data = web::Data::new(state);
     let tera = web::Data::new(tera);
     let server = HttpServer::new(move || {

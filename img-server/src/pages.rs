@@ -563,7 +563,7 @@ async fn submit(req: HttpRequest, state: State, tera: Templates, body: web::Payl
         Ok(c) => c,
         Err(refused) => return refused,
     };
-    let sub = match read_submission(&req, body, state.config.limits.max_upload_bytes).await {
+    let sub = match read_submission(&req, body, &state.config.limits).await {
         Ok(sub) => sub,
         Err(e) => return submit_failed(&tera, &state, &Submission::default(), e),
     };

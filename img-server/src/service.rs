@@ -30,11 +30,11 @@ pub(crate) fn not_found(id: &str) -> ApiError {
 /// Stores a new job owned by `caller`'s user (none for anonymous callers).
 pub async fn submit(state: &AppState, caller: &Caller, sub: Submission) -> Result<JobView, ApiError> {
     let catalog = state.catalog.clone();
-    let max = state.config.limits.max_upload_bytes;
+    let limits = state.config.limits.clone();
     let repos = img_core::repo_policy::RepoPolicy::from_config(&state.config.worker)
         .map_err(|e| ApiError::Internal(format!("worker repository settings: {e}")))?;
     // Blocking: templates are read and `file://` folders resolved on disk.
-    let mut job = tokio::task::spawn_blocking(move || submit::prepare(sub, &catalog, max, &repos))
+    let mut job = tokio::task::spawn_blocking(move || submit::prepare(sub, &catalog, &limits, &repos))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))??;
     job.owner = caller.owner();

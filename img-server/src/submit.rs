@@ -1,11 +1,13 @@
 //! A submission (form, multipart or JSON) checked and turned into a job row. Everything is
-//! validated before anything is stored: the kickstart is parsed (errors come back with their
-//! lines), templates are rendered, names and types checked.
+//! validated before anything is stored: every text field is one plain line within `[limits]`,
+//! the kickstart is parsed (errors come back with their lines), templates are rendered, names
+//! and types checked.
 
 use crate::api::error::ApiError;
 use crate::catalog::Catalog;
 use crate::db::jobs::Job;
 use crate::db::now_ms;
+use img_core::config::{LimitsConfig, MAX_LIST_ENTRIES};
 use img_core::diag::{has_errors, Diagnostic};
 use img_core::job::{Arch, ImageType, JobId, JobState};
 use img_core::kickstart::{self, is_token_name, ParseOptions, TokenMap};
@@ -13,6 +15,7 @@ use img_core::kickstarter::{self, RenderRequest, Select};
 use img_core::overlay::Overlay;
 use img_core::repo_policy::RepoPolicy;
 use img_core::source::NoFiles;
+use img_core::text;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -34,15 +37,15 @@ pub struct Submission {
     pub name: Option<String>,
     #[serde(default)]
     pub tokenmap: TokenMapInput,
-    #[serde(default)]
+    /// Lists are read bounded (see [`crate::bounded`]), then checked against `[limits]`.
+    #[serde(default, deserialize_with = "crate::bounded::list")]
     pub extra_repos: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::bounded::list")]
     pub tags: Vec<String>,
 }
 
-/// `{"K": "V"}` in JSON, `K:V,K2:V2` in forms.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(untagged)]
+/// `{"K": "V"}` in JSON, `K:V,K2:V2` in forms. Read by [`crate::bounded`].
+#[derive(Debug, Clone, Default)]
 pub enum TokenMapInput {
     #[default]
     None,
@@ -50,45 +53,123 @@ pub enum TokenMapInput {
     Text(String),
 }
 
-const MAX_NAME: usize = 64;
+/// "tags: 40 tags; this server takes at most 32 (limits.max_tags)": too many entries, with the
+/// setting that says how many. `count` past [`MAX_LIST_ENTRIES`] was not all read.
+pub(crate) fn too_many(field: &str, count: usize, what: &str, max: u32, setting: &str) -> ApiError {
+    let count = if count > MAX_LIST_ENTRIES { format!("more than {MAX_LIST_ENTRIES}") } else { count.to_string() };
+    ApiError::invalid(format!("{field}: {count} {what}; this server takes at most {max} (limits.{setting})"))
+}
 
-/// Most addresses one job notifies.
-const MAX_RECIPIENTS: usize = 10;
+/// A field other than the kickstart: at most `limits.max_field_bytes`, one plain line.
+fn field_text(field: &str, value: &str, limits: &LimitsConfig) -> Result<(), ApiError> {
+    if value.len() as u64 > limits.max_field_bytes {
+        return Err(ApiError::TooLarge(format!(
+            "{field}: {} bytes; this server takes at most {} (limits.max_field_bytes)",
+            value.len(),
+            limits.max_field_bytes
+        )));
+    }
+    text::one_line(value).map_err(|e| ApiError::invalid(format!("{field}: {e}")))
+}
+
+/// Sizes, counts and plain text of every field but the kickstart, before any is interpreted:
+/// nothing with a NUL or another control character gets near the database or a page.
+fn check_fields(sub: &Submission, limits: &LimitsConfig) -> Result<(), ApiError> {
+    let singles = [
+        ("template", &sub.template),
+        ("platform", &sub.platform),
+        ("overlay", &sub.overlay),
+        ("imagetype", &sub.imagetype),
+        ("arch", &sub.arch),
+        ("email", &sub.email),
+        ("name", &sub.name),
+        ("ksfile", &sub.ks_filename),
+    ];
+    for (field, value) in singles {
+        if let Some(v) = value {
+            field_text(field, v, limits)?;
+        }
+    }
+    match &sub.tokenmap {
+        TokenMapInput::None => {}
+        TokenMapInput::Text(t) => field_text("tokenmap", t, limits)?,
+        TokenMapInput::Map(m) => {
+            if m.len() > MAX_LIST_ENTRIES {
+                return Err(too_many("tokenmap", m.len(), "tokens", MAX_LIST_ENTRIES as u32, "(fixed)"));
+            }
+            for (k, v) in m {
+                field_text("tokenmap", k, limits)?;
+                field_text("tokenmap", v, limits)?;
+            }
+        }
+    }
+    let repos = sub.extra_repos.iter().filter(|r| !r.trim().is_empty()).count();
+    if repos > limits.max_extra_repos as usize || sub.extra_repos.len() > MAX_LIST_ENTRIES {
+        let count = repos.max(sub.extra_repos.len().min(MAX_LIST_ENTRIES + 1));
+        return Err(too_many("extra_repos", count, "repositories", limits.max_extra_repos, "max_extra_repos"));
+    }
+    for r in &sub.extra_repos {
+        field_text("extra_repos", r, limits)?;
+    }
+    let tags = sub.tags.iter().filter(|t| !t.trim().is_empty()).count();
+    if tags > limits.max_tags as usize || sub.tags.len() > MAX_LIST_ENTRIES {
+        let count = tags.max(sub.tags.len().min(MAX_LIST_ENTRIES + 1));
+        return Err(too_many("tags", count, "tags", limits.max_tags, "max_tags"));
+    }
+    for t in &sub.tags {
+        field_text("tags", t, limits)?;
+        let t = t.trim();
+        if t.len() > limits.max_tag_bytes as usize {
+            return Err(ApiError::invalid(format!(
+                "tags: a tag of {} bytes; this server takes at most {} (limits.max_tag_bytes)",
+                t.len(),
+                limits.max_tag_bytes
+            )));
+        }
+        if t.contains(',') {
+            return Err(ApiError::invalid(format!("tags: `{t}`: a tag has no commas")));
+        }
+    }
+    Ok(())
+}
 
 /// One address or several separated by commas, each checked; normalised to `a, b`.
-fn email_list(field: &str) -> Result<String, ApiError> {
+fn email_list(field: &str, max: u32) -> Result<String, ApiError> {
     let addresses: Vec<&str> = field.split(',').map(str::trim).filter(|a| !a.is_empty()).collect();
+    if addresses.len() > max as usize {
+        return Err(too_many("email", addresses.len(), "addresses", max, "max_recipients"));
+    }
     if let Some(bad) = addresses.iter().find(|a| {
         let (local, domain) = a.split_once('@').unwrap_or_default();
         local.is_empty() || domain.is_empty() || a.contains(char::is_whitespace) || a.len() > 254
     }) {
         return Err(ApiError::invalid(format!("email: `{bad}` is not an email address")));
     }
-    if addresses.len() > MAX_RECIPIENTS {
-        return Err(ApiError::invalid(format!("email: at most {MAX_RECIPIENTS} addresses")));
-    }
     Ok(addresses.join(", "))
 }
 
-/// Checks `sub` against the catalog, the size limit and the repository policy, and makes the
-/// job row to store (state `queued`).
-pub fn prepare(sub: Submission, catalog: &Catalog, max_bytes: u64, repos: &RepoPolicy) -> Result<Job, ApiError> {
+/// Checks `sub` against `limits`, the catalog and the repository policy, and makes the job row
+/// to store (state `queued`).
+pub fn prepare(sub: Submission, catalog: &Catalog, limits: &LimitsConfig, repos: &RepoPolicy) -> Result<Job, ApiError> {
+    check_fields(&sub, limits)?;
     let tokens = token_map(&sub.tokenmap)?;
     let overlay = match sub.overlay.as_deref().map(str::trim).filter(|o| !o.is_empty()) {
         Some(text) => Some(img_core::overlay::parse(text).map_err(|e| ApiError::invalid(format!("overlay: {e}")))?),
         None => None,
     };
-    let email = email_list(sub.email.as_deref().unwrap_or_default())?;
+    let email = email_list(sub.email.as_deref().unwrap_or_default(), limits.max_recipients)?;
     let tags: Vec<String> = sub.tags.iter().map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()).collect();
-    if let Some(bad) = tags.iter().find(|t| t.contains(',') || t.len() > 64) {
-        return Err(ApiError::invalid(format!("tags: `{bad}` must be at most 64 characters without commas")));
-    }
 
     let (kind, source) = match (&sub.kickstart, &sub.template) {
         (Some(text), None) => {
+            if let Some(at) = text.find('\0') {
+                let line = text[..at].matches('\n').count() + 1;
+                return Err(ApiError::invalid(format!("kickstart line {line}: a NUL byte: a kickstart is text")));
+            }
+            let max_bytes = limits.max_upload_bytes;
             if text.len() as u64 > max_bytes {
                 return Err(ApiError::TooLarge(format!(
-                    "the kickstart is {} bytes; this server takes at most {max_bytes}",
+                    "the kickstart is {} bytes; this server takes at most {max_bytes} (limits.max_upload_bytes)",
                     text.len()
                 )));
             }
@@ -152,9 +233,11 @@ pub fn prepare(sub: Submission, catalog: &Catalog, max_bytes: u64, repos: &RepoP
         Some(a) => a.trim().parse::<Arch>().map_err(|e| ApiError::invalid(format!("arch: {e}")))?,
         None => Arch::X86_64,
     };
+    let max_name = limits.max_name_bytes as usize;
     let name = match sub.name.as_deref().map(str::trim).filter(|n| !n.is_empty()) {
-        Some(n) => image_name(n)?,
-        None => built.default_name.clone(),
+        Some(n) => image_name(n, max_name)?,
+        // ASCII (see sanitize_name): cut anywhere.
+        None => built.default_name.chars().take(max_name).collect(),
     };
 
     let now = now_ms();
@@ -228,6 +311,9 @@ fn token_map(input: &TokenMapInput) -> Result<TokenMap, ApiError> {
             kickstart::parse_token_map(t).map_err(|e| ApiError::invalid(format!("tokenmap: {e}")))?
         }
     };
+    if map.len() > MAX_LIST_ENTRIES {
+        return Err(too_many("tokenmap", map.len(), "tokens", MAX_LIST_ENTRIES as u32, "(fixed)"));
+    }
     for (k, v) in &map {
         if !is_token_name(k) {
             return Err(ApiError::invalid(format!("tokenmap: `{k}` is not a token name (letters, digits, _)")));
@@ -239,27 +325,27 @@ fn token_map(input: &TokenMapInput) -> Result<TokenMap, ApiError> {
     Ok(map)
 }
 
-/// A file or template name: one plain path component, no traversal.
+/// A file or template name (trimmed): one plain path component ([`text::plain_file_name`]).
 pub(crate) fn plain_name(field: &str, name: &str) -> Result<String, ApiError> {
     let n = name.trim();
-    if n.is_empty() || n.contains(['/', '\\', '\0']) || n == "." || n == ".." || n.starts_with('.') || n.len() > 255 {
-        return Err(ApiError::invalid(format!("{field}: `{}` must be a plain file name", n.escape_default())));
-    }
+    text::plain_file_name(n)
+        .map_err(|e| ApiError::invalid(format!("{field}: `{}` must be a plain file name ({e})", n.escape_default())))?;
     Ok(n.to_owned())
 }
 
-/// The outputs' base name: letters, digits, `.`, `_`, `-`.
-fn image_name(n: &str) -> Result<String, ApiError> {
-    let ok = n.len() <= MAX_NAME
-        && !n.starts_with(['.', '-'])
-        && n.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+/// The outputs' base name: letters, digits, `.`, `_`, `-`, at most `max` bytes.
+fn image_name(n: &str, max: usize) -> Result<String, ApiError> {
+    if n.len() > max {
+        return Err(ApiError::invalid(format!(
+            "name: {} bytes; this server takes at most {max} (limits.max_name_bytes)",
+            n.len()
+        )));
+    }
+    let ok = !n.starts_with(['.', '-']) && n.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
     if ok {
         Ok(n.to_owned())
     } else {
-        Err(ApiError::invalid(format!(
-            "name: `{}` must be up to {MAX_NAME} letters, digits, `.`, `_` or `-`",
-            n.escape_default()
-        )))
+        Err(ApiError::invalid(format!("name: `{}` must be letters, digits, `.`, `_` or `-`", n.escape_default())))
     }
 }
 
@@ -269,9 +355,7 @@ fn sanitize_name(stem: &str) -> String {
         .map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '-' })
         .collect::<String>()
         .trim_start_matches(['.', '-'])
-        .chars()
-        .take(MAX_NAME)
-        .collect();
+        .to_owned();
     if s.is_empty() {
         "image".into()
     } else {
@@ -369,23 +453,27 @@ mod tests {
 
     const KS: &str = "part / --size=64 --fstype=ext4\n%packages\nbusybox\n%end\n";
 
+    fn limits(max_upload_bytes: u64) -> LimitsConfig {
+        LimitsConfig { max_upload_bytes, ..Default::default() }
+    }
+
     fn sub(ks: &str) -> Submission {
         Submission { kickstart: Some(ks.into()), imagetype: Some("raw".into()), ..Default::default() }
     }
 
     fn err(s: Submission) -> ApiError {
-        prepare(s, &Catalog::default(), 1 << 20, &RepoPolicy::default()).unwrap_err()
+        prepare(s, &Catalog::default(), &limits(1 << 20), &RepoPolicy::default()).unwrap_err()
     }
 
     #[test]
     fn email_takes_one_address_or_a_list() {
-        assert_eq!(email_list(" a@x.org ").unwrap(), "a@x.org");
-        assert_eq!(email_list("a@x.org,b@y.org , ").unwrap(), "a@x.org, b@y.org");
-        assert_eq!(email_list("").unwrap(), "");
+        assert_eq!(email_list(" a@x.org ", 10).unwrap(), "a@x.org");
+        assert_eq!(email_list("a@x.org,b@y.org , ", 10).unwrap(), "a@x.org, b@y.org");
+        assert_eq!(email_list("", 10).unwrap(), "");
         for bad in ["a", "a@", "@x", "a b@x.org", "a@x.org, nobody"] {
-            assert!(email_list(bad).is_err(), "{bad}");
+            assert!(email_list(bad, 10).is_err(), "{bad}");
         }
-        assert!(email_list(&["a@x.org"; 11].join(",")).is_err());
+        assert!(email_list(&["a@x.org"; 11].join(","), 10).is_err());
     }
 
     #[test]
@@ -393,7 +481,7 @@ mod tests {
         let mut s = sub(KS);
         s.overlay = Some("gcc,-vim".into());
         s.ks_filename = Some("my image.ks".into());
-        let job = prepare(s, &Catalog::default(), 1 << 20, &RepoPolicy::default()).unwrap();
+        let job = prepare(s, &Catalog::default(), &limits(1 << 20), &RepoPolicy::default()).unwrap();
         assert_eq!((job.state.as_str(), job.kind.as_str(), job.imagetype.as_str()), ("queued", "ks", "raw"));
         assert_eq!(job.name, "my-image");
         assert!(job.kickstart.contains("gcc\n") && job.kickstart.contains("-vim\n"), "{}", job.kickstart);
@@ -418,7 +506,8 @@ mod tests {
         let mut s = sub(KS);
         s.overlay = Some("gcc,,@".into());
         assert!(err(s).to_string().starts_with("overlay:"));
-        let e = prepare(sub(&"#".repeat(2000)), &Catalog::default(), 1000, &RepoPolicy::default()).unwrap_err();
+        let e =
+            prepare(sub(&"#".repeat(2000)), &Catalog::default(), &limits(1000), &RepoPolicy::default()).unwrap_err();
         assert!(matches!(e, ApiError::TooLarge(_)));
         let mut s = sub(KS);
         s.template = None;

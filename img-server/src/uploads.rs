@@ -198,6 +198,13 @@ pub async fn store_artifact<E: std::fmt::Display>(
     if plain != name {
         return Err(ApiError::invalid(format!("artifact name: `{}` must be a plain file name", name.escape_default())));
     }
+    // Written by the server or the worker's host, never taken from a build.
+    let reserved = [img_creator::outputs::CHECKSUM_FILE, img_creator::outputs::RESULT_FILE, LOG_FILE];
+    if reserved.contains(&name) {
+        return Err(ApiError::invalid(format!(
+            "artifact name: `{name}` is reserved (SHA256SUMS, result.json and build.log are not uploaded as files)"
+        )));
+    }
     let too_large = || {
         ApiError::TooLarge(format!(
             "artifact `{name}` is larger than this server's limit of {max} bytes (limits.max_artifact_bytes)"

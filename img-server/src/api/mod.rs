@@ -90,7 +90,7 @@ async fn openapi() -> HttpResponse {
 
 async fn create(req: HttpRequest, state: web::Data<AppState>, body: web::Payload) -> Result<HttpResponse, ApiError> {
     let caller = auth::write(&req, &state).await?;
-    let sub: Submission = upload::read_submission(&req, body, state.config.limits.max_upload_bytes).await?;
+    let sub: Submission = upload::read_submission(&req, body, &state.config.limits).await?;
     let job = service::submit(&state, &caller, sub).await?;
     Ok(HttpResponse::Created().insert_header((header::LOCATION, job.links.this.clone())).json(serde_json::json!({
         "id": job.id, "status": job.status, "links": job.links,
