@@ -103,19 +103,8 @@ fn check_fields(sub: &Submission, limits: &LimitsConfig) -> Result<(), ApiError>
             }
         }
     }
-    let repos = sub.extra_repos.iter().filter(|r| !r.trim().is_empty()).count();
-    if repos > limits.max_extra_repos as usize || sub.extra_repos.len() > MAX_LIST_ENTRIES {
-        let count = repos.max(sub.extra_repos.len().min(MAX_LIST_ENTRIES + 1));
-        return Err(too_many("extra_repos", count, "repositories", limits.max_extra_repos, "max_extra_repos"));
-    }
-    for r in &sub.extra_repos {
-        field_text("extra_repos", r, limits)?;
-    }
-    let tags = sub.tags.iter().filter(|t| !t.trim().is_empty()).count();
-    if tags > limits.max_tags as usize || sub.tags.len() > MAX_LIST_ENTRIES {
-        let count = tags.max(sub.tags.len().min(MAX_LIST_ENTRIES + 1));
-        return Err(too_many("tags", count, "tags", limits.max_tags, "max_tags"));
-    }
+    list_text(&sub.extra_repos, ("extra_repos", "repositories", "max_extra_repos"), limits.max_extra_repos, limits)?;
+    list_text(&sub.tags, ("tags", "tags", "max_tags"), limits.max_tags, limits)?;
     for t in &sub.tags {
         field_text("tags", t, limits)?;
         let t = t.trim();
@@ -131,6 +120,18 @@ fn check_fields(sub: &Submission, limits: &LimitsConfig) -> Result<(), ApiError>
         }
     }
     Ok(())
+}
+
+/// A list of at most `max` non-empty entries (and at most [`MAX_LIST_ENTRIES`] in all), each
+/// a field's plain text; `names` is (field, what its entries are, the setting).
+fn list_text(list: &[String], names: (&str, &str, &str), max: u32, limits: &LimitsConfig) -> Result<(), ApiError> {
+    let (field, what, setting) = names;
+    let given = list.iter().filter(|e| !e.trim().is_empty()).count();
+    if given > max as usize || list.len() > MAX_LIST_ENTRIES {
+        let count = given.max(list.len().min(MAX_LIST_ENTRIES + 1));
+        return Err(too_many(field, count, what, max, setting));
+    }
+    list.iter().try_for_each(|e| field_text(field, e, limits))
 }
 
 /// One address or several separated by commas, each checked; normalised to `a, b`.
