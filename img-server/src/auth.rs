@@ -88,10 +88,6 @@ impl Caller {
         }
     }
 
-    pub fn is_admin(&self) -> bool {
-        matches!(self, Caller::Token(Identity { scope: Scope::Admin, .. }))
-    }
-
     /// May cancel, retry, delete or pin a job of `owner` (`None`: submitted anonymously).
     pub fn may_manage(&self, owner: Option<&str>) -> bool {
         match self {
@@ -161,10 +157,11 @@ async fn identify(req: &HttpRequest, state: &AppState) -> Result<(Caller, Option
 /// A caller that may read: anyone with a valid token; anonymous ones when the server is open
 /// or `auth.public_reads`.
 pub async fn read(req: &HttpRequest, state: &AppState) -> Result<Caller, ApiError> {
-    let public = state.config.auth.public_reads || state.config.auth_mode() == AuthMode::Open;
+    let open = state.config.auth_mode() == AuthMode::Open;
+    let public = state.config.auth.public_reads || open;
     // Anonymous public reads need no database round trip (the hot path of status polling).
     if public && presented(req).is_none() {
-        return Ok(Caller::Anonymous { open: state.config.auth_mode() == AuthMode::Open });
+        return Ok(Caller::Anonymous { open });
     }
     let (caller, _) = identify(req, state).await?;
     match caller {

@@ -93,10 +93,8 @@ fn check_fields(sub: &Submission, limits: &LimitsConfig) -> Result<(), ApiError>
     match &sub.tokenmap {
         TokenMapInput::None => {}
         TokenMapInput::Text(t) => field_text("tokenmap", t, limits)?,
+        // Its count is `token_map`'s to check, for both forms.
         TokenMapInput::Map(m) => {
-            if m.len() > MAX_LIST_ENTRIES {
-                return Err(too_many("tokenmap", m.len(), "tokens", MAX_LIST_ENTRIES as u32, "(fixed)"));
-            }
             for (k, v) in m {
                 field_text("tokenmap", k, limits)?;
                 field_text("tokenmap", v, limits)?;
@@ -313,7 +311,9 @@ fn token_map(input: &TokenMapInput) -> Result<TokenMap, ApiError> {
         }
     };
     if map.len() > MAX_LIST_ENTRIES {
-        return Err(too_many("tokenmap", map.len(), "tokens", MAX_LIST_ENTRIES as u32, "(fixed)"));
+        return Err(ApiError::invalid(format!(
+            "tokenmap: more than {MAX_LIST_ENTRIES} tokens; at most {MAX_LIST_ENTRIES}"
+        )));
     }
     for (k, v) in &map {
         if !is_token_name(k) {

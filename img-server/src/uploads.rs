@@ -23,6 +23,24 @@ pub const MAX_LOG_CHUNK: u64 = 4 << 20;
 /// Appends go one at a time: the size check and the write must not interleave.
 static LOG_APPEND: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// A 409 whose headers tell the worker where `job` is (its state and attempt).
+fn refused(job: &Job, message: String) -> ApiError {
+    ApiError::UploadRefused {
+        message,
+        job_status: job.state().as_str().to_owned(),
+        attempt: job.attempts,
+        log_size: None,
+    }
+}
+
+/// 409 unless `attempt` is the job's current one (a stale worker's request).
+fn current_attempt(job: &Job, attempt: u32) -> Result<(), ApiError> {
+    if i64::from(attempt) == i64::from(job.attempts) {
+        return Ok(());
+    }
+    Err(refused(job, format!("attempt {attempt} is stale: job {} is at attempt {}", job.id, job.attempts)))
+}
+
 /// Worker `by` builds attempt `attempt` of job `id`: from now on only its uploads are taken
 /// for that attempt. 409 (with the job's state and attempt) when the attempt is not there to
 /// build any more, 403 when another worker claimed it.
@@ -37,17 +55,9 @@ pub async fn claim(state: &AppState, by: &Identity, id: &str, attempt: u32) -> R
         tracing::info!(job = %id, "attempt {attempt} claimed by worker token `{}`", by.token);
         return Ok(job);
     }
-    let refuse = |message: String| ApiError::UploadRefused {
-        message,
-        job_status: job.state().as_str().to_owned(),
-        attempt: job.attempts,
-        log_size: None,
-    };
-    if job.attempts != attempt_i {
-        return Err(refuse(format!("attempt {attempt} is stale: job {id} is at attempt {}", job.attempts)));
-    }
+    current_attempt(&job, attempt)?;
     if !matches!(job.state(), JobState::Queued | JobState::Running) {
-        return Err(refuse(format!("job {id} is {}: there is nothing to build", job.state())));
+        return Err(refused(&job, format!("job {id} is {}: there is nothing to build", job.state())));
     }
     Err(ApiError::Denied(format!(
         "attempt {attempt} of job {id} is claimed by another worker token (`{}`)",
@@ -61,15 +71,7 @@ async fn running_at(state: &AppState, by: &Identity, id: &str, attempt: u32) -> 
     let id = check_id(id)?;
     let key = id.clone();
     let job = state.db.read(move |db| jobs::get(db, &key)).await?.ok_or_else(|| not_found(&id))?;
-    let refuse = |message: String| ApiError::UploadRefused {
-        message,
-        job_status: job.state().as_str().to_owned(),
-        attempt: job.attempts,
-        log_size: None,
-    };
-    if i64::from(attempt) != i64::from(job.attempts) {
-        return Err(refuse(format!("attempt {attempt} is stale: job {id} is at attempt {}", job.attempts)));
-    }
+    current_attempt(&job, attempt)?;
     if job.builder_attempt != Some(job.attempts) || job.builder.as_deref() != Some(by.token.as_str()) {
         return Err(ApiError::Denied(format!(
             "token `{}` did not claim attempt {attempt} of job {id}: only the worker building it uploads \
@@ -78,7 +80,7 @@ async fn running_at(state: &AppState, by: &Identity, id: &str, attempt: u32) -> 
         )));
     }
     if job.state() != JobState::Running {
-        return Err(refuse(format!("job {id} is {}, not running: it takes no uploads", job.state())));
+        return Err(refused(&job, format!("job {id} is {}, not running: it takes no uploads", job.state())));
     }
     Ok(job)
 }
