@@ -9,6 +9,7 @@ use crate::layout::Volume;
 use crate::outputs::{self, BuildResult, Phase};
 use crate::plan::Plan;
 use crate::scripts::{self, ScriptEnv};
+use crate::warnings::Warnings;
 use crate::workdir::{check_cancelled, TempDir};
 use crate::{boot, disk, install, live, tools};
 use img_core::job::{Arch, ImageType};
@@ -59,9 +60,12 @@ pub fn create(req: &Request) -> Result<BuildResult> {
         files: Vec::new(),
         phases: Vec::new(),
         packages: 0,
+        warnings: Vec::new(),
     };
     fsio::create_dir_all(&req.outdir)?;
-    let outcome = build(req, &mut result);
+    let warnings = Warnings::default();
+    let outcome = build(req, &mut result, &warnings);
+    result.warnings = warnings.take();
     if let Err(e) = &outcome {
         result.status = "failed";
         result.error = Some(e.to_string());
@@ -87,7 +91,7 @@ impl Phases<'_> {
     }
 }
 
-fn build(req: &Request, result: &mut BuildResult) -> Result<()> {
+fn build(req: &Request, result: &mut BuildResult, warn: &Warnings) -> Result<()> {
     let plan = Plan::of(&req.kickstart);
     tools::check(req.image_type, req.arch, &plan)?;
     let volumes = volumes_for(req.image_type, &plan)?;
@@ -97,7 +101,7 @@ fn build(req: &Request, result: &mut BuildResult) -> Result<()> {
     for d in [&root, &out] {
         fsio::create_dir_all(d)?;
     }
-    let env = ScriptEnv { root: &root, name: &req.name, out_dir: &out, tokens: &req.tokens };
+    let env = ScriptEnv { root: &root, name: &req.name, out_dir: &out, tokens: &req.tokens, warn };
     let mut phases = Phases { list: &mut result.phases };
 
     phases.run("pre-scripts", || run_scripts(&plan, ScriptKind::Pre, &env))?;
@@ -114,7 +118,7 @@ fn build(req: &Request, result: &mut BuildResult) -> Result<()> {
         }
         .run()
     })?;
-    phases.run("configure", || crate::configure::apply(&root, &plan, &volumes))?;
+    phases.run("configure", || crate::configure::apply(&root, &plan, &volumes, warn))?;
     phases.run("post-scripts", || run_scripts(&plan, ScriptKind::Post, &env))?;
     let packages = phases.run("manifest", || record_packages(req, &root, &out))?;
     result.packages = packages;

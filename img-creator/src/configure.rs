@@ -7,11 +7,12 @@ use crate::fsio;
 use crate::install::repo_section;
 use crate::layout::{fstab, Volume};
 use crate::plan::{Plan, Settings};
+use crate::warnings::Warnings;
 use img_core::kickstart::commands::User;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-pub fn apply(root: &Path, plan: &Plan, volumes: &[Volume]) -> Result<()> {
+pub fn apply(root: &Path, plan: &Plan, volumes: &[Volume], warn: &Warnings) -> Result<()> {
     let s = &plan.settings;
     let etc = root.join("etc");
     fsio::create_dir_all(&etc)?;
@@ -21,7 +22,7 @@ pub fn apply(root: &Path, plan: &Plan, volumes: &[Volume]) -> Result<()> {
     if let Some(k) = &s.keyboard {
         write(root, "etc/vconsole.conf", &format!("KEYMAP={k}\n"))?;
     }
-    timezone(root, s)?;
+    timezone(root, s, warn)?;
     accounts(root, s)?;
     if let Some(h) = &s.hostname {
         write(root, "etc/hostname", &format!("{h}\n"))?;
@@ -33,7 +34,7 @@ pub fn apply(root: &Path, plan: &Plan, volumes: &[Volume]) -> Result<()> {
         firewall(root, on)?;
     }
     desktop(root, s)?;
-    services(root, s)?;
+    services(root, s, warn)?;
     if !volumes.is_empty() {
         write(root, "etc/fstab", &fstab(volumes))?;
     }
@@ -44,14 +45,14 @@ pub fn apply(root: &Path, plan: &Plan, volumes: &[Volume]) -> Result<()> {
     Ok(())
 }
 
-fn timezone(root: &Path, s: &Settings) -> Result<()> {
+fn timezone(root: &Path, s: &Settings, warn: &Warnings) -> Result<()> {
     let Some(tz) = &s.timezone else { return Ok(()) };
     let Some(zone) = tz.timezone.as_deref() else { return Ok(()) };
     if zone.split('/').any(|p| p.is_empty() || p == "." || p == "..") || zone.contains(char::is_whitespace) {
         return Err(CreateError::Image(format!("timezone `{zone}` is not a zone name like Europe/Helsinki")));
     }
     if !root.join("usr/share/zoneinfo").join(zone).exists() {
-        tracing::warn!("timezone {zone}: no tzdata for it in the image; /etc/localtime points to it anyway");
+        warn.warn(format!("timezone {zone}: no tzdata for it in the image; /etc/localtime points to it anyway"));
     }
     let link = root.join("etc/localtime");
     let _ = std::fs::remove_file(&link);
@@ -255,13 +256,13 @@ fn desktop(root: &Path, s: &Settings) -> Result<()> {
     Ok(())
 }
 
-fn services(root: &Path, s: &Settings) -> Result<()> {
+fn services(root: &Path, s: &Settings, warn: &Warnings) -> Result<()> {
     if s.services_enabled.is_empty() && s.services_disabled.is_empty() {
         return Ok(());
     }
     let systemctl = ["usr/bin/systemctl", "bin/systemctl"].into_iter().find(|p| root.join(p).exists());
     let Some(systemctl) = systemctl else {
-        tracing::warn!("services: the image has no systemctl; not enabling/disabling {:?}", s.services_enabled);
+        warn.warn(format!("services: the image has no systemctl; not enabling/disabling {:?}", s.services_enabled));
         return Ok(());
     };
     let tool = format!("/{systemctl}");
@@ -302,7 +303,7 @@ mod tests {
         std::fs::write(root.join("etc/shadow"), "root:*:19000:0:99999:7:::\n").unwrap();
         let parsed = parse(ks, &ParseOptions { file: "t.ks", tokens: &TokenMap::new() }, &NoFiles);
         let plan = Plan::of(&parsed.kickstart);
-        apply(root, &plan, &[]).unwrap();
+        apply(root, &plan, &[], &Warnings::default()).unwrap();
         dir
     }
 

@@ -21,6 +21,7 @@ pub mod plan;
 pub mod qemu;
 pub mod scripts;
 pub mod tools;
+pub mod warnings;
 pub mod workdir;
 
 pub use error::{CreateError, Result};

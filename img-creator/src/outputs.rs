@@ -25,6 +25,8 @@ pub struct BuildResult {
     pub files: Vec<OutputFile>,
     pub phases: Vec<Phase>,
     pub packages: usize,
+    /// What was asked for but not done (crate::warnings), kept when the build fails too.
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]

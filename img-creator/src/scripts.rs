@@ -15,6 +15,7 @@ pub struct ScriptEnv<'a> {
     pub name: &'a str,
     pub out_dir: &'a Path,
     pub tokens: &'a TokenMap,
+    pub warn: &'a crate::warnings::Warnings,
 }
 
 const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -31,7 +32,7 @@ pub fn run(script: &Script, env: &ScriptEnv) -> Result<()> {
             if script.erroronfail {
                 Err(CreateError::Script(msg))
             } else {
-                tracing::warn!("{msg} (continuing: no --erroronfail)");
+                env.warn.warn(format!("{msg} (continuing: no --erroronfail)"));
                 Ok(())
             }
         }
@@ -133,7 +134,8 @@ mod tests {
         let out = dir.path().join("out");
         std::fs::create_dir_all(&out).unwrap();
         let tokens: TokenMap = [("RELEASE".to_owned(), "1.2".to_owned())].into();
-        let env = ScriptEnv { root: Path::new("/the/root"), name: "img1", out_dir: &out, tokens: &tokens };
+        let warn = crate::warnings::Warnings::default();
+        let env = ScriptEnv { root: Path::new("/the/root"), name: "img1", out_dir: &out, tokens: &tokens, warn: &warn };
         run(&script("echo \"$INSTALL_ROOT $IMG_NAME $RELEASE\" > \"$IMG_OUT_DIR/seen\"\n", true, true), &env).unwrap();
         assert_eq!(std::fs::read_to_string(out.join("seen")).unwrap(), "/the/root img1 1.2\n");
     }
@@ -142,9 +144,11 @@ mod tests {
     fn erroronfail_decides_whether_failure_stops_the_build() {
         let dir = crate::workdir::TempDir::new_in(&std::env::temp_dir(), "img-scripts-").unwrap();
         let tokens = TokenMap::new();
-        let env = ScriptEnv { root: Path::new("/"), name: "x", out_dir: dir.path(), tokens: &tokens };
+        let warn = crate::warnings::Warnings::default();
+        let env = ScriptEnv { root: Path::new("/"), name: "x", out_dir: dir.path(), tokens: &tokens, warn: &warn };
         let e = run(&script("echo broken >&2; exit 1\n", true, true), &env).unwrap_err();
         assert_eq!(e.to_string(), "%post --nochroot (line 7) exited with status 1: broken");
         run(&script("exit 1\n", true, false), &env).unwrap();
+        assert_eq!(warn.take(), ["%post --nochroot (line 7) exited with status 1 (continuing: no --erroronfail)"]);
     }
 }

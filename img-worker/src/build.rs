@@ -255,8 +255,8 @@ impl Builder {
         let output = outcome.output;
         match outcome.code {
             0 => {
-                let (dir, files) = (out.clone(), output.files.clone());
-                tokio::task::spawn_blocking(move || write_host_files(&dir, &files))
+                let (dir, files, warnings) = (out.clone(), output.files.clone(), output.warnings.clone());
+                tokio::task::spawn_blocking(move || write_host_files(&dir, &files, &warnings))
                     .await
                     .map_err(|e| BuildError::Failed(format!("writing the checksums: {e}")))??;
                 Ok(output
@@ -417,12 +417,12 @@ impl Drop for InputDir {
 
 /// `SHA256SUMS` and `result.json` of a VM build, written by the host from what it extracted
 /// (the guest's own copies never leave the VM).
-fn write_host_files(out: &Path, files: &[OutputFile]) -> Result<(), BuildError> {
+fn write_host_files(out: &Path, files: &[OutputFile], warnings: &[String]) -> Result<(), BuildError> {
     use img_creator::outputs::{CHECKSUM_FILE, RESULT_FILE};
     let sums: String = files.iter().map(|f| format!("{}  {}\n", f.sha256, f.name)).collect();
     let listed: Vec<serde_json::Value> =
         files.iter().map(|f| serde_json::json!({"name": f.name, "size": f.size, "sha256": f.sha256})).collect();
-    let result = serde_json::json!({"status": "done", "files": listed});
+    let result = serde_json::json!({"status": "done", "files": listed, "warnings": warnings});
     for (name, bytes) in
         [(CHECKSUM_FILE, sums.into_bytes()), (RESULT_FILE, serde_json::to_vec_pretty(&result).unwrap_or_default())]
     {

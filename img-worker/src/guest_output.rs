@@ -72,6 +72,8 @@ pub struct Extracted {
     pub stderr_tail: Vec<String>,
     /// img-creator's one-line error from its result.json, cut and cleaned.
     pub error: Option<String>,
+    /// img-creator's warnings from its result.json, each cut and cleaned, as many as it keeps.
+    pub warnings: Vec<String>,
     pub files: Vec<OutputFile>,
     /// What was skipped and why, for the job log.
     pub notes: Vec<String>,
@@ -119,7 +121,9 @@ pub fn extract(disk: &Path, out: &Path, max_file: u64) -> Result<Extracted, Outp
             }
             p => match p.strip_prefix(OUT_PREFIX.as_bytes()).and_then(plain_name) {
                 Some(name) if name == img_creator::outputs::RESULT_FILE => {
-                    got.error = creator_error(&tar.read_small(&entry)?);
+                    let json = tar.read_small(&entry)?;
+                    got.error = creator_error(&json);
+                    got.warnings = creator_warnings(&json);
                 }
                 Some(name) if HOST_MADE.contains(&name.as_str()) => tar.skip(&entry)?,
                 Some(name) if got.files.iter().any(|f| f.name == name) => {
@@ -164,6 +168,14 @@ pub fn plain_name(name: &[u8]) -> Option<String> {
 fn creator_error(json: &[u8]) -> Option<String> {
     let v: serde_json::Value = serde_json::from_slice(json).ok()?;
     Some(one_line(v.get("error")?.as_str()?, STDERR_LINE_MAX))
+}
+
+/// The `warnings` of img-creator's result.json: the guest's words, so bounded and one line each.
+fn creator_warnings(json: &[u8]) -> Vec<String> {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(json) else { return Vec::new() };
+    let Some(list) = v.get("warnings").and_then(|w| w.as_array()) else { return Vec::new() };
+    let max = img_creator::warnings::MAX_WARNINGS + 1;
+    list.iter().filter_map(|w| w.as_str()).take(max).map(|w| one_line(w, STDERR_LINE_MAX)).collect()
 }
 
 fn last_lines(text: &[u8]) -> Vec<String> {
@@ -494,7 +506,11 @@ mod tests {
         f.seek(SeekFrom::Start(64 << 20)).unwrap();
         f.write_all(b"end").unwrap();
         drop(f);
-        std::fs::write(src.join("out/result.json"), r#"{"error":"bad\nthing"}"#).unwrap();
+        std::fs::write(
+            src.join("out/result.json"),
+            r#"{"error":"bad\nthing","warnings":["unit \u001b[2Jx missing",7]}"#,
+        )
+        .unwrap();
         std::fs::write(src.join("out/SHA256SUMS"), "forged  /etc/passwd\n").unwrap();
         std::os::unix::fs::symlink("/etc/shadow", src.join("out/link")).unwrap();
         std::fs::write(src.join("out/bad\nname"), "x").unwrap();
@@ -508,6 +524,8 @@ mod tests {
         assert_eq!(got.exit_code, Some(0));
         assert_eq!(got.stderr_tail, vec!["one", "\\u{1b}[31mtwo"]);
         assert_eq!(got.error.as_deref(), Some("bad\\nthing"));
+        assert_eq!(got.warnings.len(), 1, "non-strings are dropped: {:?}", got.warnings);
+        assert!(!got.warnings[0].contains('\x1b'), "control characters are cleaned: {:?}", got.warnings);
         let names: Vec<&str> = got.files.iter().map(|f| f.name.as_str()).collect();
         assert_eq!(names, ["disk.img"], "notes: {:?}", got.notes);
         let out = d.join("got/disk.img");
