@@ -6,7 +6,7 @@ use crate::attachments::{self, Attached};
 use crate::cmd::Cmd;
 use crate::error::{CreateError, Result};
 use crate::fsio;
-use crate::layout::Volume;
+use crate::layout::{self, Volume};
 use crate::outputs::{self, BuildResult, Phase};
 use crate::plan::Plan;
 use crate::scripts::{self, ScriptEnv};
@@ -136,6 +136,9 @@ fn build(req: &Request, result: &mut BuildResult, warn: &Warnings) -> Result<()>
     phases.run("pack-scripts", || run_scripts(&plan, ScriptKind::Pack, &env))?;
     phases.run("checksums", || {
         result.files = outputs::describe_files(&out, req.checksums)?;
+        if req.image_type == ImageType::Raw {
+            describe_raw(req, &volumes, &out, &mut result.files)?;
+        }
         if req.checksums {
             outputs::write_checksums(&out, &result.files)?;
         }
@@ -251,16 +254,48 @@ fn make_image(
         }
         t => {
             let entry = disk_boot_entry(plan, root)?;
-            let raw =
-                if t == ImageType::Raw { out.join(format!("{name}.raw")) } else { work.join(format!("{name}.raw")) };
-            disk::build_raw(root, volumes, &plan.bootloader, entry.as_ref().map(|e| &e.0), work, &raw)?;
+            let dir = if t == ImageType::Raw { out } else { work };
+            let disks: Vec<(layout::Disk, disk::RawDisk)> = layout::disks(volumes)
+                .into_iter()
+                .map(|d| {
+                    let path = dir.join(layout::disk_file(name, volumes, &d, "raw"));
+                    let raw = disk::RawDisk { volumes: d.volumes.clone(), path };
+                    (d, raw)
+                })
+                .collect();
+            let raws: Vec<disk::RawDisk> = disks.iter().map(|(_, r)| r.clone()).collect();
+            disk::build_raw_disks(root, volumes, &plan.bootloader, entry.as_ref().map(|e| &e.0), work, &raws)?;
             if t != ImageType::Raw {
-                disk::convert(&raw, t.as_str(), &out.join(format!("{name}.{t}")))?;
-                let _ = std::fs::remove_file(&raw);
+                for (d, raw) in &disks {
+                    disk::convert(&raw.path, t.as_str(), &out.join(layout::disk_file(name, volumes, d, t.as_str())))?;
+                    let _ = std::fs::remove_file(&raw.path);
+                }
             }
             Ok(entry.map(|e| e.1))
         }
     }
+}
+
+/// mic's `NAME.xml` for a raw image, naming each disk file as it is now (gzipped with
+/// --compress-image) with the checksums just made; added to the outputs.
+fn describe_raw(req: &Request, volumes: &[Volume], out: &Path, files: &mut Vec<outputs::OutputFile>) -> Result<()> {
+    let disks: Vec<String> = layout::disks(volumes)
+        .iter()
+        .map(|d| layout::disk_file(&req.name, volumes, d, "raw"))
+        .map(|f| if !out.join(&f).exists() && out.join(format!("{f}.gz")).exists() { format!("{f}.gz") } else { f })
+        .collect();
+    let mut items = Vec::new();
+    img_core::kickstart::model::walk(&req.kickstart.items, &mut items);
+    let networks =
+        items.iter().filter(|i| matches!(i, img_core::kickstart::Item::Command(c) if c.name == "network")).count();
+    let arch = req.arch.to_string();
+    let xml = disk::Description { name: &req.name, arch: &arch, disks: &disks, networks, files }.xml();
+    let file = format!("{}.xml", req.name);
+    fsio::write(&out.join(&file), &xml)?;
+    let sha256 = req.checksums.then(|| outputs::sha256_file(&out.join(&file))).transpose()?;
+    files.push(outputs::OutputFile { name: file, size: xml.len() as u64, sha256 });
+    files.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(())
 }
 
 /// The kernel the disk boots and its initramfs (the image's own, else one IMG makes).
