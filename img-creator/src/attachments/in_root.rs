@@ -12,8 +12,9 @@ use std::path::Path;
 pub(crate) enum Found {
     /// A regular file (after following links inside the root), open for reading, and its size.
     File(File, u64),
-    /// Something else: a folder, a device, a FIFO, a socket.
-    Other(&'static str),
+    Folder,
+    /// Something else: a device, a FIFO, a socket.
+    Special,
 }
 
 /// The root, opened once; every lookup is relative to it.
@@ -32,8 +33,11 @@ impl Root {
         let fd = self.openat2(path, libc::O_PATH | libc::O_CLOEXEC)?;
         let meta = fd.metadata()?;
         let ft = meta.file_type();
+        if ft.is_dir() {
+            return Ok(Found::Folder);
+        }
         if !ft.is_file() {
-            return Ok(Found::Other(if ft.is_dir() { "a folder" } else { "not a regular file" }));
+            return Ok(Found::Special);
         }
         // Reopening the O_PATH descriptor reads exactly the inode just checked.
         let file = File::open(format!("/proc/self/fd/{}", fd.as_raw_fd()))?;
@@ -98,7 +102,7 @@ mod tests {
             assert_eq!((s.as_str(), n), ("image shadow", 12), "{p}");
         }
         assert_eq!(r.find("/host").err().map(|e| e.kind()), Some(io::ErrorKind::NotFound));
-        assert!(matches!(r.find("/etc").unwrap(), Found::Other("a folder")));
+        assert!(matches!(r.find("/etc").unwrap(), Found::Folder));
         assert_eq!(r.list("/").unwrap().len(), 3);
     }
 }

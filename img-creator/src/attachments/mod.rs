@@ -101,8 +101,9 @@ impl State {
         let (mut file, size) = match root.find(path) {
             Ok(Found::File(f, size)) => (f, size),
             // A package owns its folders too; they are not files to attach.
-            Ok(Found::Other("a folder")) if from_package => return Ok(Ok(())),
-            Ok(Found::Other(what)) => return Ok(Err(format!("is {what} in the image"))),
+            Ok(Found::Folder) if from_package => return Ok(Ok(())),
+            Ok(Found::Folder) => return Ok(Err("is a folder in the image".into())),
+            Ok(Found::Special) => return Ok(Err("is not a regular file in the image".into())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Ok(Err("does not exist in the image (or is a link to nothing inside it)".into()))
             }
