@@ -164,6 +164,10 @@ pub fn repo_section(r: &Repo) -> String {
     if let Some(v) = &r.ssl_verify {
         kv("sslverify", if v == "no" || v == "0" || v == "false" { "0" } else { "1" });
     }
+    if r.disable {
+        // Only a saved repo can be disabled here: dnf.conf leaves those out.
+        kv("enabled", "0");
+    }
     if let Some(p) = r.priority {
         kv("priority", &p.to_string());
     }

@@ -27,8 +27,13 @@ pub fn apply(fs: &RootFs, s: &Settings, warn: &Warnings) -> Result<()> {
         ed.dirty = true;
     }
     for g in &s.groups {
-        if ed.db.gid_of(&g.value.name).is_none() {
-            ed.add_group(&g.value, &format!("group --name={} (line {})", g.value.name, g.line))?;
+        let what = format!("group --name={} (line {})", g.value.name, g.line);
+        match (ed.db.gid_of(&g.value.name), g.value.gid) {
+            (None, _) => ed.add_group(&g.value, &what)?,
+            (Some(have), Some(want)) if have != want => {
+                warn.warn(format!("{what}: the group is in the image already with gid {have}; kept it"))
+            }
+            _ => {}
         }
     }
     for u in &s.users {

@@ -290,7 +290,7 @@ esac
         });
         let warnings = apply_to(
             &d,
-            "group --name=builders --gid=1500\nuser --name=nemo --groups=audio,wheel --uid=100000 --gid=100000 \
+            "group --name=builders --gid=1500\ngroup --name=wheel --gid=11\nuser --name=nemo --groups=audio,wheel --uid=100000 --gid=100000 \
              --shell=/bin/sh --password=$6$x$y --iscrypted\n",
         );
         assert_eq!(
@@ -302,7 +302,13 @@ esac
         let group = read(&d, "etc/group");
         assert!(group.lines().any(|l| l == "audio:x:5555:nemo") && group.contains("wheel:x:10:root,nemo"), "{group}");
         assert!(read(&d, "etc/shadow").lines().any(|l| l.starts_with("nemo:$6$x$y:")), "the password is set in shadow");
-        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert_eq!(
+            warnings,
+            [
+                "group --name=wheel (line 2): the group is in the image already with gid 10; kept it",
+                "user --name=nemo (line 3): group audio is not in the image; created it"
+            ]
+        );
     }
 
     #[test]
@@ -422,8 +428,13 @@ esac
 
     #[test]
     fn saved_repos_land_in_yum_repos_d() {
-        let d = apply_ks("repo --name=extra --baseurl=http://h/x/ --save\nrepo --name=tmp --baseurl=http://h/y/\n");
+        let d = apply_ks(
+            "repo --name=extra --baseurl=http://h/x/ --save\nrepo --name=tmp --baseurl=http://h/y/\n\
+             repo --name=later --baseurl=http://h/z/ --save --disable\n",
+        );
         assert!(read(&d, "etc/yum.repos.d/extra.repo").contains("baseurl=http://h/x/"));
+        assert!(!read(&d, "etc/yum.repos.d/extra.repo").contains("enabled=0"));
+        assert!(read(&d, "etc/yum.repos.d/later.repo").lines().any(|l| l == "enabled=0"));
         assert!(!d.path().join("etc/yum.repos.d/tmp.repo").exists());
     }
 
