@@ -426,6 +426,30 @@ esac
         assert_eq!(read(&d, "etc/hostname"), "plain\n");
     }
 
+    /// A package or %pre may leave links where configure writes: they are replaced, never followed.
+    #[test]
+    fn links_planted_in_the_image_do_not_reach_the_host() {
+        let outside = TempDir::new_in(&std::env::temp_dir(), "img-configure-host-").unwrap();
+        let host_file = outside.path().join("hosts");
+        std::fs::write(&host_file, "host's own\n").unwrap();
+        let d = root_with(|r| {
+            std::os::unix::fs::symlink(&host_file, r.join("etc/hosts")).unwrap();
+            std::os::unix::fs::symlink(&host_file, r.join("etc/resolv.conf")).unwrap();
+            std::os::unix::fs::symlink(outside.path(), r.join("etc/rpm")).unwrap();
+        });
+        let parsed = parse(
+            "network --device=eth0 --bootproto=dhcp --nameserver=1.1.1.1 --hostname=box\n",
+            &ParseOptions { file: "t.ks", tokens: &TokenMap::new() },
+            &NoFiles,
+        );
+        let e = apply(d.path(), &Plan::of(&parsed.kickstart), &[], &Warnings::default()).unwrap_err();
+        assert!(e.to_string().contains("/etc/rpm is a link"), "{e}");
+        assert_eq!(std::fs::read_to_string(&host_file).unwrap(), "host's own\n");
+        assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 1, "nothing written into the linked folder");
+        assert!(read(&d, "etc/hosts").contains("box"));
+        assert_eq!(read(&d, "etc/resolv.conf"), "nameserver 1.1.1.1\n");
+    }
+
     #[test]
     fn saved_repos_land_in_yum_repos_d() {
         let d = apply_ks(
