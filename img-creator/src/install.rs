@@ -36,7 +36,7 @@ impl Install<'_> {
         let home = self.work.join("rpm-home");
         fsio::create_dir_all(&home)?;
         // rpm reads ~/.rpmmacros: this is how the database lands in the root without touching the host.
-        fsio::write(&home.join(".rpmmacros"), format!("%_dbpath {RPM_DBPATH}\n"))?;
+        fsio::write(&home.join(".rpmmacros"), rpm_macros(self.plan))?;
         let cache = self.cachedir.map(Path::to_owned).unwrap_or_else(|| self.work.join("dnf-cache"));
         let _link = CacheLink::new(self.root, &cache)?;
 
@@ -114,15 +114,22 @@ pub fn dnf_conf(plan: &Plan, keepcache: bool, proxy: Option<&str>) -> String {
         s.push_str("strict=False\n");
     }
     let _ = writeln!(s, "install_weak_deps={}", if o.exclude_weakdeps { "False" } else { "True" });
-    if let Some(langs) = &o.inst_langs {
-        let _ = writeln!(s, "# %packages --instLangs={langs}");
-    }
     for r in plan.repos.iter().filter(|r| !r.disable) {
         s.push('\n');
         match proxy.filter(|_| r.proxy.is_none() && is_remote(r)) {
             Some(p) => s.push_str(&repo_section(&Repo { proxy: Some(p.to_owned()), ..r.clone() })),
             None => s.push_str(&repo_section(r)),
         }
+    }
+    s
+}
+
+/// The macros rpm sees while dnf installs: the database's place and, as mic, the locales
+/// `%packages --instLangs` keeps (rpm skips other `%lang` files).
+pub fn rpm_macros(plan: &Plan) -> String {
+    let mut s = format!("%_dbpath {RPM_DBPATH}\n");
+    if let Some(langs) = plan.packages_options.inst_langs.as_deref().filter(|l| !l.is_empty()) {
+        let _ = writeln!(s, "%_install_langs {langs}");
     }
     s
 }
@@ -156,6 +163,10 @@ pub fn repo_section(r: &Repo) -> String {
     }
     if let Some(v) = &r.ssl_verify {
         kv("sslverify", if v == "no" || v == "0" || v == "false" { "0" } else { "1" });
+    }
+    if r.disable {
+        // Only a saved repo can be disabled here: dnf.conf leaves those out.
+        kv("enabled", "0");
     }
     if let Some(p) = r.priority {
         kv("priority", &p.to_string());

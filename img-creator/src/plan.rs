@@ -1,7 +1,9 @@
 //! What the kickstart asks the creator to do, read once from the model: repos, packages,
 //! partitions, settings, scripts. Pure: no I/O, so every rule here is unit-tested.
 
-use img_core::kickstart::commands::{Bootloader, CommandKind, Desktop, Partition, Repo, Rootpw, Timezone, User};
+use img_core::kickstart::commands::{
+    Bootloader, CommandKind, Desktop, Group, Network, Partition, Repo, Rootpw, Timezone, User,
+};
 use img_core::kickstart::model::{walk, PackagesOptions, ScriptKind};
 use img_core::kickstart::{Item, Kickstart, SectionKind};
 
@@ -28,10 +30,11 @@ pub struct Settings {
     pub keyboard: Option<String>,
     pub timezone: Option<Timezone>,
     pub rootpw: Option<Rootpw>,
-    pub users: Vec<User>,
-    pub groups: Vec<Group>,
-    pub services_enabled: Vec<String>,
-    pub services_disabled: Vec<String>,
+    pub users: Vec<AtLine<User>>,
+    pub groups: Vec<AtLine<Group>>,
+    pub services: Vec<Service>,
+    pub networks: Vec<AtLine<Network>>,
+    /// The last `network --hostname`.
     pub hostname: Option<String>,
     /// `firewall --enabled/--disabled`: Some(true) when enabled.
     pub firewall: Option<bool>,
@@ -42,10 +45,19 @@ pub struct Settings {
     pub start_x: bool,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Group {
-    pub name: String,
-    pub gid: Option<u32>,
+/// A setting with the kickstart line it came from, for warnings and errors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AtLine<T> {
+    pub line: usize,
+    pub value: T,
+}
+
+/// One unit of `services --enabled/--disabled`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Service {
+    pub unit: String,
+    pub enable: bool,
+    pub line: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,7 +94,7 @@ impl Plan {
                 // The summary masks passwords; the build needs the real ones.
                 Item::Command(c) => match &c.kind {
                     CommandKind::Repo(r) => plan.repos.push(r.clone()),
-                    _ => apply_command(&mut plan.settings, &c.name, &c.args, &c.kind),
+                    _ => apply_command(&mut plan.settings, &c.name, &c.args, &c.kind, c.line),
                 },
                 Item::Section(sec) => {
                     if let SectionKind::Script(kind) = sec.kind {
@@ -104,22 +116,25 @@ impl Plan {
     }
 }
 
-fn apply_command(s: &mut Settings, name: &str, args: &[String], kind: &CommandKind) {
+fn apply_command(s: &mut Settings, name: &str, args: &[String], kind: &CommandKind, line: usize) {
     match kind {
         CommandKind::Timezone(t) => s.timezone = Some(t.clone()),
         CommandKind::Rootpw(r) => s.rootpw = Some(r.clone()),
-        CommandKind::User(u) => s.users.push(u.clone()),
+        CommandKind::User(u) => s.users.push(AtLine { line, value: u.clone() }),
+        CommandKind::Group(g) => s.groups.push(AtLine { line, value: g.clone() }),
+        CommandKind::Network(n) => {
+            if let Some(h) = &n.hostname {
+                s.hostname = Some(h.clone());
+            }
+            s.networks.push(AtLine { line, value: n.clone() });
+        }
         CommandKind::Desktop(d) => s.desktop = Some(d.clone()),
         CommandKind::Lang(l) if !l.is_empty() => s.lang = Some(l.clone()),
         _ => match name {
             "keyboard" => s.keyboard = positional(args).or_else(|| option(args, "vckeymap")).or(s.keyboard.take()),
             "services" => {
-                s.services_enabled.extend(list(option(args, "enabled")));
-                s.services_disabled.extend(list(option(args, "disabled")));
-            }
-            "network" => {
-                if let Some(h) = option(args, "hostname") {
-                    s.hostname = Some(h);
+                for (opt, enable) in [("enabled", true), ("disabled", false)] {
+                    s.services.extend(list(option(args, opt)).into_iter().map(|unit| Service { unit, enable, line }));
                 }
             }
             "firewall" => s.firewall = Some(!has_flag(args, "disabled")),
@@ -131,12 +146,6 @@ fn apply_command(s: &mut Settings, name: &str, args: &[String], kind: &CommandKi
                     .or(s.selinux.take())
             }
             "xconfig" => s.start_x |= has_flag(args, "startxonboot"),
-            "group" => {
-                if let Some(name) = option(args, "name") {
-                    let gid = option(args, "gid").and_then(|g| g.parse().ok());
-                    s.groups.push(Group { name, gid });
-                }
-            }
             _ => {}
         },
     }
@@ -199,14 +208,33 @@ mod tests {
         assert_eq!(s.keyboard.as_deref(), Some("fi"));
         assert_eq!(s.timezone.as_ref().and_then(|t| t.timezone.as_deref()), Some("Europe/Helsinki"));
         assert!(s.rootpw.as_ref().is_some_and(|r| r.iscrypted));
-        assert_eq!(s.users[0].name, "alice");
-        assert_eq!(s.groups, [Group { name: "builders".into(), gid: Some(1500) }]);
-        assert_eq!(s.services_enabled, ["sshd", "chronyd"]);
-        assert_eq!(s.services_disabled, ["kdump"]);
+        assert_eq!((s.users[0].line, s.users[0].value.name.as_str()), (5, "alice"));
+        assert_eq!(s.groups, [AtLine { line: 6, value: Group { name: "builders".into(), gid: Some(1500) } }]);
+        let units: Vec<(&str, bool, usize)> = s.services.iter().map(|u| (u.unit.as_str(), u.enable, u.line)).collect();
+        assert_eq!(units, [("sshd", true, 7), ("chronyd", true, 7), ("kdump", false, 7)]);
         assert_eq!(s.hostname.as_deref(), Some("box"));
+        assert_eq!((s.networks[0].line, s.networks[0].value.bootproto.as_deref()), (8, Some("dhcp")));
         assert_eq!(s.firewall, Some(false));
         assert_eq!(s.selinux.as_deref(), Some("permissive"));
         assert!(s.start_x);
+    }
+
+    #[test]
+    fn reads_network_and_user_options() {
+        let p = plan(
+            "network --device eth0 --bootproto=static --ip=10.0.0.5 --netmask=255.255.255.0 --gateway=10.0.0.1 \
+             --nameserver=1.1.1.1,9.9.9.9 --onboot=no --bondslaves=eth1 --activate\n\
+             user --name=nemo --uid=100000 --gid=100000 --shell=/bin/ash --homedir=/home/nemo --lock\n",
+        );
+        let n = &p.settings.networks[0].value;
+        assert_eq!(n.device.as_deref(), Some("eth0"));
+        assert_eq!((n.ip.as_deref(), n.gateway.as_deref()), (Some("10.0.0.5"), Some("10.0.0.1")));
+        assert_eq!(n.nameservers, ["1.1.1.1", "9.9.9.9"]);
+        assert_eq!(n.onboot, Some(false));
+        assert_eq!(n.other, ["bondslaves"], "--activate is the installer's, not the image's");
+        let u = &p.settings.users[0].value;
+        assert_eq!((u.uid, u.gid, u.lock), (Some(100000), Some(100000), true));
+        assert_eq!((u.shell.as_deref(), u.homedir.as_deref()), (Some("/bin/ash"), Some("/home/nemo")));
     }
 
     #[test]

@@ -1,6 +1,9 @@
 //! `%pre`, `%post`, `%post --nochroot` and `%pack` scripts, run as mic ran them.
 //! Chroot scripts see /proc, /sys and /dev through mounts made in a private mount
 //! namespace (`unshare`): they vanish with the script, so nothing can be left mounted.
+//! `--erroronfail` is mic's `bash -e`: a shell script stops at its first failing command and
+//! the build fails naming that command's kickstart line (bash and busybox sh report it, dash
+//! does not). Other interpreters (python, perl, …) run unchanged: their exit status decides.
 
 use crate::cmd::Cmd;
 use crate::error::{CreateError, Result};
@@ -27,8 +30,13 @@ pub fn run(script: &Script, env: &ScriptEnv) -> Result<()> {
     match result {
         Ok(()) => Ok(()),
         Err(CreateError::Command { source: crate::cmd::CmdError::Failed { status, tail, .. }, .. }) => {
-            let last = tail.iter().rev().find(|l| !l.trim().is_empty()).map(|l| format!(": {}", l.trim()));
-            let msg = format!("{what} {status}{}", last.unwrap_or_default());
+            let last = tail
+                .iter()
+                .rev()
+                .find(|l| !l.trim().is_empty() && !l.starts_with(FAILED_MARK))
+                .map(|l| format!(": {}", l.trim()));
+            let at = failed_line(script, &tail).map(|n| format!(" failed at line {n}:")).unwrap_or_default();
+            let msg = format!("{what}{at} {status}{}", last.unwrap_or_default());
             if script.erroronfail {
                 Err(CreateError::Script(msg))
             } else {
@@ -38,6 +46,37 @@ pub fn run(script: &Script, env: &ScriptEnv) -> Result<()> {
         }
         Err(e) => Err(e),
     }
+}
+
+/// What the errexit prelude prints when the shell stops; the script's output could fake it,
+/// but only in its own error message.
+const FAILED_MARK: &str = "img-script-failed: line=";
+
+/// One line, put before the script's first line so the shell's line numbers stay the script's.
+const ERREXIT_PRELUDE: &str = r#"set -e; if [ -n "${BASH_VERSION:-}" ]; then set -E; trap 'echo "img-script-failed: line=$LINENO status=$?" >&2' ERR; else trap '__img_st=$?; [ "$__img_st" = 0 ] || echo "img-script-failed: line=${LINENO:-} status=$__img_st" >&2' EXIT; fi; "#;
+
+fn is_shell(interpreter: &str) -> bool {
+    let name = interpreter.rsplit('/').next().unwrap_or(interpreter);
+    ["sh", "bash", "ash", "dash", "ksh", "mksh"].contains(&name)
+}
+
+/// The script file's text: with `--erroronfail`, a shell's errexit prelude on its first line.
+fn script_text(script: &Script) -> String {
+    if script.erroronfail && is_shell(&script.interpreter) {
+        format!("{ERREXIT_PRELUDE}{}", script.body)
+    } else {
+        script.body.clone()
+    }
+}
+
+/// The kickstart line of the command the shell stopped at (the body starts after the header).
+fn failed_line(script: &Script, tail: &[String]) -> Option<usize> {
+    if !(script.erroronfail && is_shell(&script.interpreter)) {
+        return None;
+    }
+    let mark = tail.iter().rev().find_map(|l| l.strip_prefix(FAILED_MARK))?;
+    let n: usize = mark.split_whitespace().next()?.parse().ok()?;
+    (1..=script.body.lines().count()).contains(&n).then_some(script.line + n)
 }
 
 fn describe(s: &Script) -> String {
@@ -56,7 +95,7 @@ fn with_env(mut cmd: Cmd, env: &ScriptEnv) -> Cmd {
 fn run_outside(script: &Script, env: &ScriptEnv) -> Result<()> {
     let file =
         env.out_dir.parent().unwrap_or(env.out_dir).join(format!("script-{}-{}.sh", script.kind.name(), script.line));
-    fsio::write(&file, &script.body)?;
+    fsio::write(&file, script_text(script))?;
     let cmd = with_env(Cmd::new(&script.interpreter).arg(&file), env).current_dir(env.out_dir);
     let r = cmd.run().map(drop).map_err(CreateError::in_phase("script"));
     let _ = std::fs::remove_file(&file);
@@ -77,7 +116,7 @@ fn run_chrooted(script: &Script, env: &ScriptEnv) -> Result<()> {
     if let Some(dir) = file.parent() {
         fsio::create_dir_all(dir)?;
     }
-    fsio::write(&file, &script.body)?;
+    fsio::write(&file, script_text(script))?;
     let r = with_env(chroot_cmd(env.root, &[&script.interpreter, &format!("/{rel}")]), env)
         .env("INSTALL_ROOT", "/")
         .run()
@@ -145,10 +184,51 @@ mod tests {
         let dir = crate::workdir::TempDir::new_in(&std::env::temp_dir(), "img-scripts-").unwrap();
         let tokens = TokenMap::new();
         let warn = crate::warnings::Warnings::default();
-        let env = ScriptEnv { root: Path::new("/"), name: "x", out_dir: dir.path(), tokens: &tokens, warn: &warn };
+        // The script file goes next to the out folder: one per test, they run in parallel.
+        let out = dir.path().join("out");
+        std::fs::create_dir_all(&out).unwrap();
+        let env = ScriptEnv { root: Path::new("/"), name: "x", out_dir: &out, tokens: &tokens, warn: &warn };
         let e = run(&script("echo broken >&2; exit 1\n", true, true), &env).unwrap_err();
         assert_eq!(e.to_string(), "%post --nochroot (line 7) exited with status 1: broken");
+        // Without --erroronfail only the last command counts, as before.
+        run(&script("false\ntrue\n", true, false), &env).unwrap();
+        assert!(warn.take().is_empty());
         run(&script("exit 1\n", true, false), &env).unwrap();
         assert_eq!(warn.take(), ["%post --nochroot (line 7) exited with status 1 (continuing: no --erroronfail)"]);
+    }
+
+    #[test]
+    fn erroronfail_stops_at_the_first_failing_command_and_names_its_line() {
+        let dir = crate::workdir::TempDir::new_in(&std::env::temp_dir(), "img-scripts-").unwrap();
+        let tokens = TokenMap::new();
+        let warn = crate::warnings::Warnings::default();
+        // The script file goes next to the out folder: one per test, they run in parallel.
+        let out = dir.path().join("out");
+        std::fs::create_dir_all(&out).unwrap();
+        let env = ScriptEnv { root: Path::new("/"), name: "x", out_dir: &out, tokens: &tokens, warn: &warn };
+        let reached = dir.path().join("reached");
+        let body = format!("echo one\ncat /nonexistent/file\ntouch {}\n", reached.display());
+        // busybox's sh through a link named sh, as images have it.
+        let busybox_sh = dir.path().join("sh");
+        std::os::unix::fs::symlink("/bin/busybox", &busybox_sh).unwrap();
+        for interpreter in ["/bin/bash", &busybox_sh.to_string_lossy()] {
+            let mut s = script(&body, true, true);
+            s.interpreter = interpreter.into();
+            let e = run(&s, &env).unwrap_err().to_string();
+            assert!(
+                e.starts_with("%post --nochroot (line 7) failed at line 9: exited with status 1: "),
+                "{interpreter}: {e}"
+            );
+            assert!(e.contains("/nonexistent/file"), "{e}");
+            assert!(!reached.exists(), "{interpreter}: the script went on after the failure");
+        }
+        // dash cannot tell the line: the error names the section.
+        let mut s = script("false\necho after\n", true, true);
+        s.interpreter = "/usr/bin/dash".into();
+        assert_eq!(run(&s, &env).unwrap_err().to_string(), "%post --nochroot (line 7) exited with status 1");
+        // Not a shell: its own exit status decides.
+        let mut s = script("import sys\nsys.exit(4)\n", true, true);
+        s.interpreter = "/usr/bin/python3".into();
+        assert_eq!(run(&s, &env).unwrap_err().to_string(), "%post --nochroot (line 7) exited with status 4");
     }
 }

@@ -127,7 +127,7 @@ fn failures_name_their_cause_and_leave_nothing() {
         (
             "erroronfail",
             "repo --name=f --baseurl=file://@FIXTURE_REPO@\n%packages\n@core\n%end\n%post --erroronfail\necho post-broke >&2\nexit 1\n%end\n",
-            "%post (line 5) exited with status 1: post-broke",
+            "%post (line 5) failed at line 7: exited with status 1: post-broke",
         ),
         (
             "too-small",

@@ -22,6 +22,8 @@ pub enum CommandKind {
     Timezone(Timezone),
     Rootpw(Rootpw),
     User(User),
+    Group(Group),
+    Network(Network),
     Desktop(Desktop),
     Lang(String),
     /// A known command whose options are only validated.
@@ -120,6 +122,42 @@ pub struct User {
     pub password: Option<String>,
     pub groups: Vec<String>,
     pub iscrypted: bool,
+    pub lock: bool,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub shell: Option<String>,
+    pub homedir: Option<String>,
+    pub gecos: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Group {
+    pub name: String,
+    pub gid: Option<u32>,
+}
+
+/// One `network` line, the options mic wrote into the image (pykickstart's names).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Network {
+    pub device: Option<String>,
+    pub bootproto: Option<String>,
+    pub ip: Option<String>,
+    pub netmask: Option<String>,
+    pub gateway: Option<String>,
+    pub nameservers: Vec<String>,
+    pub hostname: Option<String>,
+    /// `--onboot=no` is false; absent is None (on, as pykickstart).
+    pub onboot: Option<bool>,
+    pub ipv6: Option<String>,
+    pub noipv6: bool,
+    pub nodns: bool,
+    pub mtu: Option<String>,
+    pub essid: Option<String>,
+    pub wepkey: Option<String>,
+    pub ethtool: Option<String>,
+    pub dhcpclass: Option<String>,
+    /// Every other option given (canonical name): the creator names what it did not apply.
+    pub other: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -266,6 +304,67 @@ const USER: &[OptSpec] = &[
     value(&["gid"]),
     value(&["gecos"]),
 ];
+const GROUP: &[OptSpec] = &[value(&["name"]), value(&["gid"])];
+/// pykickstart's network options; `Network` holds those in `NETWORK_HELD`.
+const NETWORK: &[OptSpec] = &[
+    value(&["device"]),
+    value(&["bootproto"]),
+    value(&["ip"]),
+    value(&["netmask"]),
+    value(&["gateway"]),
+    value(&["nameserver"]),
+    value(&["hostname"]),
+    value(&["onboot"]),
+    value(&["ipv6"]),
+    flag(&["noipv6"]),
+    flag(&["nodns"]),
+    value(&["mtu"]),
+    value(&["essid"]),
+    value(&["wepkey"]),
+    value(&["ethtool"]),
+    value(&["dhcpclass"]),
+    flag(&["activate"]),
+    flag(&["no-activate"]),
+    flag(&["noipv4"]),
+    flag(&["nodefroute"]),
+    value(&["ipv6gateway"]),
+    value(&["wpakey"]),
+    value(&["bondslaves"]),
+    value(&["bondopts"]),
+    value(&["vlanid"]),
+    value(&["interfacename"]),
+    value(&["teamslaves"]),
+    value(&["teamconfig"]),
+    value(&["bridgeslaves"]),
+    value(&["bridgeopts"]),
+    value(&["bindto"]),
+    value(&["ipv4-dns-search"]),
+    value(&["ipv6-dns-search"]),
+    flag(&["ipv4-ignore-auto-dns"]),
+    flag(&["ipv6-ignore-auto-dns"]),
+    flag(&["notksdevice"]),
+];
+const NETWORK_HELD: &[&str] = &[
+    "device",
+    "bootproto",
+    "ip",
+    "netmask",
+    "gateway",
+    "nameserver",
+    "hostname",
+    "onboot",
+    "ipv6",
+    "noipv6",
+    "nodns",
+    "mtu",
+    "essid",
+    "wepkey",
+    "ethtool",
+    "dhcpclass",
+    // Activation is the installer's business; an image has nothing to activate.
+    "activate",
+    "no-activate",
+];
 const DESKTOP: &[OptSpec] =
     &[value(&["defaultdesktop"]), value(&["autologinuser"]), value(&["defaultdm"]), value(&["session"])];
 const LANG: &[OptSpec] = &[value(&["addsupport"])];
@@ -334,6 +433,9 @@ const SPECS: &[Spec] = &[
     Spec { names: &["timezone"], opts: TIMEZONE, args: OPT, open: false },
     Spec { names: &["rootpw"], opts: ROOTPW, args: OPT, open: false },
     Spec { names: &["user"], opts: USER, args: NONE, open: false },
+    Spec { names: &["group"], opts: GROUP, args: NONE, open: false },
+    // Open: options newer than this list pass as before; `Network::other` names the known rest.
+    Spec { names: &["network"], opts: NETWORK, args: NONE, open: true },
     Spec { names: &["desktop"], opts: DESKTOP, args: NONE, open: false },
     Spec { names: &["lang"], opts: LANG, args: ONE, open: false },
     Spec { names: &["keyboard"], opts: KEYBOARD, args: OPT, open: false },
@@ -373,7 +475,6 @@ const SPECS: &[Spec] = &[
             "auth",
             "authconfig",
             "authselect",
-            "network",
             "installerfw",
             "installerfw_plugins",
             "sshpw",
@@ -402,7 +503,6 @@ const SPECS: &[Spec] = &[
             "harddrive",
             "cdrom",
             "fcoe",
-            "group",
             "monitor",
             "mouse",
             "deviceprobe",
@@ -455,6 +555,8 @@ pub fn interpret(name: &str, args: &[Word], name_col: usize) -> Interpreted {
         }),
         "rootpw" => CommandKind::Rootpw(rootpw(&mut m, name_col)),
         "user" => CommandKind::User(user(&mut m, name_col)),
+        "group" => CommandKind::Group(group(&mut m, name_col)),
+        "network" => CommandKind::Network(network(&m)),
         "desktop" => CommandKind::Desktop(Desktop {
             defaultdesktop: m.string("defaultdesktop"),
             autologinuser: m.string("autologinuser"),
@@ -606,5 +708,61 @@ fn user(m: &mut Matched, name_col: usize) -> User {
         password: m.string("password"),
         groups: list(m, "groups"),
         iscrypted: m.flag("iscrypted"),
+        lock: m.flag("lock"),
+        uid: id(m, "uid", "user id"),
+        gid: id(m, "gid", "group id"),
+        shell: m.string("shell"),
+        homedir: m.string("homedir"),
+        gecos: m.string("gecos"),
+    }
+}
+
+fn group(m: &mut Matched, name_col: usize) -> Group {
+    let name = m.string("name");
+    if name.as_deref().is_none_or(str::is_empty) {
+        m.error(name_col, "group requires --name");
+    }
+    Group { name: name.unwrap_or_default(), gid: id(m, "gid", "group id") }
+}
+
+/// A user or group id: a whole number that fits 32 bits.
+fn id(m: &mut Matched, name: &str, what: &str) -> Option<u32> {
+    let n = m.int(name, what)?;
+    match u32::try_from(n) {
+        Ok(id) => Some(id),
+        Err(_) => {
+            let column = m.get(name).map(|(_, c)| c).unwrap_or(0);
+            m.error(column, format!("--{name} must be between 0 and 4294967295 ({what}), not {n}"));
+            None
+        }
+    }
+}
+
+fn network(m: &Matched) -> Network {
+    let yes = |v: String| !matches!(v.to_ascii_lowercase().as_str(), "no" | "off" | "0" | "false");
+    let mut other: Vec<String> = Vec::new();
+    for (name, _, _) in &m.values {
+        if !NETWORK_HELD.contains(name) && !other.iter().any(|o| o == name) {
+            other.push((*name).to_owned());
+        }
+    }
+    Network {
+        device: m.string("device"),
+        bootproto: m.string("bootproto"),
+        ip: m.string("ip"),
+        netmask: m.string("netmask"),
+        gateway: m.string("gateway"),
+        nameservers: list(m, "nameserver"),
+        hostname: m.string("hostname"),
+        onboot: m.string("onboot").map(yes),
+        ipv6: m.string("ipv6"),
+        noipv6: m.flag("noipv6"),
+        nodns: m.flag("nodns"),
+        mtu: m.string("mtu"),
+        essid: m.string("essid"),
+        wepkey: m.string("wepkey"),
+        ethtool: m.string("ethtool"),
+        dhcpclass: m.string("dhcpclass"),
+        other,
     }
 }
