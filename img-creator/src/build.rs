@@ -263,22 +263,25 @@ fn kernel_files(root: &Path) -> Result<Option<boot::BootFiles>> {
 }
 
 fn extras(req: &Request, boot: Option<&boot::BootFiles>, out: &Path) -> Result<()> {
-    let images = image_files(req, out)?;
+    // Compression and packing act on the images, not on the kernel copies: mic kept those
+    // beside the archive.
+    let mut images = image_files(req, out)?;
+    if req.copy_kernel {
+        copy_kernel(req, boot, out)?;
+    }
     if req.compress_gz {
-        for f in &images {
+        for f in &mut images {
             crate::cmd::Cmd::new("gzip")
                 .args(["-n", "-f"])
-                .arg(f)
+                .arg(&*f)
                 .run()
                 .map_err(CreateError::in_phase("compressing"))?;
+            let gz = format!("{}.gz", f.file_name().unwrap_or_default().to_string_lossy());
+            f.set_file_name(gz);
         }
     }
     if let Some(pack) = &req.pack_to {
-        pack_to(req, pack, out)?;
-    }
-    // After packing: mic copied the kernel beside the archive, not into it.
-    if req.copy_kernel {
-        copy_kernel(req, boot, out)?;
+        pack_to(req, pack, out, &images)?;
     }
     Ok(())
 }
@@ -309,14 +312,13 @@ fn copy_kernel(req: &Request, boot: Option<&boot::BootFiles>, out: &Path) -> Res
     Ok(())
 }
 
-/// `--pack-to`: the outputs (for `fs`, the tree's contents) in one archive, replacing them;
+/// `--pack-to`: the images (for `fs`, the tree's contents) in one archive, replacing them;
 /// `pack` is already a plain file name (`pack::file_name`).
-fn pack_to(req: &Request, pack: &str, out: &Path) -> Result<()> {
+fn pack_to(req: &Request, pack: &str, out: &Path, images: &[PathBuf]) -> Result<()> {
     let (tree, members) = if req.image_type == ImageType::Fs {
         (Some(req.name.as_str()), vec![req.name.clone()])
     } else {
-        let files = image_files(req, out)?;
-        (None, files.iter().filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned())).collect())
+        (None, images.iter().filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned())).collect())
     };
     crate::pack::archive(out, pack, tree, &members)?;
     for m in members {
