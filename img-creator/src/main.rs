@@ -158,14 +158,24 @@ fn main() -> ExitCode {
     }
 }
 
-/// The type and options to build with: for `auto`, the kickstart's magic line completes the
-/// command line (as mic's `auto`); with a type, the line is ignored, as mic did. Also returns
-/// what to log or warn about that once the log is open.
-fn options_for(args: CreateArgs, ks_text: &str) -> anyhow::Result<(ImageType, Options, Vec<String>, Option<String>)> {
+/// What to build with, and what to say about it once the log is open.
+struct Chosen {
+    image_type: ImageType,
+    opts: Options,
+    /// Asked for in the kickstart's line but not done.
+    warnings: Vec<String>,
+    /// Logged once: the line was there and not used.
+    note: Option<String>,
+}
+
+/// For `auto`, the kickstart's magic line completes the command line (as mic's `auto`); with
+/// a type, the line is ignored, as mic did.
+fn options_for(args: CreateArgs, ks_text: &str) -> anyhow::Result<Chosen> {
     let magic = ks_text.lines().find_map(headers::mic_option_words);
-    if let Format::Type(t) = args.format {
-        let note = magic.map(|_| format!("the kickstart's mic2-options line is ignored: the type was given ({t})"));
-        return Ok((t, args.opts, Vec::new(), note));
+    if let Format::Type(image_type) = args.format {
+        let note =
+            magic.map(|_| format!("the kickstart's mic2-options line is ignored: the type was given ({image_type})"));
+        return Ok(Chosen { image_type, opts: args.opts, warnings: Vec::new(), note });
     }
     let words = magic
         .context("auto: the kickstart has no `# -*-mic2-options-*- -f TYPE -*-mic2-options-*-` line; name the type")?;
@@ -184,14 +194,14 @@ fn options_for(args: CreateArgs, ks_text: &str) -> anyhow::Result<(ImageType, Op
         .into_iter()
         .map(|o| format!("the kickstart's mic2-options line sets {o}: ignored, that is the caller's choice"))
         .collect();
-    Ok((image_type, opts, warnings, None))
+    Ok(Chosen { image_type, opts, warnings, note: None })
 }
 
 fn run(args: CreateArgs) -> anyhow::Result<ExitCode> {
     let ksfile = args.ksfile.clone();
     let (loader, file) = FsLoader::for_file(&ksfile);
     let loaded = loader.read_top(&file).map_err(|e| anyhow::anyhow!("{}: {e}", ksfile.display()))?;
-    let (image_type, args, early_warnings, note) = options_for(args, &loaded.text)?;
+    let Chosen { image_type, opts: args, warnings: early_warnings, note } = options_for(args, &loaded.text)?;
 
     let base_name = args.name.clone().unwrap_or_else(|| default_name(&ksfile));
     let tokenmap = args.tokenmap.as_deref().map(parse_token_map).transpose().context("--tokenmap")?;

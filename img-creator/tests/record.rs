@@ -137,3 +137,23 @@ fn pack_to_refuses_paths_and_unknown_tokens_before_building() {
     assert!(!s.dir.join("up.tar").exists() && !s.dir.join("escape.tar").exists());
     assert_eq!(std::fs::read_dir(s.out()).unwrap().count(), 0, "nothing was built");
 }
+
+#[test]
+fn urls_it_cannot_know_are_a_warning_naming_the_packages() {
+    // A repo reached through a mirrorlist has no baseurl for mic's URL: say so, do not guess.
+    let s = Scratch::new("record-mirrorlist");
+    let list = s.dir.join("mirrors");
+    std::fs::write(&list, format!("file://{}\n", fixture_repo().display())).unwrap();
+    let ks = s.dir.join("ml.ks");
+    let text = read(&fixture_ks("live.ks"))
+        .replace("--baseurl=file://@FIXTURE_REPO@", &format!("--mirrorlist=file://{}", list.display()));
+    std::fs::write(&ks, text).unwrap();
+    let o = s.create("fs", &ks, &["--record-pkgs", "url"]);
+    assert_ok(&o);
+    assert_eq!(read(&s.file("ml.urls")), "", "no URL is made up");
+    let r: serde_json::Value = serde_json::from_str(&read(&s.file("result.json"))).unwrap();
+    let warnings: Vec<&str> = r["warnings"].as_array().unwrap().iter().filter_map(|w| w.as_str()).collect();
+    let w = warnings.iter().find(|w| w.contains("--record-pkgs url")).unwrap_or_else(|| panic!("{warnings:?}"));
+    assert!(w.contains("ml.urls lacks") && w.contains("busybox.x86_64 1.0-1"), "{w}");
+    s.assert_clean();
+}
