@@ -57,8 +57,7 @@ pub struct Package {
 
 /// The image's packages from its rpm database, sorted by mic's name.
 pub fn installed(root: &Path) -> Result<Vec<Package>> {
-    let out = rpm_query(root, "%{NAME}\\t%{ARCH}\\t%{EPOCHNUM}\\t%{VERSION}\\t%{RELEASE}\\t%{LICENSE}\\n")
-        .map_err(CreateError::in_phase("reading the package list"))?;
+    let out = rpm_query(root, "%{NAME}\\t%{ARCH}\\t%{EPOCHNUM}\\t%{VERSION}\\t%{RELEASE}\\t%{LICENSE}\\n")?;
     Ok(parse_installed(&out))
 }
 
@@ -84,7 +83,7 @@ fn parse_installed(text: &str) -> Vec<Package> {
 pub fn contents(root: &Path) -> Result<BTreeMap<String, Vec<String>>> {
     // `%{=TAG}` repeats the package's own values on each file line, so arrays iterate together.
     let qf = "[%{=NAME}\\t%{=ARCH}\\t%{=EPOCHNUM}\\t%{=VERSION}\\t%{=RELEASE}\\t%{FILEMODES}\\t%{FILEFLAGS}\\t%{FILENAMES}\\n]";
-    let out = rpm_query(root, qf).map_err(CreateError::in_phase("reading package contents"))?;
+    let out = rpm_query(root, qf)?;
     Ok(parse_contents(&out))
 }
 
@@ -136,8 +135,25 @@ fn parse_contents(text: &str) -> BTreeMap<String, Vec<String>> {
     all
 }
 
-fn rpm_query(root: &Path, qf: &str) -> std::result::Result<String, crate::cmd::CmdError> {
-    Cmd::new("rpm").arg("--root").arg(root).args(["--dbpath", RPM_DBPATH, "-qa", "--qf", qf]).capture()
+/// rpm opens ROOT/var/lib/rpm as the host sees it: %post may have made it a link out of the
+/// image, whose database must not become the image's record.
+fn rpm_query(root: &Path, qf: &str) -> Result<String> {
+    let db = root.join(RPM_DBPATH.trim_start_matches('/'));
+    let inside = |p: &Path| std::fs::canonicalize(p).ok();
+    match (inside(root), inside(&db)) {
+        (Some(r), Some(d)) if d.starts_with(&r) => {}
+        _ => {
+            return Err(CreateError::Image(format!(
+                "the image's rpm database {RPM_DBPATH} is missing or points outside the image"
+            )))
+        }
+    }
+    Cmd::new("rpm")
+        .arg("--root")
+        .arg(root)
+        .args(["--dbpath", RPM_DBPATH, "-qa", "--qf", qf])
+        .capture()
+        .map_err(CreateError::in_phase("reading the image's rpm database"))
 }
 
 /// `NAME.packages`: one package per line, sorted.

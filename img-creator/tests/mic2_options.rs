@@ -26,8 +26,8 @@ fn names(dir: &Path) -> Vec<String> {
     v
 }
 
-const LINE: &str =
-    "-f fs --record-pkgs=license --pack-to=@NAME@-line.tar.gz --copy-kernel --outdir=/tmp/img-m2-elsewhere";
+const LINE: &str = "-f fs --record-pkgs=license --pack-to=@NAME@-line.tar.gz --copy-kernel \
+                    --outdir=/tmp/img-m2-elsewhere --logfile /tmp/img-m2-elsewhere.log";
 
 #[test]
 fn auto_takes_the_whole_line_and_the_command_line_wins() {
@@ -44,11 +44,13 @@ fn auto_takes_the_whole_line_and_the_command_line_wins() {
     assert!(members.lines().any(|m| m == "./usr/bin/greet"), "an fs tree: {members}");
     assert!(!members.lines().any(|m| m.contains("vmlinuz-") && m.starts_with("m2-")), "{members}");
     // Where outputs go is the caller's: the line's --outdir is ignored, with a warning.
-    assert!(!Path::new("/tmp/img-m2-elsewhere").exists());
+    assert!(!Path::new("/tmp/img-m2-elsewhere").exists() && !Path::new("/tmp/img-m2-elsewhere.log").exists());
     let r: serde_json::Value = serde_json::from_str(&read(&s.file("result.json"))).unwrap();
     assert_eq!(r["image_type"], "fs");
     let warnings: Vec<&str> = r["warnings"].as_array().unwrap().iter().filter_map(|w| w.as_str()).collect();
-    assert!(warnings.iter().any(|w| w.contains("mic2-options line sets --outdir: ignored")), "{warnings:?}");
+    for o in ["--outdir", "--logfile"] {
+        assert!(warnings.iter().any(|w| w.contains(&format!("mic2-options line sets {o}: ignored"))), "{warnings:?}");
+    }
     s.assert_clean();
 }
 

@@ -157,3 +157,23 @@ fn urls_it_cannot_know_are_a_warning_naming_the_packages() {
     assert!(w.contains("ml.urls lacks") && w.contains("busybox.x86_64 1.0-1"), "{w}");
     s.assert_clean();
 }
+
+#[test]
+fn an_rpm_database_linked_out_of_the_image_is_refused() {
+    // %post points the image's database at the builder's own: its packages are not the image's.
+    let s = Scratch::new("record-rpmdb-link");
+    std::fs::create_dir_all(s.dir.join("builder-rpmdb")).unwrap();
+    let ks = s.dir.join("link.ks");
+    let text = read(&fixture_ks("live.ks"))
+        + &format!("%post\nrm -rf /var/lib/rpm\nln -s {} /var/lib/rpm\n%end\n", s.dir.join("builder-rpmdb").display());
+    std::fs::write(&ks, text).unwrap();
+    let o = s.create("fs", &ks, &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        error_line(&o).contains("rpm database /var/lib/rpm is missing or points outside the image"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!s.file("link.packages").exists());
+    s.assert_clean();
+}
