@@ -132,8 +132,10 @@ fn build(req: &Request, result: &mut BuildResult, warn: &Warnings) -> Result<()>
     let packages = phases.run("manifest", || crate::record::write(&root, &out, &req.name, req.record, &urls, warn))?;
     result.packages = packages;
     phases.run("attachments", || copy_attachments(&plan, &root, &out))?;
+    // The records and attachments so far stay beside the image: never compressed or packed.
+    let companions = file_names(&out)?;
     let boot = phases.run("image", || make_image(req, &plan, &volumes, &root, work.path(), &out))?;
-    phases.run("extras", || extras(req, boot.as_ref(), &out))?;
+    phases.run("extras", || extras(req, boot.as_ref(), &out, &companions))?;
     phases.run("pack-scripts", || run_scripts(&plan, ScriptKind::Pack, &env))?;
     if let Some(r) = &req.release {
         phases.run("release", || crate::release::finish(&out, &req.name, &req.kickstart.to_text(), r))?;
@@ -262,10 +264,11 @@ fn kernel_files(root: &Path) -> Result<Option<boot::BootFiles>> {
     Ok(Some(boot::BootFiles { kernel, initrd, kver }))
 }
 
-fn extras(req: &Request, boot: Option<&boot::BootFiles>, out: &Path) -> Result<()> {
+fn extras(req: &Request, boot: Option<&boot::BootFiles>, out: &Path, companions: &[String]) -> Result<()> {
     // Compression and packing act on the images, not on the kernel copies: mic kept those
     // beside the archive.
-    let mut images = image_files(req, out)?;
+    let mut images: Vec<PathBuf> =
+        file_names(out)?.into_iter().filter(|n| !companions.contains(n)).map(|n| out.join(n)).collect();
     if req.copy_kernel {
         copy_kernel(req, boot, out)?;
     }
@@ -286,14 +289,12 @@ fn extras(req: &Request, boot: Option<&boot::BootFiles>, out: &Path) -> Result<(
     Ok(())
 }
 
-/// The image outputs (what --compress-image and --pack-to act on), not the companions.
-fn image_files(req: &Request, out: &Path) -> Result<Vec<PathBuf>> {
-    let companions: Vec<String> = crate::record::SUFFIXES.iter().map(|s| format!("{}{s}", req.name)).collect();
+/// The regular files directly in `dir`.
+fn file_names(dir: &Path) -> Result<Vec<String>> {
     let mut v = Vec::new();
-    for e in std::fs::read_dir(out).map_err(CreateError::io("cannot list", out))?.flatten() {
-        let n = e.file_name().to_string_lossy().into_owned();
-        if e.path().is_file() && !companions.contains(&n) {
-            v.push(e.path());
+    for e in std::fs::read_dir(dir).map_err(CreateError::io("cannot list", dir))?.flatten() {
+        if e.file_type().is_ok_and(|t| t.is_file()) {
+            v.push(e.file_name().to_string_lossy().into_owned());
         }
     }
     Ok(v)

@@ -12,8 +12,6 @@ use std::path::Path;
 
 /// What `--record-pkgs` may ask for (mic's four; `vcs` was never implemented by mic).
 pub const KINDS: &[&str] = &["name", "url", "content", "license"];
-/// The files this module writes, by suffix after the image name (one place for the names).
-pub const SUFFIXES: &[&str] = &[".packages", ".urls", ".files", ".license"];
 
 /// Which records were asked for; the package list is written either way.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -177,3 +177,29 @@ fn an_rpm_database_linked_out_of_the_image_is_refused() {
     assert!(!s.file("link.packages").exists());
     s.assert_clean();
 }
+
+#[test]
+fn pack_to_holds_the_images_and_leaves_companions_beside_it() {
+    // As mic: a loop build's images (compressed first) go in the archive under their plain
+    // names; the package list, attachments and kernel copies stay beside it.
+    let s = Scratch::new("pack-loop");
+    let args = ["--pack-to", "@NAME@-images.tar.gz", "--compress-image", "gz", "--copy-kernel"];
+    let o = s.create("loop", &fixture_ks("fixture.ks"), &args);
+    assert_ok(&o);
+    let tarball = s.file("fixture-images.tar.gz");
+    let mut members: Vec<String> =
+        tool("tar", &["-tzf", &tarball.to_string_lossy()]).lines().map(str::to_owned).collect();
+    members.sort();
+    assert_eq!(members, ["boot.img.gz", "root.img.gz"]);
+    let mut beside: Vec<String> =
+        std::fs::read_dir(s.out()).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    beside.sort();
+    assert!(beside.iter().any(|n| n.starts_with("fixture-vmlinuz-")), "the kernel copy is beside: {beside:?}");
+    beside.retain(|n| !n.starts_with("fixture-vmlinuz-") && !n.starts_with("fixture-initrd-"));
+    assert_eq!(
+        beside,
+        ["fixture-images.tar.gz", "fixture.log", "fixture.packages", "os-release", "pack-saw.txt", "result.json"]
+    );
+    assert!(read(&s.file("os-release")).contains("IMG Fixture OS"), "the attachment is not compressed");
+    s.assert_clean();
+}
