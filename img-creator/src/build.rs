@@ -2,10 +2,11 @@
 //! extras → %pack → checksums. Work happens in a temporary folder; only a finished
 //! build's files move into `--outdir`, so a failed one leaves nothing half-written.
 
+use crate::attachments::{self, Attached};
 use crate::cmd::Cmd;
 use crate::error::{CreateError, Result};
 use crate::fsio;
-use crate::layout::Volume;
+use crate::layout::{self, Volume};
 use crate::outputs::{self, BuildResult, Phase};
 use crate::plan::Plan;
 use crate::scripts::{self, ScriptEnv};
@@ -65,6 +66,7 @@ pub fn create(req: &Request) -> Result<BuildResult> {
         files: Vec::new(),
         phases: Vec::new(),
         packages: 0,
+        attachments: Vec::new(),
         warnings: Vec::new(),
     };
     fsio::create_dir_all(&req.outdir)?;
@@ -78,6 +80,7 @@ pub fn create(req: &Request) -> Result<BuildResult> {
         result.status = "failed";
         result.error = Some(e.to_string());
         result.files.clear();
+        result.attachments.clear();
     }
     outputs::write_result(&req.outdir, &result)?;
     outcome.map(|()| result)
@@ -131,17 +134,25 @@ fn build(req: &Request, result: &mut BuildResult, warn: &Warnings) -> Result<()>
     phases.run("post-scripts", || run_scripts(&plan, ScriptKind::Post, &env))?;
     let packages = phases.run("manifest", || crate::record::write(&root, &out, &req.name, req.record, &urls, warn))?;
     result.packages = packages;
-    phases.run("attachments", || copy_attachments(&plan, &root, &out))?;
-    // The records and attachments so far stay beside the image: never compressed or packed.
+    // Kept aside until the image's extras are done: gz and --pack-to act on the images only.
+    let attached = work.path().join("attachments");
+    fsio::create_dir_all(&attached)?;
+    result.attachments =
+        phases.run("attachments", || copy_attachments(req, &plan, &volumes, &root, &attached, warn))?;
+    // The records stay beside the image as well.
     let companions = file_names(&out)?;
     let boot = phases.run("image", || make_image(req, &plan, &volumes, &root, work.path(), &out))?;
     phases.run("extras", || extras(req, boot.as_ref(), &out, &companions))?;
+    attachments::move_into(&attached, &result.attachments, &out)?;
     phases.run("pack-scripts", || run_scripts(&plan, ScriptKind::Pack, &env))?;
     if let Some(r) = &req.release {
         phases.run("release", || crate::release::finish(&out, &req.name, &req.kickstart.to_text(), r))?;
     }
     phases.run("checksums", || {
         result.files = outputs::describe_files(&out, req.checksums)?;
+        if req.image_type == ImageType::Raw {
+            describe_raw(req, &volumes, &out, &mut result.files)?;
+        }
         if req.checksums {
             outputs::write_checksums(&out, &result.files)?;
         }
@@ -177,21 +188,33 @@ fn run_scripts(plan: &Plan, kind: ScriptKind, env: &ScriptEnv) -> Result<()> {
     Ok(())
 }
 
-/// `%attachment` files, copied from the root to the output folder; never from outside it.
-fn copy_attachments(plan: &Plan, root: &Path, out: &Path) -> Result<()> {
-    let real_root = std::fs::canonicalize(root).map_err(CreateError::io("cannot open", root))?;
-    for a in &plan.attachments {
-        let src = root.join(a.trim_start_matches('/'));
-        let real = std::fs::canonicalize(&src)
-            .map_err(|_| CreateError::Image(format!("%attachment {a}: no such file in the image")))?;
-        if !real.starts_with(&real_root) {
-            return Err(CreateError::Image(format!("%attachment {a}: points outside the image")));
-        }
-        let name = real.file_name().map(|n| n.to_owned()).unwrap_or_default();
-        let dst = out.join(&name);
-        std::fs::copy(&real, &dst).map_err(CreateError::io("cannot copy attachment to", &dst))?;
-    }
-    Ok(())
+/// `%attachment`: never under a name one of the build's own outputs takes (all start with
+/// the image's name, or are a loop image's volume file, or are written by `outputs`).
+fn copy_attachments(
+    req: &Request,
+    plan: &Plan,
+    volumes: &[Volume],
+    root: &Path,
+    out: &Path,
+    warn: &Warnings,
+) -> Result<Vec<Attached>> {
+    let name = req.name.as_str();
+    let reserved = |n: &str| {
+        n == name
+            || n.strip_prefix(name).is_some_and(|rest| rest.starts_with(['.', '-']))
+            || [outputs::RESULT_FILE, outputs::CHECKSUM_FILE].contains(&n)
+            || (req.image_type == ImageType::Loop && volumes.iter().any(|v| v.loop_name() == n))
+    };
+    let max_files = attachments::MAX_FILES;
+    let req = attachments::Request {
+        entries: &plan.attachments,
+        root,
+        out,
+        reserved: &reserved,
+        max_files,
+        max_bytes: attachments::MAX_TOTAL_BYTES,
+    };
+    attachments::copy(&req, warn)
 }
 
 /// Builds the image files in `out`; returns the boot files for `--copy-kernel`.
@@ -233,16 +256,48 @@ fn make_image(
         }
         t => {
             let entry = disk_boot_entry(plan, root)?;
-            let raw =
-                if t == ImageType::Raw { out.join(format!("{name}.raw")) } else { work.join(format!("{name}.raw")) };
-            disk::build_raw(root, volumes, &plan.bootloader, entry.as_ref().map(|e| &e.0), work, &raw)?;
+            let dir = if t == ImageType::Raw { out } else { work };
+            let disks: Vec<(layout::Disk, disk::RawDisk)> = layout::disks(volumes)
+                .into_iter()
+                .map(|d| {
+                    let path = dir.join(layout::disk_file(name, volumes, &d, "raw"));
+                    let raw = disk::RawDisk { volumes: d.volumes.clone(), path };
+                    (d, raw)
+                })
+                .collect();
+            let raws: Vec<disk::RawDisk> = disks.iter().map(|(_, r)| r.clone()).collect();
+            disk::build_raw_disks(root, volumes, &plan.bootloader, entry.as_ref().map(|e| &e.0), work, &raws)?;
             if t != ImageType::Raw {
-                disk::convert(&raw, t.as_str(), &out.join(format!("{name}.{t}")))?;
-                let _ = std::fs::remove_file(&raw);
+                for (d, raw) in &disks {
+                    disk::convert(&raw.path, t.as_str(), &out.join(layout::disk_file(name, volumes, d, t.as_str())))?;
+                    let _ = std::fs::remove_file(&raw.path);
+                }
             }
             Ok(entry.map(|e| e.1))
         }
     }
+}
+
+/// mic's `NAME.xml` for a raw image, naming each disk file as it is now (gzipped with
+/// --compress-image) with the checksums just made; added to the outputs.
+fn describe_raw(req: &Request, volumes: &[Volume], out: &Path, files: &mut Vec<outputs::OutputFile>) -> Result<()> {
+    let disks: Vec<String> = layout::disks(volumes)
+        .iter()
+        .map(|d| layout::disk_file(&req.name, volumes, d, "raw"))
+        .map(|f| if !out.join(&f).exists() && out.join(format!("{f}.gz")).exists() { format!("{f}.gz") } else { f })
+        .collect();
+    let mut items = Vec::new();
+    img_core::kickstart::model::walk(&req.kickstart.items, &mut items);
+    let networks =
+        items.iter().filter(|i| matches!(i, img_core::kickstart::Item::Command(c) if c.name == "network")).count();
+    let arch = req.arch.to_string();
+    let xml = disk::Description { name: &req.name, arch: &arch, disks: &disks, networks, files }.xml();
+    let file = format!("{}.xml", req.name);
+    fsio::write(&out.join(&file), &xml)?;
+    let sha256 = req.checksums.then(|| outputs::sha256_file(&out.join(&file))).transpose()?;
+    files.push(outputs::OutputFile { name: file, size: xml.len() as u64, sha256 });
+    files.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(())
 }
 
 /// The kernel the disk boots and its initramfs (the image's own, else one IMG makes).

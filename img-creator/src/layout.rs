@@ -18,9 +18,14 @@ pub struct Volume {
     pub fsoptions: String,
     pub extoptions: Option<String>,
     pub grow: bool,
+    /// `--ondisk` (a plain name like `sda`; `/dev/` dropped); None: [`DEFAULT_DISK`].
+    pub disk: Option<String>,
 }
 
 pub const FILESYSTEMS: &[&str] = &["ext2", "ext3", "ext4", "btrfs", "vfat", "swap"];
+/// The disk of a `part` without `--ondisk` when others have one (mic's default partition
+/// line says `--ondisk sda`).
+pub const DEFAULT_DISK: &str = "sda";
 /// Size used when a `part` line gives none (mic's default is the content size; we need a number).
 pub const DEFAULT_SIZE_MIB: u64 = 512;
 
@@ -38,6 +43,53 @@ impl Volume {
         });
         format!("{base}.img")
     }
+
+    pub fn disk(&self) -> &str {
+        self.disk.as_deref().unwrap_or(DEFAULT_DISK)
+    }
+}
+
+/// One disk of a partitioned image: its name and its volumes (indices, kickstart order).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Disk {
+    pub name: String,
+    pub volumes: Vec<usize>,
+}
+
+/// The disks in the order the `part` lines first name them.
+pub fn disks(volumes: &[Volume]) -> Vec<Disk> {
+    let mut out: Vec<Disk> = Vec::new();
+    for (i, v) in volumes.iter().enumerate() {
+        match out.iter_mut().find(|d| d.name == v.disk()) {
+            Some(d) => d.volumes.push(i),
+            None => out.push(Disk { name: v.disk().to_owned(), volumes: vec![i] }),
+        }
+    }
+    out
+}
+
+/// A disk's file: `NAME-DISK.EXT` as mic named them once any `part` has `--ondisk`, else
+/// `NAME.EXT` as IMG always did (mic refused `part` lines without `--ondisk`).
+pub fn disk_file(name: &str, volumes: &[Volume], disk: &Disk, ext: &str) -> String {
+    if volumes.iter().any(|v| v.disk.is_some()) {
+        format!("{name}-{}.{ext}", disk.name)
+    } else {
+        format!("{name}.{ext}")
+    }
+}
+
+/// `--ondisk=sda`, `--ondisk=/dev/mmcblk0`: the name goes into file names, so it must be plain.
+fn disk_name(p: &Partition) -> Result<Option<String>, String> {
+    let Some(d) = p.ondisk.as_deref() else { return Ok(None) };
+    let d = d.strip_prefix("/dev/").unwrap_or(d);
+    let plain = !d.is_empty()
+        && d.len() <= 32
+        && !d.starts_with('.')
+        && d.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if !plain {
+        return Err(format!("part {}: --ondisk={d} is not a disk name (like sda or mmcblk0)", p.mountpoint));
+    }
+    Ok(Some(d.to_owned()))
 }
 
 /// `uuid_seed` gives fresh UUIDs (random in production, fixed in tests).
@@ -82,6 +134,7 @@ pub fn volumes(parts: &[Partition], mut uuid_seed: impl FnMut() -> [u8; 16]) -> 
             fsoptions: p.fsoptions.clone().unwrap_or_else(|| "defaults".into()),
             extoptions: p.extoptions.clone(),
             grow: p.grow,
+            disk: disk_name(p)?,
         });
     }
     if !out.is_empty() && !out.iter().any(|v| v.mountpoint == "/") {
@@ -156,6 +209,26 @@ mod tests {
         assert!(e.contains("`xfs` is not supported"), "{e}");
         assert!(volumes(&[part("/boot", 10, None, None)], seq()).unwrap_err().contains("no `/`"));
         assert!(volumes(&[part("/", 0, None, None)], seq()).unwrap_err().contains("must be positive"));
+    }
+
+    #[test]
+    fn groups_volumes_by_disk_in_first_use_order() {
+        let mut parts = vec![part("/", 100, None, None), part("/data", 10, None, None), part("/boot", 10, None, None)];
+        let v = volumes(&parts, seq()).unwrap();
+        assert_eq!(disks(&v), [Disk { name: "sda".into(), volumes: vec![0, 1, 2] }]);
+        assert_eq!(disk_file("img", &v, &disks(&v)[0], "raw"), "img.raw");
+        parts[0].ondisk = Some("sdb".into());
+        parts[1].ondisk = Some("/dev/mmcblk0".into());
+        let v = volumes(&parts, seq()).unwrap();
+        let d = disks(&v);
+        let names: Vec<(&str, &[usize])> = d.iter().map(|d| (d.name.as_str(), d.volumes.as_slice())).collect();
+        assert_eq!(names, [("sdb", &[0][..]), ("mmcblk0", &[1][..]), ("sda", &[2][..])]);
+        assert_eq!(disk_file("img", &v, &d[1], "qcow2"), "img-mmcblk0.qcow2");
+        for bad in ["../x", "", "a b", ".hidden", "/dev/"] {
+            parts[1].ondisk = Some(bad.into());
+            let e = volumes(&parts, seq()).unwrap_err();
+            assert!(e.contains("is not a disk name"), "{bad}: {e}");
+        }
     }
 
     #[test]

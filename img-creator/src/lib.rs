@@ -5,6 +5,7 @@
 //! A build: parse → plan → install packages (dnf) → configure → scripts → image type →
 //! outputs (manifest, checksums, result.json). See ARCHITECTURE.md.
 
+pub mod attachments;
 pub mod boot;
 pub mod build;
 pub mod cmd;

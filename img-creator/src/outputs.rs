@@ -25,6 +25,9 @@ pub struct BuildResult {
     pub files: Vec<OutputFile>,
     pub phases: Vec<Phase>,
     pub packages: usize,
+    /// `%attachment` files (among `files`, neither compressed nor packed), with where in the
+    /// image each came from.
+    pub attachments: Vec<crate::attachments::Attached>,
     /// What was asked for but not done (crate::warnings), kept when the build fails too.
     pub warnings: Vec<String>,
 }

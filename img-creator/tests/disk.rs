@@ -107,6 +107,7 @@ fn vol(mp: &str, fstype: &str, size_mib: u64, label: Option<&str>, uuid: &str) -
         fsoptions: "defaults".into(),
         extoptions: None,
         grow: false,
+        disk: None,
     }
 }
 

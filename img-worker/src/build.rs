@@ -256,7 +256,8 @@ impl Builder {
         match outcome.code {
             0 => {
                 let (dir, files, warnings) = (out.clone(), output.files.clone(), output.warnings.clone());
-                tokio::task::spawn_blocking(move || write_host_files(&dir, &files, &warnings))
+                let attachments = output.attachments.clone();
+                tokio::task::spawn_blocking(move || write_host_files(&dir, &files, &warnings, &attachments))
                     .await
                     .map_err(|e| BuildError::Failed(format!("writing the checksums: {e}")))??;
                 Ok(output
@@ -417,12 +418,22 @@ impl Drop for InputDir {
 
 /// `SHA256SUMS` and `result.json` of a VM build, written by the host from what it extracted
 /// (the guest's own copies never leave the VM).
-fn write_host_files(out: &Path, files: &[OutputFile], warnings: &[String]) -> Result<(), BuildError> {
+fn write_host_files(
+    out: &Path,
+    files: &[OutputFile],
+    warnings: &[String],
+    attachments: &[guest_output::Attachment],
+) -> Result<(), BuildError> {
     use img_creator::outputs::{CHECKSUM_FILE, RESULT_FILE};
     let sums: String = files.iter().map(|f| format!("{}  {}\n", f.sha256, f.name)).collect();
     let listed: Vec<serde_json::Value> =
         files.iter().map(|f| serde_json::json!({"name": f.name, "size": f.size, "sha256": f.sha256})).collect();
-    let result = serde_json::json!({"status": "done", "files": listed, "warnings": warnings});
+    let size = |name: &str| files.iter().find(|f| f.name == name).map_or(0, |f| f.size);
+    let attached: Vec<serde_json::Value> = attachments
+        .iter()
+        .map(|a| serde_json::json!({"name": a.name, "from": a.from, "size": size(&a.name)}))
+        .collect();
+    let result = serde_json::json!({"status": "done", "files": listed, "warnings": warnings, "attachments": attached});
     for (name, bytes) in
         [(CHECKSUM_FILE, sums.into_bytes()), (RESULT_FILE, serde_json::to_vec_pretty(&result).unwrap_or_default())]
     {

@@ -64,6 +64,14 @@ pub struct OutputFile {
     pub sha256: String,
 }
 
+/// An attached file as img-creator listed it: its output name and, in the guest's words
+/// (cleaned, bounded), where in the image it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachment {
+    pub name: String,
+    pub from: String,
+}
+
 /// Everything taken from one output disk.
 #[derive(Debug, Default)]
 pub struct Extracted {
@@ -74,6 +82,8 @@ pub struct Extracted {
     pub error: Option<String>,
     /// img-creator's warnings from its result.json, each cut and cleaned, as many as it keeps.
     pub warnings: Vec<String>,
+    /// img-creator's `%attachment` list, only for files that were extracted.
+    pub attachments: Vec<Attachment>,
     pub files: Vec<OutputFile>,
     /// What was skipped and why, for the job log.
     pub notes: Vec<String>,
@@ -124,6 +134,7 @@ pub fn extract(disk: &Path, out: &Path, max_file: u64) -> Result<Extracted, Outp
                     let json = tar.read_small(&entry)?;
                     got.error = creator_error(&json);
                     got.warnings = creator_warnings(&json);
+                    got.attachments = creator_attachments(&json);
                 }
                 Some(name) if HOST_MADE.contains(&name.as_str()) => tar.skip(&entry)?,
                 Some(name) if got.files.iter().any(|f| f.name == name) => {
@@ -149,6 +160,8 @@ pub fn extract(disk: &Path, out: &Path, max_file: u64) -> Result<Extracted, Outp
         }
     }
     got.files.sort_by(|a, b| a.name.cmp(&b.name));
+    let files = &got.files;
+    got.attachments.retain(|a| files.iter().any(|f| f.name == a.name));
     Ok(got)
 }
 
@@ -176,6 +189,17 @@ fn creator_warnings(json: &[u8]) -> Vec<String> {
     let Some(list) = v.get("warnings").and_then(|w| w.as_array()) else { return Vec::new() };
     let max = img_creator::warnings::MAX_WARNINGS + 1;
     list.iter().filter_map(|w| w.as_str()).take(max).map(|w| one_line(w, STDERR_LINE_MAX)).collect()
+}
+
+/// The `attachments` of img-creator's result.json (name and `from`), as many as it attaches.
+fn creator_attachments(json: &[u8]) -> Vec<Attachment> {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(json) else { return Vec::new() };
+    let Some(list) = v.get("attachments").and_then(|a| a.as_array()) else { return Vec::new() };
+    let one = |a: &serde_json::Value| {
+        let name = plain_name(a.get("name")?.as_str()?.as_bytes())?;
+        Some(Attachment { name, from: one_line(a.get("from")?.as_str()?, STDERR_LINE_MAX) })
+    };
+    list.iter().take(img_creator::attachments::MAX_FILES).filter_map(one).collect()
 }
 
 fn last_lines(text: &[u8]) -> Vec<String> {
@@ -508,7 +532,8 @@ mod tests {
         drop(f);
         std::fs::write(
             src.join("out/result.json"),
-            r#"{"error":"bad\nthing","warnings":["unit \u001b[2Jx missing",7]}"#,
+            r#"{"error":"bad\nthing","warnings":["unit \u001b[2Jx missing",7],
+                "attachments":[{"name":"disk.img","from":"/boot/\u001b[2Jx"},{"name":"ghost","from":"/x"},{"name":"../x","from":"/y"}]}"#,
         )
         .unwrap();
         std::fs::write(src.join("out/SHA256SUMS"), "forged  /etc/passwd\n").unwrap();
@@ -526,6 +551,8 @@ mod tests {
         assert_eq!(got.error.as_deref(), Some("bad\\nthing"));
         assert_eq!(got.warnings.len(), 1, "non-strings are dropped: {:?}", got.warnings);
         assert!(!got.warnings[0].contains('\x1b'), "control characters are cleaned: {:?}", got.warnings);
+        // Only attachments that are extracted files, named plainly, their origin cleaned.
+        assert_eq!(got.attachments, [Attachment { name: "disk.img".into(), from: "/boot/\\u{1b}[2Jx".into() }]);
         let names: Vec<&str> = got.files.iter().map(|f| f.name.as_str()).collect();
         assert_eq!(names, ["disk.img"], "notes: {:?}", got.notes);
         let out = d.join("got/disk.img");

@@ -12,7 +12,9 @@ use tokio::sync::watch;
 #[test]
 fn a_loop_image_is_built_inside_the_vm() {
     let c = Case::new("loop", Duration::from_secs(300), Duration::from_secs(120));
-    let files = c.build(LOOP_KS.into(), no_cancel()).unwrap_or_else(|e| {
+    // An attachment and a missing one: the host's result.json carries both facts out.
+    let ks = format!("{LOOP_KS}%attachment\n/etc/os-release\n/nothing-here*\n%end\n");
+    let files = c.build(ks, no_cancel()).unwrap_or_else(|e| {
         panic!("{e}\n{}", std::fs::read_to_string(c.dir.join("job").join(LOG_FILE)).unwrap_or_default())
     });
     let img = files.iter().find(|f| f.name.ends_with(".img")).expect("an image listed");
@@ -26,6 +28,15 @@ fn a_loop_image_is_built_inside_the_vm() {
         .output()
         .expect("sha256sum");
     assert!(sums.status.success(), "{}", String::from_utf8_lossy(&sums.stdout));
+    let result: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("result.json")).expect("result.json")).unwrap();
+    let size = std::fs::metadata(out.join("os-release")).expect("attachment published").len();
+    assert_eq!(
+        result["attachments"],
+        serde_json::json!([{"name": "os-release", "from": "/etc/os-release", "size": size}])
+    );
+    let warnings = result["warnings"].as_array().expect("warnings");
+    assert!(warnings.iter().any(|w| w == "%attachment /nothing-here*: no file in the image matches"), "{result}");
     // A real ext4 with the fixture's busybox in it, made inside the guest.
     let ls = std::process::Command::new("debugfs")
         .args(["-R", "ls -l /bin"])

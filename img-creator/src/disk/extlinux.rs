@@ -296,6 +296,7 @@ mod tests {
             fsoptions: "defaults".into(),
             extoptions: None,
             grow: false,
+            disk: None,
         }
     }
 

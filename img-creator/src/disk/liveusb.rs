@@ -26,7 +26,7 @@ pub fn build_liveusb(medium_dir: &Path, label: &str, work: &Path, out: &Path) ->
     let content = super::stage::content_bytes(medium_dir)?;
     let size_mib = (content + content / 5).div_ceil(MIB) + SLACK_MIB;
     let vol = fat_volume(size_mib);
-    let layout = table::plan(std::slice::from_ref(&vol), TableKind::Msdos, 0)?;
+    let layout = table::plan(std::slice::from_ref(&vol), TableKind::Msdos, Some(0))?;
     let slot = &layout.slots[0];
     tracing::info!("liveusb: {size_mib} MiB FAT32 partition `{label}` → {}", out.display());
     let part = Partial::new(out)?;
@@ -64,6 +64,7 @@ fn fat_volume(size_mib: u64) -> Volume {
         fsoptions: String::new(),
         extoptions: None,
         grow: false,
+        disk: None,
     }
 }
 

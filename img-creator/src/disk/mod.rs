@@ -8,6 +8,7 @@
 //! Sizes are the kickstart's: `--grow` does not enlarge a volume (mic's raw did not either),
 //! and contents that do not fit are a NoSpace error naming the partition.
 
+mod description;
 mod extlinux;
 mod liveusb;
 mod mkfs;
@@ -22,6 +23,7 @@ use crate::workdir::{check_cancelled, TempDir};
 use img_core::kickstart::commands::Bootloader;
 use std::path::{Path, PathBuf};
 
+pub use description::Description;
 pub use liveusb::build_liveusb;
 pub use stage::stage;
 pub use table::TableKind;
@@ -63,8 +65,14 @@ pub fn build_loop(root: &Path, volumes: &[Volume], work: &Path, outdir: &Path) -
     Ok(files)
 }
 
-/// `raw`: a partitioned disk (MBR, or GPT with `bootloader --ptable=gpt`), one partition
-/// per volume in kickstart order, and extlinux unless the bootloader is disabled.
+/// One disk file of a `raw` image: which volumes it holds (indices into the volumes).
+#[derive(Debug, Clone)]
+pub struct RawDisk {
+    pub volumes: Vec<usize>,
+    pub path: PathBuf,
+}
+
+/// `raw` with every volume on one disk, `out`.
 pub fn build_raw(
     root: &Path,
     volumes: &[Volume],
@@ -72,6 +80,22 @@ pub fn build_raw(
     boot: Option<&BootEntry>,
     work: &Path,
     out: &Path,
+) -> Result<()> {
+    let all = RawDisk { volumes: (0..volumes.len()).collect(), path: out.to_owned() };
+    build_raw_disks(root, volumes, bootloader, boot, work, &[all])
+}
+
+/// `raw`: partitioned disks (MBR, or GPT with `bootloader --ptable=gpt`), one per
+/// `--ondisk` name, each with its volumes in kickstart order; extlinux, unless the
+/// bootloader is disabled, on the disk holding /boot (or /). Other disks are data disks
+/// the booted system finds by UUID.
+pub fn build_raw_disks(
+    root: &Path,
+    volumes: &[Volume],
+    bootloader: &Bootloader,
+    boot: Option<&BootEntry>,
+    work: &Path,
+    disks: &[RawDisk],
 ) -> Result<()> {
     let kind = TableKind::of(bootloader)?;
     let want_boot = extlinux::wanted(bootloader)?;
@@ -93,29 +117,39 @@ pub fn build_raw(
     for (v, dir) in volumes.iter().zip(&staged) {
         mkfs::check_fits(v, dir)?;
     }
-    let layout = table::plan(volumes, kind, boot_idx)?;
-    tracing::info!("raw: {} partition table, {} MiB disk → {}", kind, layout.disk_bytes() >> 20, out.display());
-    let part = Partial::new(out)?;
-    part.create(layout.disk_bytes())?;
-    table::write(&layout, volumes, part.path())?;
-    for (i, (v, dir)) in volumes.iter().zip(&staged).enumerate() {
-        check_cancelled()?;
-        let slot = &layout.slots[i];
-        tracing::info!(
-            "raw: partition {} {} ({} {} MiB) at {} MiB",
-            slot.number,
-            v.mountpoint,
-            v.fstype,
-            v.size_mib,
-            slot.offset() >> 20
-        );
-        mkfs::make(v, dir, mkfs::Target::At { disk: part.path(), offset: slot.offset() }, tmp.path())?;
+    // All disks are built under temporary names first: a failure leaves none behind.
+    let mut built = Vec::new();
+    for d in disks {
+        let own: Vec<Volume> = d.volumes.iter().map(|&i| volumes[i].clone()).collect();
+        let local_boot = d.volumes.iter().position(|&i| i == boot_idx);
+        let layout = table::plan(&own, kind, local_boot)?;
+        tracing::info!("raw: {} partition table, {} MiB disk → {}", kind, layout.disk_bytes() >> 20, d.path.display());
+        let part = Partial::new(&d.path)?;
+        part.create(layout.disk_bytes())?;
+        table::write(&layout, &own, part.path())?;
+        for (slot, &i) in layout.slots.iter().zip(&d.volumes) {
+            check_cancelled()?;
+            let v = &volumes[i];
+            tracing::info!(
+                "raw: partition {} {} ({} {} MiB) at {} MiB",
+                slot.number,
+                v.mountpoint,
+                v.fstype,
+                v.size_mib,
+                slot.offset() >> 20
+            );
+            mkfs::make(v, &staged[i], mkfs::Target::At { disk: part.path(), offset: slot.offset() }, tmp.path())?;
+        }
+        if let (Some(_), Some(b)) = (entry, local_boot) {
+            let slot = &layout.slots[b];
+            extlinux::install(&volumes[boot_idx], part.path(), slot.offset(), slot.bytes(), kind, tmp.path())?;
+        }
+        built.push((part, &d.path));
     }
-    if entry.is_some() {
-        let slot = &layout.slots[boot_idx];
-        extlinux::install(&volumes[boot_idx], part.path(), slot.offset(), slot.bytes(), kind, tmp.path())?;
+    for (part, path) in built {
+        part.finish(path)?;
     }
-    part.finish(out)
+    Ok(())
 }
 
 /// qcow2, vdi or vmdk from a raw disk.
@@ -166,6 +200,7 @@ mod tests {
             fsoptions: "defaults".into(),
             extoptions: None,
             grow: false,
+            disk: None,
         }
     }
 

@@ -75,9 +75,9 @@ impl Layout {
     }
 }
 
-/// Places the volumes in order. `boot_idx` (the volume holding /boot) gets the boot flag
-/// when no volume asked for `--active`.
-pub(crate) fn plan(volumes: &[Volume], kind: TableKind, boot_idx: usize) -> Result<Layout> {
+/// Places one disk's volumes in order. `boot_idx` (the volume holding /boot, when it is on
+/// this disk) gets the boot flag when no volume of the disk asked for `--active`.
+pub(crate) fn plan(volumes: &[Volume], kind: TableKind, boot_idx: Option<usize>) -> Result<Layout> {
     let any_active = volumes.iter().any(|v| v.active);
     // MBR holds four entries: past that, the fourth becomes an extended partition.
     let logical_from = if kind == TableKind::Msdos && volumes.len() > 4 { 3 } else { usize::MAX };
@@ -100,7 +100,7 @@ pub(crate) fn plan(volumes: &[Volume], kind: TableKind, boot_idx: usize) -> Resu
         let sectors = v.size_mib.checked_mul(MIB_SECTORS).ok_or_else(|| too_large(v))?;
         cursor = start.checked_add(sectors).ok_or_else(|| too_large(v))?;
         let number = if i >= logical_from { i as u32 + 2 } else { i as u32 + 1 };
-        slots.push(Slot { number, start, sectors, boot: if any_active { v.active } else { i == boot_idx } });
+        slots.push(Slot { number, start, sectors, boot: if any_active { v.active } else { Some(i) == boot_idx } });
     }
     let tail = if kind == TableKind::Gpt { GPT_BACKUP } else { 0 };
     let disk_sectors = align_up(cursor + tail, MIB_SECTORS)?;
@@ -188,13 +188,14 @@ mod tests {
             fsoptions: "defaults".into(),
             extoptions: None,
             grow: false,
+            disk: None,
         }
     }
 
     #[test]
     fn msdos_starts_at_one_mib_and_flags_the_boot_holder() {
         let v = [vol("/boot", "ext2", 10, 1024), vol("/", "ext4", 20, 1024)];
-        let l = plan(&v, TableKind::Msdos, 0).unwrap();
+        let l = plan(&v, TableKind::Msdos, Some(0)).unwrap();
         assert_eq!((l.slots[0].start, l.slots[0].sectors, l.slots[0].boot), (2048, 20480, true));
         assert_eq!((l.slots[1].start, l.slots[1].boot), (2048 + 20480, false));
         assert_eq!(l.disk_sectors, 2048 + 20480 + 40960);
@@ -211,7 +212,7 @@ mod tests {
     fn gpt_honours_small_alignment_and_active() {
         let mut v = [vol("/", "ext4", 8, 4), vol("swap", "swap", 4, 1024)];
         v[1].active = true;
-        let l = plan(&v, TableKind::Gpt, 0).unwrap();
+        let l = plan(&v, TableKind::Gpt, Some(0)).unwrap();
         assert_eq!(l.slots[0].start, 40);
         assert!(!l.slots[0].boot && l.slots[1].boot);
         assert_eq!(l.slots[1].start, 18432);
@@ -222,7 +223,7 @@ mod tests {
     #[test]
     fn msdos_past_four_uses_logical_partitions() {
         let v: Vec<Volume> = (0..6).map(|i| vol(&format!("/v{i}"), "ext4", 1, 1024)).collect();
-        let l = plan(&v, TableKind::Msdos, 0).unwrap();
+        let l = plan(&v, TableKind::Msdos, Some(0)).unwrap();
         let (ext_start, ext_len) = l.extended.unwrap();
         assert_eq!(ext_start, 2048 * 4);
         assert_eq!(ext_start + ext_len, l.disk_sectors);
@@ -230,6 +231,14 @@ mod tests {
         assert_eq!(l.slots[3].number, 5);
         assert_eq!(l.slots[5].number, 7);
         assert!(script(&l, &v).contains("start=8192, size=12288, type=5\nstart=10240,"));
+    }
+
+    #[test]
+    fn a_disk_without_the_boot_volume_has_no_boot_flag() {
+        let v = [vol("/data", "ext4", 10, 1024)];
+        let l = plan(&v, TableKind::Msdos, None).unwrap();
+        assert!(!l.slots[0].boot);
+        assert_eq!(script(&l, &v), "label: dos\nunit: sectors\nsector-size: 512\nstart=2048, size=20480, type=83\n");
     }
 
     #[test]

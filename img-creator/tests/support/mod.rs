@@ -2,6 +2,7 @@
 //! and the checks that a build left nothing behind.
 #![allow(dead_code)]
 
+pub mod repo;
 pub mod synthetic;
 
 use std::path::{Path, PathBuf};
