@@ -26,6 +26,8 @@ pub struct Request {
     pub name: String,
     pub image_type: ImageType,
     pub arch: Arch,
+    /// `--release`: dnf's `$releasever` and mic's release files (`release::finish`); `name`
+    /// and `outdir` are already the release's.
     pub release: Option<String>,
     pub tokens: TokenMap,
     pub outdir: PathBuf,
@@ -34,12 +36,15 @@ pub struct Request {
     pub tmpdir: Option<PathBuf>,
     pub pack_to: Option<String>,
     pub copy_kernel: bool,
-    pub record_content: bool,
+    /// `--record-pkgs`: the records beyond the package list.
+    pub record: crate::record::Kinds,
     pub compress_gz: bool,
     /// mic2's `--genchecksum`: SHA-256 of every output, in `SHA256SUMS` and `result.json`.
     pub checksums: bool,
     /// Proxy for the remote repositories that name none (`--proxy`).
     pub proxy: Option<String>,
+    /// Found before the build (reading the command line): warned as the build starts.
+    pub early_warnings: Vec<String>,
 }
 
 /// Builds the image; `result.json` is written to `outdir` whether it succeeds or not.
@@ -66,6 +71,9 @@ pub fn create(req: &Request) -> Result<BuildResult> {
     };
     fsio::create_dir_all(&req.outdir)?;
     let warnings = Warnings::default();
+    for w in &req.early_warnings {
+        warnings.warn(w.clone());
+    }
     let outcome = build(req, &mut result, &warnings);
     result.warnings = warnings.take();
     if let Err(e) = &outcome {
@@ -109,7 +117,7 @@ fn build(req: &Request, result: &mut BuildResult, warn: &Warnings) -> Result<()>
 
     phases.run("pre-scripts", || run_scripts(&plan, ScriptKind::Pre, &env))?;
     let releasever = req.release.clone().unwrap_or_else(|| "1".to_owned());
-    phases.run("install", || {
+    let urls = phases.run("install", || {
         install::Install {
             root: &root,
             plan: &plan,
@@ -118,22 +126,28 @@ fn build(req: &Request, result: &mut BuildResult, warn: &Warnings) -> Result<()>
             cachedir: req.cachedir.as_deref(),
             work: work.path(),
             proxy: req.proxy.as_deref(),
+            record_urls: req.record.url,
         }
         .run()
     })?;
     phases.run("configure", || crate::configure::apply(&root, &plan, &volumes, warn))?;
     phases.run("post-scripts", || run_scripts(&plan, ScriptKind::Post, &env))?;
-    let packages = phases.run("manifest", || record_packages(req, &root, &out))?;
+    let packages = phases.run("manifest", || crate::record::write(&root, &out, &req.name, req.record, &urls, warn))?;
     result.packages = packages;
     // Kept aside until the image's extras are done: gz and --pack-to act on the images only.
     let attached = work.path().join("attachments");
     fsio::create_dir_all(&attached)?;
     result.attachments =
         phases.run("attachments", || copy_attachments(req, &plan, &volumes, &root, &attached, warn))?;
+    // The records stay beside the image as well.
+    let companions = file_names(&out)?;
     let boot = phases.run("image", || make_image(req, &plan, &volumes, &root, work.path(), &out))?;
-    phases.run("extras", || extras(req, boot.as_ref(), &out))?;
+    phases.run("extras", || extras(req, boot.as_ref(), &out, &companions))?;
     attachments::move_into(&attached, &result.attachments, &out)?;
     phases.run("pack-scripts", || run_scripts(&plan, ScriptKind::Pack, &env))?;
+    if let Some(r) = &req.release {
+        phases.run("release", || crate::release::finish(&out, &req.name, &req.kickstart.to_text(), r))?;
+    }
     phases.run("checksums", || {
         result.files = outputs::describe_files(&out, req.checksums)?;
         if req.image_type == ImageType::Raw {
@@ -172,18 +186,6 @@ fn run_scripts(plan: &Plan, kind: ScriptKind, env: &ScriptEnv) -> Result<()> {
         scripts::run(&s, env)?;
     }
     Ok(())
-}
-
-fn record_packages(req: &Request, root: &Path, out: &Path) -> Result<usize> {
-    let pkgs = install::installed_packages(root)?;
-    // Always kept: the manifest is what the worker shows; --record-pkgs=name also asks for it.
-    let path = out.join(format!("{}.packages", req.name));
-    fsio::write(&path, pkgs.iter().map(|p| format!("{p}\n")).collect::<String>())?;
-    if req.record_content {
-        let path = out.join(format!("{}.files", req.name));
-        fsio::write(&path, install::installed_files(root)?)?;
-    }
-    Ok(pkgs.len())
 }
 
 /// `%attachment`: never under a name one of the build's own outputs takes (all start with
@@ -317,34 +319,37 @@ fn kernel_files(root: &Path) -> Result<Option<boot::BootFiles>> {
     Ok(Some(boot::BootFiles { kernel, initrd, kver }))
 }
 
-fn extras(req: &Request, boot: Option<&boot::BootFiles>, out: &Path) -> Result<()> {
-    let images = image_files(req, out)?;
+fn extras(req: &Request, boot: Option<&boot::BootFiles>, out: &Path, companions: &[String]) -> Result<()> {
+    // Compression and packing act on the images, not on the kernel copies: mic kept those
+    // beside the archive.
+    let mut images: Vec<PathBuf> =
+        file_names(out)?.into_iter().filter(|n| !companions.contains(n)).map(|n| out.join(n)).collect();
     if req.copy_kernel {
         copy_kernel(req, boot, out)?;
     }
     if req.compress_gz {
-        for f in &images {
+        for f in &mut images {
             crate::cmd::Cmd::new("gzip")
                 .args(["-n", "-f"])
-                .arg(f)
+                .arg(&*f)
                 .run()
                 .map_err(CreateError::in_phase("compressing"))?;
+            let gz = format!("{}.gz", f.file_name().unwrap_or_default().to_string_lossy());
+            f.set_file_name(gz);
         }
     }
     if let Some(pack) = &req.pack_to {
-        pack_to(req, pack, out)?;
+        pack_to(req, pack, out, &images)?;
     }
     Ok(())
 }
 
-/// The image outputs (what --compress-image and --pack-to act on), not the companions.
-fn image_files(req: &Request, out: &Path) -> Result<Vec<PathBuf>> {
-    let companions = [format!("{}.packages", req.name), format!("{}.files", req.name)];
+/// The regular files directly in `dir`.
+fn file_names(dir: &Path) -> Result<Vec<String>> {
     let mut v = Vec::new();
-    for e in std::fs::read_dir(out).map_err(CreateError::io("cannot list", out))?.flatten() {
-        let n = e.file_name().to_string_lossy().into_owned();
-        if e.path().is_file() && !companions.contains(&n) {
-            v.push(e.path());
+    for e in std::fs::read_dir(dir).map_err(CreateError::io("cannot list", dir))?.flatten() {
+        if e.file_type().is_ok_and(|t| t.is_file()) {
+            v.push(e.file_name().to_string_lossy().into_owned());
         }
     }
     Ok(v)
@@ -363,23 +368,15 @@ fn copy_kernel(req: &Request, boot: Option<&boot::BootFiles>, out: &Path) -> Res
     Ok(())
 }
 
-/// `--pack-to NAME.tar.gz`: the outputs (for `fs`, the tree) in one archive, replacing them.
-fn pack_to(req: &Request, pack: &str, out: &Path) -> Result<()> {
-    if pack.contains('/') || pack.starts_with('.') {
-        return Err(CreateError::Image(format!("--pack-to {pack}: give a file name, not a path")));
-    }
-    let mut members: Vec<String> =
-        image_files(req, out)?.iter().filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned())).collect();
-    if req.image_type == ImageType::Fs {
-        members = vec![req.name.clone()];
-    }
-    let compress = if pack.ends_with(".tar") { "--no-auto-compress" } else { "--auto-compress" };
-    crate::cmd::Cmd::new("tar")
-        .current_dir(out)
-        .args(["--numeric-owner", "--xattrs", compress, "-cf", pack])
-        .args(&members)
-        .run()
-        .map_err(CreateError::in_phase("packing"))?;
+/// `--pack-to`: the images (for `fs`, the tree's contents) in one archive, replacing them;
+/// `pack` is already a plain file name (`pack::file_name`).
+fn pack_to(req: &Request, pack: &str, out: &Path, images: &[PathBuf]) -> Result<()> {
+    let (tree, members) = if req.image_type == ImageType::Fs {
+        (Some(req.name.as_str()), vec![req.name.clone()])
+    } else {
+        (None, images.iter().filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned())).collect())
+    };
+    crate::pack::archive(out, pack, tree, &members)?;
     for m in members {
         let p = out.join(m);
         let _ = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };

@@ -7,6 +7,7 @@ use crate::error::{CreateError, Result};
 use crate::fsio;
 use crate::plan::Plan;
 use img_core::kickstart::commands::Repo;
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -27,10 +28,13 @@ pub struct Install<'a> {
     /// Proxy for the remote repos that name none (`--proxy`); only dnf sees it, not the
     /// image (`repo --save`).
     pub proxy: Option<&'a str>,
+    /// `--record-pkgs url`: ask dnf where each package came from while its metadata is here.
+    pub record_urls: bool,
 }
 
 impl Install<'_> {
-    pub fn run(&self) -> Result<()> {
+    /// Installs; returns each package's URL (mic's name → URL) when `record_urls`.
+    pub fn run(&self) -> Result<BTreeMap<String, String>> {
         let conf = self.work.join("dnf.conf");
         fsio::write(&conf, dnf_conf(self.plan, self.cachedir.is_some(), self.proxy))?;
         let home = self.work.join("rpm-home");
@@ -56,25 +60,55 @@ impl Install<'_> {
             self.plan.repos.iter().filter(|r| !r.disable).count()
         );
         self.dnf(&conf, &home, &specs, &self.plan.excludes)?;
+        let urls = if self.record_urls { self.package_urls(&conf, &home)? } else { BTreeMap::new() };
         drop(_link);
         clean_root(self.root)?;
-        run_depmod(self.root)
+        run_depmod(self.root)?;
+        Ok(urls)
     }
 
     fn dnf(&self, conf: &Path, home: &Path, specs: &[String], excludes: &[String]) -> Result<()> {
-        let mut cmd = Cmd::new("dnf")
+        let mut cmd = self.dnf_cmd(conf, home);
+        for x in excludes {
+            cmd = cmd.arg(format!("--exclude={x}"));
+        }
+        cmd.arg("install").args(specs).run().map_err(dnf_error)?;
+        Ok(())
+    }
+
+    /// Two queries of the metadata dnf just used: which repo each installed package came
+    /// from, and where each repo keeps its packages.
+    fn package_urls(&self, conf: &Path, home: &Path) -> Result<BTreeMap<String, String>> {
+        const NEVRA: &str = "%{name}\t%{arch}\t%{epoch}\t%{version}\t%{release}";
+        let query = |extra: &[&str], qf: String| {
+            self.dnf_cmd(conf, home)
+                .args(["-q", "repoquery"])
+                .args(extra)
+                .args(["--qf", &qf])
+                .timeout(std::time::Duration::from_secs(600))
+                .capture()
+                .map_err(CreateError::in_phase("asking dnf where the packages came from"))
+        };
+        let installed = query(&["--installed"], format!("{NEVRA}\t%{{from_repo}}"))?;
+        let available = query(&[], format!("{NEVRA}\t%{{repoid}}\t%{{location}}"))?;
+        let basearch = self.arch.parse::<img_core::job::Arch>().map(|a| a.basearch()).unwrap_or(self.arch);
+        let baseurl = |id: &str| {
+            let repo = self.plan.repos.iter().find(|r| !r.disable && repo_id(&r.name) == id)?;
+            let url = repo.baseurl.as_deref()?;
+            Some(url.replace("$basearch", basearch).replace("$releasever", self.releasever))
+        };
+        Ok(crate::record::urls_from(&installed, &available, baseurl))
+    }
+
+    fn dnf_cmd(&self, conf: &Path, home: &Path) -> Cmd {
+        Cmd::new("dnf")
             .env("HOME", home)
             .env("LC_ALL", "C.UTF-8")
             .arg("-c")
             .arg(conf)
             .arg("--installroot")
             .arg(self.root)
-            .args(["--releasever", self.releasever, "--forcearch", self.arch, "-y", "--noplugins"]);
-        for x in excludes {
-            cmd = cmd.arg(format!("--exclude={x}"));
-        }
-        cmd.arg("install").args(specs).run().map_err(dnf_error)?;
-        Ok(())
+            .args(["--releasever", self.releasever, "--forcearch", self.arch, "-y", "--noplugins"])
     }
 }
 
@@ -250,29 +284,6 @@ fn run_depmod(root: &Path) -> Result<()> {
         Cmd::new("depmod").arg("-b").arg(root).arg(&kver).run().map_err(CreateError::in_phase("depmod"))?;
     }
     Ok(())
-}
-
-/// Installed packages as `name version-release.arch`, sorted, from the root's rpm database.
-pub fn installed_packages(root: &Path) -> Result<Vec<String>> {
-    let out = Cmd::new("rpm")
-        .arg("--root")
-        .arg(root)
-        .args(["--dbpath", RPM_DBPATH, "-qa", "--qf", "%{NAME} %{VERSION}-%{RELEASE}.%{ARCH}\\n"])
-        .capture()
-        .map_err(CreateError::in_phase("reading the package list"))?;
-    let mut v: Vec<String> = out.lines().map(str::to_owned).collect();
-    v.sort();
-    Ok(v)
-}
-
-/// Every package's files, `name path` per line (`--record-pkgs content`).
-pub fn installed_files(root: &Path) -> Result<String> {
-    Cmd::new("rpm")
-        .arg("--root")
-        .arg(root)
-        .args(["--dbpath", RPM_DBPATH, "-qa", "--qf", "[%{NAME} %{FILENAMES}\\n]"])
-        .capture()
-        .map_err(CreateError::in_phase("reading package contents"))
 }
 
 #[cfg(test)]

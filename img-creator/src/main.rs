@@ -5,10 +5,10 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use img_core::diag::has_errors;
 use img_core::job::{Arch, ImageType, ImageTypeError};
-use img_core::kickstart::{parse, parse_token_map, Kickstart, ParseOptions, TokenMap};
+use img_core::kickstart::{headers, parse, parse_token_map, Kickstart, ParseOptions, TokenMap};
 use img_creator::build::{create, Request};
 use img_creator::files::FsLoader;
-use img_creator::{outputs, tools, CreateError};
+use img_creator::{outputs, pack, record, release, tools, CreateError};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use tracing_subscriber::prelude::*;
@@ -51,20 +51,29 @@ struct CreateArgs {
     format: Format,
     /// The kickstart file.
     ksfile: PathBuf,
-    /// Folder for the image and its companions.
-    #[arg(long, short = 'o', default_value = ".")]
-    outdir: PathBuf,
+    #[command(flatten)]
+    opts: Options,
+}
+
+/// mic's create options: on the command line, or (with `auto`) in the kickstart's
+/// mic2-options line, where the command line wins.
+#[derive(Debug, Clone, Default, clap::Args)]
+struct Options {
+    /// Folder for the image and its companions [default: .].
+    #[arg(long, short = 'o')]
+    outdir: Option<PathBuf>,
     /// Target architecture (mic's names: x86_64, i686, i586, aarch64, armv7hl, …); default: the host's.
     #[arg(long, short = 'A')]
     arch: Option<String>,
-    /// Release name: the kickstart's @RELEASE@ and dnf's $releasever.
+    /// A release, as mic: outputs in OUTDIR/R/images/NAME/ named NAME-R, with the kickstart,
+    /// MANIFEST (md5) and @RELEASE@/@BUILD_ID@ = R; also dnf's $releasever.
     #[arg(long)]
     release: Option<String>,
     /// More @TOKEN@ values: `K:V,K2:V2`.
     #[arg(long)]
     tokenmap: Option<String>,
     /// Package cache reused between builds.
-    #[arg(long)]
+    #[arg(long, short = 'k')]
     cachedir: Option<PathBuf>,
     /// Folder for temporary work (default: inside --outdir, so results move by rename).
     #[arg(long, short = 't')]
@@ -75,17 +84,19 @@ struct CreateArgs {
     /// Base name of the outputs (default: the kickstart's file name without .ks).
     #[arg(long)]
     name: Option<String>,
-    /// Pack the outputs into NAME.tar.gz (or .tar, .tar.xz, …).
-    #[arg(long)]
+    /// Pack the outputs into one archive (.tar, .tar.gz, .tar.bz2, .tar.xz, …; `.tar` is added
+    /// to other names); @NAME@ and the build's @TOKEN@s are expanded.
+    #[arg(long, alias = "taring-to")]
     pack_to: Option<String>,
     /// Copy the kernel and initramfs next to the image.
     #[arg(long)]
     copy_kernel: bool,
-    /// Record package lists: `name` (NAME.packages, always written) and `content` (NAME.files).
+    /// Record package lists, mic's `name,url,content,license`: NAME.packages (always written),
+    /// NAME.urls, NAME.files, NAME.license.
     #[arg(long)]
     record_pkgs: Option<String>,
     /// Compress the image: `gz`.
-    #[arg(long)]
+    #[arg(long, alias = "compress-disk-image")]
     compress_image: Option<String>,
     /// Write SHA256SUMS (and each output's sha256 in result.json), as mic2's --genchecksum.
     #[arg(long)]
@@ -96,9 +107,49 @@ struct CreateArgs {
     proxy: Option<String>,
 }
 
+impl Options {
+    /// The command line's options, completed by the kickstart's line. Options that name the
+    /// caller's paths or network are not the kickstart's to set: those are returned, unused.
+    fn or(self, line: Options) -> (Options, Vec<&'static str>) {
+        let ignored: Vec<&'static str> = [
+            ("--outdir", line.outdir.is_some()),
+            ("--cachedir", line.cachedir.is_some()),
+            ("--tmpdir", line.tmpdir.is_some()),
+            ("--logfile", line.logfile.is_some()),
+            ("--proxy", line.proxy.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(o, set)| set.then_some(o))
+        .collect();
+        let merged = Options {
+            arch: self.arch.or(line.arch),
+            release: self.release.or(line.release),
+            tokenmap: self.tokenmap.or(line.tokenmap),
+            name: self.name.or(line.name),
+            pack_to: self.pack_to.or(line.pack_to),
+            copy_kernel: self.copy_kernel || line.copy_kernel,
+            record_pkgs: self.record_pkgs.or(line.record_pkgs),
+            compress_image: self.compress_image.or(line.compress_image),
+            genchecksum: self.genchecksum || line.genchecksum,
+            ..self
+        };
+        (merged, ignored)
+    }
+}
+
+/// The words of a `-*-mic2-options-*-` line, read with the creator's own options.
+#[derive(Debug, Parser)]
+#[command(name = "mic2-options", no_binary_name = true, disable_help_flag = true, disable_version_flag = true)]
+struct LineArgs {
+    #[arg(short = 'f', long = "format")]
+    format: Option<String>,
+    #[command(flatten)]
+    opts: Options,
+}
+
 fn main() -> ExitCode {
     let Command::Create(args) = Cli::parse().command;
-    match run(&args) {
+    match run(args) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("img-creator: error: {e:#}");
@@ -107,53 +158,84 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(args: &CreateArgs) -> anyhow::Result<ExitCode> {
-    let name = args.name.clone().unwrap_or_else(|| default_name(&args.ksfile));
+/// What to build with, and what to say about it once the log is open.
+struct Chosen {
+    image_type: ImageType,
+    opts: Options,
+    /// Asked for in the kickstart's line but not done.
+    warnings: Vec<String>,
+    /// Logged once: the line was there and not used.
+    note: Option<String>,
+}
+
+/// For `auto`, the kickstart's magic line completes the command line (as mic's `auto`); with
+/// a type, the line is ignored, as mic did.
+fn options_for(args: CreateArgs, ks_text: &str) -> anyhow::Result<Chosen> {
+    let magic = ks_text.lines().find_map(headers::mic_option_words);
+    if let Format::Type(image_type) = args.format {
+        let note =
+            magic.map(|_| format!("the kickstart's mic2-options line is ignored: the type was given ({image_type})"));
+        return Ok(Chosen { image_type, opts: args.opts, warnings: Vec::new(), note });
+    }
+    let words = magic
+        .context("auto: the kickstart has no `# -*-mic2-options-*- -f TYPE -*-mic2-options-*-` line; name the type")?;
+    let line = LineArgs::try_parse_from(&words).map_err(|e| {
+        let msg = e.to_string();
+        let first = msg.lines().next().unwrap_or("").trim_start_matches("error: ").to_owned();
+        anyhow::anyhow!("the kickstart's mic2-options line `{}`: {first}", words.join(" "))
+    })?;
+    let f = line.format.context("auto: the kickstart's mic2-options line names no type (-f TYPE)")?;
+    let image_type = match parse_format(&f) {
+        Ok(Format::Type(t)) => t,
+        Ok(Format::Auto) | Err(_) => anyhow::bail!("auto: the kickstart's mic2-options line asks for `{f}`"),
+    };
+    let (opts, ignored) = args.opts.or(line.opts);
+    let warnings = ignored
+        .into_iter()
+        .map(|o| format!("the kickstart's mic2-options line sets {o}: ignored, that is the caller's choice"))
+        .collect();
+    Ok(Chosen { image_type, opts, warnings, note: None })
+}
+
+fn run(args: CreateArgs) -> anyhow::Result<ExitCode> {
+    let ksfile = args.ksfile.clone();
+    let (loader, file) = FsLoader::for_file(&ksfile);
+    let loaded = loader.read_top(&file).map_err(|e| anyhow::anyhow!("{}: {e}", ksfile.display()))?;
+    let Chosen { image_type, opts: args, warnings: early_warnings, note } = options_for(args, &loaded.text)?;
+
+    let base_name = args.name.clone().unwrap_or_else(|| default_name(&ksfile));
     let tokenmap = args.tokenmap.as_deref().map(parse_token_map).transpose().context("--tokenmap")?;
     let cli_arch = args.arch.as_deref().map(str::parse::<Arch>).transpose().context("--arch")?;
-    let arch_for_tokens = cli_arch.or_else(tools::host_arch).unwrap_or(Arch::X86_64);
-    let mut tokens = TokenMap::new();
-    tokens.insert("ARCH".into(), arch_for_tokens.to_string());
+    let arch = cli_arch.or_else(tools::host_arch).unwrap_or(Arch::X86_64);
     if let Some(r) = &args.release {
-        tokens.insert("RELEASE".into(), r.clone());
+        release::check(r).map_err(anyhow::Error::msg)?;
     }
-    tokens.extend(tokenmap.unwrap_or_default());
+    let tokens = build_tokens(arch, args.release.as_deref(), tokenmap.unwrap_or_default());
+    let outdir = args.outdir.clone().unwrap_or_else(|| PathBuf::from("."));
+    // mic's release layout: OUTDIR/R/images/NAME/, every output named NAME-R.
+    let (outdir, name) = match &args.release {
+        Some(r) => release::layout(&outdir, r, &base_name),
+        None => (outdir, base_name),
+    };
+    let pack_to =
+        args.pack_to.as_deref().map(|p| pack::file_name(p, &name, &tokens)).transpose().map_err(anyhow::Error::msg)?;
 
-    let ks = read_kickstart(&args.ksfile, &tokens)?;
-    let mic_options = ks.mic_options.clone();
-    let mic = |k: &str| mic_options.get(k).cloned();
-    let image_type = match args.format {
-        Format::Type(t) => t,
-        Format::Auto => {
-            let f = mic("f").or_else(|| mic("format")).context(
-                "auto: the kickstart has no `# -*-mic2-options-*- -f TYPE -*-mic2-options-*-` line; name the type",
-            )?;
-            match parse_format(&f) {
-                Ok(Format::Type(t)) => t,
-                Ok(Format::Auto) | Err(_) => anyhow::bail!("auto: the kickstart's mic2-options line asks for `{f}`"),
-            }
-        }
-    };
-    let arch = match (cli_arch, mic("arch")) {
-        (Some(a), _) => a,
-        (None, Some(a)) => a.parse().context("the kickstart's mic2-options --arch")?,
-        (None, None) => arch_for_tokens,
-    };
-    let record = args.record_pkgs.clone().or_else(|| mic("record-pkgs")).unwrap_or_default();
-    let record: Vec<&str> = record.split(',').filter(|s| !s.is_empty()).collect();
-    if let Some(bad) = record.iter().find(|r| !["name", "content", "license", "vcs"].contains(r)) {
-        anyhow::bail!("--record-pkgs: unknown kind `{bad}` (name, content)");
-    }
+    let ks = parse_kickstart(&loader, &loaded, &tokens)?;
+    let record = args.record_pkgs.as_deref().map(record::Kinds::parse).transpose();
+    let record = record.map_err(|e| anyhow::anyhow!("--record-pkgs: {e}"))?.unwrap_or_default();
     let compress_gz = match args.compress_image.as_deref() {
         None => false,
         Some("gz") => true,
         Some(other) => anyhow::bail!("--compress-image: `{other}` is not supported (gz)"),
     };
 
-    std::fs::create_dir_all(&args.outdir).with_context(|| format!("cannot create {}", args.outdir.display()))?;
-    let log_path = args.outdir.join(format!("{name}.log"));
+    std::fs::create_dir_all(&outdir).with_context(|| format!("cannot create {}", outdir.display()))?;
+    let log_path = outdir.join(format!("{name}.log"));
     init_logging(&log_path, args.logfile.as_deref())?;
     img_creator::workdir::cancel_on_signals().context("cannot install signal handlers")?;
+    if let Some(note) = note {
+        tracing::info!("{note}");
+    }
 
     let req = Request {
         kickstart: ks,
@@ -162,15 +244,16 @@ fn run(args: &CreateArgs) -> anyhow::Result<ExitCode> {
         arch,
         release: args.release.clone(),
         tokens,
-        outdir: args.outdir.clone(),
+        outdir,
         cachedir: args.cachedir.clone(),
         tmpdir: args.tmpdir.clone(),
-        pack_to: args.pack_to.clone(),
-        copy_kernel: args.copy_kernel || mic("copy-kernel").is_some(),
-        record_content: record.contains(&"content"),
+        pack_to,
+        copy_kernel: args.copy_kernel,
+        record,
         compress_gz,
-        checksums: args.genchecksum || mic("genchecksum").is_some(),
+        checksums: args.genchecksum,
         proxy: args.proxy.clone(),
+        early_warnings,
     };
     tracing::info!("building {} image `{}` for {} into {}", req.image_type, req.name, req.arch, req.outdir.display());
     match create(&req) {
@@ -206,16 +289,30 @@ fn default_name(ks: &Path) -> String {
     }
 }
 
-fn read_kickstart(path: &Path, tokens: &TokenMap) -> anyhow::Result<Kickstart> {
-    let (loader, file) = FsLoader::for_file(path);
-    let loaded = loader.read_top(&file).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    let parsed = parse(&loaded.text, &ParseOptions { file: &loaded.path, tokens }, &loader);
+/// mic's tokens: `@ARCH@`, `@RELEASE@` (`--release`, else `latest`) and `@BUILD_ID@` (the
+/// release), each unless `--tokenmap` gives it.
+fn build_tokens(arch: Arch, release: Option<&str>, tokenmap: TokenMap) -> TokenMap {
+    let mut tokens = TokenMap::new();
+    tokens.insert("ARCH".into(), arch.to_string());
+    tokens.insert("RELEASE".into(), release.unwrap_or("latest").to_owned());
+    tokens.extend(tokenmap);
+    let build_id = tokens.get("BUILD_ID").or(tokens.get("RELEASE")).cloned().unwrap_or_default();
+    tokens.insert("BUILD_ID".into(), build_id);
+    tokens
+}
+
+fn parse_kickstart(
+    loader: &FsLoader,
+    loaded: &img_core::source::Loaded,
+    tokens: &TokenMap,
+) -> anyhow::Result<Kickstart> {
+    let parsed = parse(&loaded.text, &ParseOptions { file: &loaded.path, tokens }, loader);
     for d in &parsed.diagnostics {
         eprintln!("{d}");
     }
     if has_errors(&parsed.diagnostics) {
         let errors = parsed.diagnostics.iter().filter(|d| d.is_error()).count();
-        anyhow::bail!("{}: {errors} error(s) in the kickstart; nothing was built", path.display());
+        anyhow::bail!("{}: {errors} error(s) in the kickstart; nothing was built", loaded.path);
     }
     Ok(parsed.kickstart)
 }

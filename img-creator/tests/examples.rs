@@ -85,8 +85,11 @@ fn every_shipped_kickstart_checks_and_builds() {
         std::fs::write(&copy, offline(&text, &standins)).expect("write");
         let o = s.create("auto", &copy, &["--release", "test"]);
         assert_ok(&o);
+        // mic's release layout: everything in OUTDIR/RELEASE/images/NAME/.
+        let dir = s.out().join("test/images").join(&name);
         let r: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(s.file("result.json")).expect("result.json")).expect("json");
+            serde_json::from_str(&std::fs::read_to_string(dir.join("result.json")).expect("result.json"))
+                .expect("json");
         assert_eq!(r["status"], "done", "{name}: {r}");
         let listed: Vec<&str> =
             r["files"].as_array().expect("files").iter().filter_map(|f| f["name"].as_str()).collect();
@@ -95,7 +98,7 @@ fn every_shipped_kickstart_checks_and_builds() {
             assert!(!disks.is_empty(), "{name}: a raw example made no disk: {listed:?}");
         }
         for d in disks {
-            let table = tool("sfdisk", &["-d", &s.file(d).to_string_lossy()]);
+            let table = tool("sfdisk", &["-d", &dir.join(d).to_string_lossy()]);
             let parts = table.lines().filter(|l| l.contains(": start=")).count();
             assert!(parts >= 1, "{name}: {d} has no partitions:\n{table}");
         }

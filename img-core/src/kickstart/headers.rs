@@ -2,7 +2,9 @@
 
 use std::collections::BTreeMap;
 
-const MIC_MARK: &str = "-*-mic2-options-*-";
+const MIC2_MARK: &str = "-*-mic2-options-*-";
+/// mic's own form names the type first: `# -*-mic-options-*- raw --copy-kernel -*-mic-options-*-`.
+const MIC_MARK: &str = "-*-mic-options-*-";
 
 /// Header comments collected into the summary (`# DisplayName: Nemo handset`).
 pub const HEADER_KEYS: &[&str] = &[
@@ -16,12 +18,23 @@ pub const HEADER_KEYS: &[&str] = &[
     "Brand",
 ];
 
+/// The words of a magic options line, as mic split them (on white space, no quoting), with
+/// mic's form turned into mic2's (`raw …` → `-f raw …`); `None` when the line is not one.
+pub fn mic_option_words(line: &str) -> Option<Vec<String>> {
+    let rest = line.trim_start().strip_prefix('#')?.trim_start();
+    let (mark, rest) = [MIC2_MARK, MIC_MARK].into_iter().find_map(|m| rest.strip_prefix(m).map(|r| (m, r)))?;
+    let inner = rest.split(mark).next().unwrap_or("");
+    let mut words: Vec<String> = inner.split_whitespace().map(str::to_owned).collect();
+    if mark == MIC_MARK && words.first().is_some_and(|w| !w.starts_with('-')) {
+        words.insert(0, "-f".into());
+    }
+    Some(words)
+}
+
 /// Parses `# -*-mic2-options-*- -f raw --copy-kernel -*-mic2-options-*-` into
 /// `{"f": "raw", "copy-kernel": ""}`; `None` when the line is not a magic line.
 pub fn mic_options(line: &str) -> Option<BTreeMap<String, String>> {
-    let rest = line.trim_start().strip_prefix('#')?.trim_start().strip_prefix(MIC_MARK)?;
-    let inner = rest.split(MIC_MARK).next().unwrap_or("");
-    let words: Vec<&str> = inner.split_whitespace().collect();
+    let words = mic_option_words(line)?;
     let mut opts = BTreeMap::new();
     let mut i = 0;
     while let Some(word) = words.get(i) {
@@ -34,7 +47,7 @@ pub fn mic_options(line: &str) -> Option<BTreeMap<String, String>> {
         }
         match words.get(i) {
             Some(next) if !next.starts_with('-') => {
-                opts.insert(name.to_owned(), (*next).to_owned());
+                opts.insert(name.to_owned(), next.clone());
                 i += 1;
             }
             _ => {
@@ -64,6 +77,8 @@ mod tests {
         assert_eq!(o.get("copy-kernel").map(String::as_str), Some(""));
         assert_eq!(o.get("record-pkgs").map(String::as_str), Some("name"));
         assert!(mic_options("# plain comment").is_none());
+        let words = mic_option_words("#-*-mic-options-*- fs --pack-to=x.tar -*-mic-options-*-").unwrap();
+        assert_eq!(words, ["-f", "fs", "--pack-to=x.tar"]);
     }
 
     #[test]
