@@ -63,8 +63,9 @@ pub fn apply_refusal(wi: &mut Workitem, err: &ClientError) {
 /// The image among a job's files: the first that is not a side file (package list, log,
 /// checksums, manifest). img-creator names the image after the image, so there is no flag.
 pub fn main_image(job: &Job) -> Option<&crate::api_types::Artifact> {
-    const SIDE: &[&str] = &[".packages", ".files", ".log", ".json", ".xml", ".ks", ".txt", ".md5sum", ".sha256sum"];
-    let side = |n: &str| n == "SHA256SUMS" || n == "MD5SUMS" || SIDE.iter().any(|s| n.ends_with(s));
+    const SIDE: &[&str] =
+        &[".packages", ".files", ".urls", ".license", ".log", ".json", ".xml", ".ks", ".txt", ".md5sum", ".sha256sum"];
+    let side = |n: &str| ["SHA256SUMS", "MD5SUMS", "MANIFEST"].contains(&n) || SIDE.iter().any(|s| n.ends_with(s));
     job.artifacts.iter().find(|a| !side(&a.name)).or(job.artifacts.first())
 }
 
@@ -194,5 +195,21 @@ pub fn request_image(client: &ApiClient, wi: &mut Workitem, req: &ImageRequest) 
             Ok(())
         }
         Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api_types::Artifact;
+
+    #[test]
+    fn the_image_is_not_a_record_or_manifest() {
+        let names = ["MANIFEST", "img.license", "img.packages", "img.urls", "img.files", "img.xml", "img.raw"];
+        let job = Job {
+            artifacts: names.iter().map(|n| Artifact { name: (*n).into(), ..Default::default() }).collect(),
+            ..Default::default()
+        };
+        assert_eq!(main_image(&job).map(|a| a.name.as_str()), Some("img.raw"));
     }
 }
