@@ -204,6 +204,8 @@ fn run(args: CreateArgs) -> anyhow::Result<ExitCode> {
     let Chosen { image_type, opts: args, warnings: early_warnings, note } = options_for(args, &loaded.text)?;
 
     let base_name = args.name.clone().unwrap_or_else(|| default_name(&ksfile));
+    // Every output and the log are named after it, inside --outdir.
+    img_core::text::plain_file_name(&base_name).map_err(|e| anyhow::anyhow!("--name `{base_name}`: {e}"))?;
     let tokenmap = args.tokenmap.as_deref().map(parse_token_map).transpose().context("--tokenmap")?;
     let cli_arch = args.arch.as_deref().map(str::parse::<Arch>).transpose().context("--arch")?;
     let arch = cli_arch.or_else(tools::host_arch).unwrap_or(Arch::X86_64);

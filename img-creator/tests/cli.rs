@@ -21,3 +21,26 @@ fn unknown_types_list_the_supported_ones() {
     let err = String::from_utf8_lossy(&create("floppy").stderr).into_owned();
     assert!(err.contains("unknown image type `floppy`") && err.contains("liveusb"), "{err}");
 }
+
+#[test]
+fn a_name_that_is_a_path_is_refused_before_any_work() {
+    let dir = std::env::temp_dir().join(format!("img-cli-name-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ks = dir.join("x.ks");
+    std::fs::write(&ks, "part / --size=8\n%packages\nbusybox\n%end\n").unwrap();
+    for name in ["../escape", ".hidden", "a/b"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_img-creator"))
+            .args(["create", "fs"])
+            .arg(&ks)
+            .arg("--outdir")
+            .arg(dir.join("out"))
+            .args(["--name", name])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{name}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(&format!("--name `{name}`")), "{err}");
+    }
+    assert!(!dir.join("escape.log").exists() && !dir.join("out").exists(), "nothing written");
+    let _ = std::fs::remove_dir_all(&dir);
+}
