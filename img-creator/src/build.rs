@@ -130,7 +130,7 @@ fn build(req: &Request, result: &mut BuildResult, warn: &Warnings) -> Result<()>
     fsio::create_dir_all(&attached)?;
     result.attachments =
         phases.run("attachments", || copy_attachments(req, &plan, &volumes, &root, &attached, warn))?;
-    let boot = phases.run("image", || make_image(req, &plan, &volumes, &root, work.path(), &out))?;
+    let boot = phases.run("image", || make_image(req, &plan, &volumes, &root, work.path(), &out, warn))?;
     phases.run("extras", || extras(req, boot.as_ref(), &out))?;
     attachments::move_into(&attached, &result.attachments, &out)?;
     phases.run("pack-scripts", || run_scripts(&plan, ScriptKind::Pack, &env))?;
@@ -223,6 +223,7 @@ fn make_image(
     root: &Path,
     work: &Path,
     out: &Path,
+    warn: &Warnings,
 ) -> Result<Option<boot::BootFiles>> {
     let name = &req.name;
     match req.image_type {
@@ -237,14 +238,11 @@ fn make_image(
             kernel_files(root)
         }
         ImageType::Livecd | ImageType::Liveusb => {
-            let (kver, kernel) = boot::find_kernel(root)?;
-            let initrd = work.join("initrd.img");
-            boot::live_initramfs(root, &kver, &initrd)?;
-            let files = boot::BootFiles { kernel, initrd, kver };
+            let (files, init) = boot::live_boot_files(root, &work.join("initrd.img"), warn)?;
             let label = live::volume_label(name);
             let append = plan.bootloader.append.clone().unwrap_or_default();
             let timeout = plan.bootloader.timeout.unwrap_or(1).clamp(0, 600) as u32;
-            let medium = live::stage_medium(root, &files, &label, &append, timeout, work)?;
+            let medium = live::stage_medium(root, &files, init, &label, &append, timeout, work)?;
             if req.image_type == ImageType::Livecd {
                 live::build_iso(&medium, &out.join(format!("{name}.iso")))?;
             } else {
