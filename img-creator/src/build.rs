@@ -239,6 +239,10 @@ fn make_image(
         }
         ImageType::Livecd | ImageType::Liveusb => {
             let (files, init) = boot::live_boot_files(root, &work.join("initrd.img"), warn)?;
+            let stick = req.image_type == ImageType::Liveusb && init == boot::LiveInit::Dracut;
+            if let Some(w) = stick.then(|| boot::dracut::unreadable_stick(root, &files.kver)).flatten() {
+                warn.warn(w);
+            }
             let label = live::volume_label(name);
             let append = plan.bootloader.append.clone().unwrap_or_default();
             let timeout = plan.bootloader.timeout.unwrap_or(1).clamp(0, 600) as u32;

@@ -47,6 +47,22 @@ pub fn boot_args(label: &str) -> String {
     format!("root=live:CDLABEL={label} rootfstype=auto ro rd.live.image rd.live.overlay.overlayfs=1")
 }
 
+/// The warning for a live stick dracut will not mount: it mounts FAT with the kernel's default
+/// charset (`CONFIG_FAT_DEFAULT_IOCHARSET`, often `ascii`), so a kernel without that `nls_*`
+/// module cannot read the stick. `None` when it can, or when the image does not say.
+pub fn unreadable_stick(root: &Path, kver: &str) -> Option<String> {
+    let config = std::fs::read_to_string(in_root(root, &format!("/boot/config-{kver}"))?).ok()?;
+    let charset = config.lines().find_map(|l| l.strip_prefix("CONFIG_FAT_DEFAULT_IOCHARSET="))?.trim_matches('"');
+    let module = format!("nls_{}", charset.replace('-', "_"));
+    let db = super::modules::ModuleDb::load(root, kver).ok()??;
+    (!db.provides(&module)).then(|| {
+        format!(
+            "liveusb: kernel {kver} mounts FAT with charset {charset} by default but has no {module} module, \
+             so the image's dracut cannot read the stick (add {module} to the kernel, or build a livecd)"
+        )
+    })
+}
+
 /// Writes a live initramfs for `kver` to `out`: the image's own when it has dmsquash-live,
 /// else one the image's dracut makes in the chroot.
 pub fn live_initramfs(root: &Path, kver: &str, out: &Path) -> Result<()> {
@@ -164,6 +180,25 @@ mod tests {
         std::fs::write(t.path().join("ok.img"), b"initramfs").unwrap();
         copy_out(&t.path().join("ok.img"), &out).unwrap();
         assert_eq!(std::fs::read(&out).unwrap(), b"initramfs");
+    }
+
+    #[test]
+    fn a_stick_needs_the_kernels_default_fat_charset() {
+        let t = TempDir::new_in(&std::env::temp_dir(), "img-dracut-").unwrap();
+        let root = t.path();
+        std::fs::create_dir_all(root.join("boot")).unwrap();
+        std::fs::create_dir_all(root.join("lib/modules/k")).unwrap();
+        assert_eq!(unreadable_stick(root, "k"), None, "no config: nothing known");
+        std::fs::write(root.join("boot/config-k"), "CONFIG_VFAT_FS=m\nCONFIG_FAT_DEFAULT_IOCHARSET=\"ascii\"\n")
+            .unwrap();
+        std::fs::write(root.join("lib/modules/k/modules.dep"), "kernel/fs/fat/vfat.ko:\n").unwrap();
+        let w = unreadable_stick(root, "k").unwrap();
+        assert!(
+            w.starts_with("liveusb: kernel k mounts FAT with charset ascii by default but has no nls_ascii module"),
+            "{w}"
+        );
+        std::fs::write(root.join("lib/modules/k/modules.builtin"), "kernel/fs/nls/nls_ascii.ko\n").unwrap();
+        assert_eq!(unreadable_stick(root, "k"), None, "built in");
     }
 
     #[test]
