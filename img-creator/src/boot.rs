@@ -1,14 +1,17 @@
 //! Kernel and initramfs for bootable images: finds the image's kernel and, when the image has
 //! no initramfs of its own, builds one from the image's static busybox and modules (disk: the
-//! root from `root=`; live: the medium labelled `img.live=`, squashfs + tmpfs overlay).
+//! root from `root=`; live: the medium labelled `img.live=`, squashfs + tmpfs overlay). Live
+//! images whose dracut has dmsquash-live boot through the image's own initramfs instead.
 
 mod cpio;
+pub mod dracut;
 pub mod modules;
 pub mod paths;
 
 use crate::cmd::Cmd;
 use crate::error::{CreateError, Result};
 use crate::fsio;
+use crate::warnings::Warnings;
 use crate::workdir::TempDir;
 use modules::ModuleDb;
 use paths::in_root;
@@ -140,6 +143,57 @@ pub fn disk_initramfs(root: &Path, kver: &str, out: &Path) -> Result<()> {
         _ => tracing::warn!("root filesystem {fstype}: no module for it in {kver}; assuming it is built in"),
     }
     build(root, kver, "disk", db.as_ref(), &names, out)
+}
+
+/// Which initramfs a live medium boots with; each finds the medium by its label its own way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LiveInit {
+    /// The image's dracut with dmsquash-live (`root=live:CDLABEL=`), as livecd-tools and mic.
+    Dracut,
+    /// IMG's own busybox initramfs (`img.live=`).
+    Img,
+}
+
+impl LiveInit {
+    /// The kernel arguments that point this initramfs at the medium labelled `label`.
+    pub fn boot_args(self, label: &str) -> String {
+        match self {
+            LiveInit::Dracut => dracut::boot_args(label),
+            LiveInit::Img => format!("img.live={label}"),
+        }
+    }
+}
+
+/// Kernel and initramfs (written to `initrd`) for a live medium: the image's dracut when it
+/// has dmsquash-live, else IMG's own (needs a static busybox in the image); a failing dracut
+/// falls back to IMG's own with a warning when that can work.
+pub fn live_boot_files(root: &Path, initrd: &Path, warn: &Warnings) -> Result<(BootFiles, LiveInit)> {
+    let (kver, kernel) = find_kernel(root)?;
+    let files = BootFiles { kernel, initrd: initrd.to_owned(), kver: kver.clone() };
+    let ours = static_busybox(root).map(drop);
+    if dracut::has_live_module(root) {
+        tracing::info!("live initramfs: the image has dracut with {}: using it", dracut::LIVE_MODULE);
+        match dracut::live_initramfs(root, &kver, initrd) {
+            Ok(()) => return Ok((files, LiveInit::Dracut)),
+            Err(e) if ours.is_ok() => warn.warn(format!(
+                "live initramfs: the image's dracut failed ({e}); booting with IMG's own initramfs instead"
+            )),
+            Err(e) => return Err(e),
+        }
+    } else if ours.is_ok() {
+        tracing::info!("live initramfs: IMG's own (the image has no dracut with {})", dracut::LIVE_MODULE);
+    }
+    if ours.is_err() {
+        return Err(CreateError::Image(format!(
+            "a live image needs an initramfs that finds its medium, and this one has neither dracut with \
+             the {} module nor a static /bin/busybox for IMG's own: add dracut's live module (Fedora: \
+             dracut-live; Debian: dracut-core and dracut-live) or a static busybox (busybox-static) to \
+             %packages",
+            dracut::LIVE_MODULE
+        )));
+    }
+    live_initramfs(root, &kver, initrd)?;
+    Ok((files, LiveInit::Img))
 }
 
 /// Builds an initramfs for live media: finds the medium labelled `img.live=LABEL` (CD, the

@@ -141,7 +141,7 @@ fn build(req: &Request, result: &mut BuildResult, warn: &Warnings) -> Result<()>
         phases.run("attachments", || copy_attachments(req, &plan, &volumes, &root, &attached, warn))?;
     // The records stay beside the image as well.
     let companions = file_names(&out)?;
-    let boot = phases.run("image", || make_image(req, &plan, &volumes, &root, work.path(), &out))?;
+    let boot = phases.run("image", || make_image(req, &plan, &volumes, &root, work.path(), &out, warn))?;
     phases.run("extras", || extras(req, boot.as_ref(), &out, &companions))?;
     attachments::move_into(&attached, &result.attachments, &out)?;
     phases.run("pack-scripts", || run_scripts(&plan, ScriptKind::Pack, &env))?;
@@ -225,6 +225,7 @@ fn make_image(
     root: &Path,
     work: &Path,
     out: &Path,
+    warn: &Warnings,
 ) -> Result<Option<boot::BootFiles>> {
     let name = &req.name;
     match req.image_type {
@@ -239,14 +240,15 @@ fn make_image(
             kernel_files(root)
         }
         ImageType::Livecd | ImageType::Liveusb => {
-            let (kver, kernel) = boot::find_kernel(root)?;
-            let initrd = work.join("initrd.img");
-            boot::live_initramfs(root, &kver, &initrd)?;
-            let files = boot::BootFiles { kernel, initrd, kver };
+            let (files, init) = boot::live_boot_files(root, &work.join("initrd.img"), warn)?;
+            let stick = req.image_type == ImageType::Liveusb && init == boot::LiveInit::Dracut;
+            if let Some(w) = stick.then(|| boot::dracut::unreadable_stick(root, &files.kver)).flatten() {
+                warn.warn(w);
+            }
             let label = live::volume_label(name);
             let append = plan.bootloader.append.clone().unwrap_or_default();
             let timeout = plan.bootloader.timeout.unwrap_or(1).clamp(0, 600) as u32;
-            let medium = live::stage_medium(root, &files, &label, &append, timeout, work)?;
+            let medium = live::stage_medium(root, &files, init, &label, &append, timeout, work)?;
             if req.image_type == ImageType::Livecd {
                 live::build_iso(&medium, &out.join(format!("{name}.iso")))?;
             } else {

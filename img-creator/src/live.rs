@@ -1,7 +1,7 @@
 //! Live media: the root as a squashfs, a folder laid out for isolinux (CD/ISO) and syslinux
 //! (FAT stick) with one boot menu, and the isohybrid ISO that boots as a CD, disk or USB stick.
 
-use crate::boot::BootFiles;
+use crate::boot::{BootFiles, LiveInit};
 use crate::cmd::Cmd;
 use crate::error::{CreateError, Result};
 use crate::fsio;
@@ -59,12 +59,14 @@ pub fn volume_label(name: &str) -> String {
     }
 }
 
-/// Lays out `WORK/medium`: `LiveOS/squashfs.img`, `boot/{vmlinuz,initrd.img}`, and
-/// `isolinux/` + `syslinux/` with the same menu (`timeout_s` 0 boots at once). The label is
-/// made valid with [`volume_label`]; `boot.initrd` must be a live initramfs.
+/// Lays out `WORK/medium`: `LiveOS/squashfs.img` (the root itself, as dracut's dmsquash-live
+/// and IMG's initramfs both read it), `boot/{vmlinuz,initrd.img}`, and `isolinux/` +
+/// `syslinux/` with the same menu (`timeout_s` 0 boots at once). The label is made valid with
+/// [`volume_label`]; `boot.initrd` must be a live initramfs of kind `init`.
 pub fn stage_medium(
     root: &Path,
     boot: &BootFiles,
+    init: LiveInit,
     label: &str,
     append: &str,
     timeout_s: u32,
@@ -79,7 +81,7 @@ pub fn stage_medium(
     squashfs(root, &dir.join("LiveOS/squashfs.img"))?;
     fsio::copy(&boot.kernel, &dir.join("boot/vmlinuz"))?;
     fsio::copy(&boot.initrd, &dir.join("boot/initrd.img"))?;
-    let cfg = menu(&label, append, timeout_s);
+    let cfg = menu(&label, &init.boot_args(&label), append, timeout_s);
     for (sub, name) in [("isolinux", "isolinux.cfg"), ("syslinux", "syslinux.cfg")] {
         fsio::write(&dir.join(sub).join(name), &cfg)?;
         copy_c32_modules(&dir.join(sub))?;
@@ -89,10 +91,10 @@ pub fn stage_medium(
 }
 
 /// The one boot menu of isolinux and syslinux (TIMEOUT counts tenths of a second; 0 would
-/// wait forever, so 0 s becomes 1).
-fn menu(label: &str, append: &str, timeout_s: u32) -> String {
+/// wait forever, so 0 s becomes 1). `boot_args` tell the initramfs where its medium is.
+fn menu(label: &str, boot_args: &str, append: &str, timeout_s: u32) -> String {
     let tenths = timeout_s.saturating_mul(10).max(1);
-    let append = format!("initrd=/boot/initrd.img img.live={label} {append}");
+    let append = format!("initrd=/boot/initrd.img {boot_args} {append}");
     format!(
         "SERIAL 0 115200\nUI menu.c32\nPROMPT 0\nTIMEOUT {tenths}\nMENU TITLE {label}\nDEFAULT live\n\n\
          LABEL live\n  MENU LABEL Start {label}\n  KERNEL /boot/vmlinuz\n  APPEND {}\n",
@@ -157,9 +159,13 @@ mod tests {
 
     #[test]
     fn menu_boots_the_live_label() {
-        let cfg = menu("TIZEN", "console=ttyS0 quiet ", 0);
+        let cfg = menu("TIZEN", &LiveInit::Img.boot_args("TIZEN"), "console=ttyS0 quiet ", 0);
         assert!(cfg.contains("TIMEOUT 1\n"), "{cfg}");
         assert!(cfg.contains("  APPEND initrd=/boot/initrd.img img.live=TIZEN console=ttyS0 quiet\n"), "{cfg}");
-        assert!(menu("X", "", 5).contains("TIMEOUT 50\n"));
+        assert!(menu("X", "img.live=X", "", 5).contains("TIMEOUT 50\n"));
+        let cfg = menu("TIZEN", &LiveInit::Dracut.boot_args("TIZEN"), "quiet", 0);
+        let want = "  APPEND initrd=/boot/initrd.img root=live:CDLABEL=TIZEN rootfstype=auto ro rd.live.image \
+                    rd.live.overlay.overlayfs=1 quiet\n";
+        assert!(cfg.contains(want), "{cfg}");
     }
 }

@@ -31,7 +31,8 @@ fn built() -> &'static Built {
         boot::live_initramfs(&root, &kver, &initrd).unwrap();
         let files = BootFiles { kernel: root.join(format!("boot/vmlinuz-{kver}")), initrd, kver };
         let append = "console=ttyS0 panic=-1 rd.shell=0";
-        let medium = live::stage_medium(&root, &files, "img-test live", append, 0, tmp.path()).unwrap();
+        let medium =
+            live::stage_medium(&root, &files, boot::LiveInit::Img, "img-test live", append, 0, tmp.path()).unwrap();
         let iso = tmp.path().join("live.iso");
         live::build_iso(&medium, &iso).unwrap();
         Built { _tmp: tmp, iso, medium }
@@ -90,4 +91,132 @@ fn iso_boots_as_a_cd() {
 #[test]
 fn iso_boots_as_a_virtio_disk() {
     boot_iso(Attach::Disk);
+}
+
+// --- which initramfs a live medium gets (synthetic roots, no boot) ---------------------------
+
+/// A synthetic root whose `dracut` and `lsinitrd` are the given shell scripts (run in the chroot
+/// with the root's busybox sh), with dracut's dmsquash-live module folder.
+fn root_with_dracut(tmp: &TempDir, dracut: &str, lsinitrd: Option<&str>) -> (PathBuf, String) {
+    let root = tmp.path().join("root");
+    let kver = synthetic_root(&root);
+    std::fs::create_dir_all(root.join("usr/bin")).unwrap();
+    std::fs::create_dir_all(root.join("usr/lib/dracut/modules.d/90dmsquash-live")).unwrap();
+    let mut tools = vec![("dracut", dracut)];
+    tools.extend(lsinitrd.map(|l| ("lsinitrd", l)));
+    for (name, body) in tools {
+        let p = root.join("usr/bin").join(name);
+        std::fs::write(&p, format!("#!/bin/sh\n{body}")).unwrap();
+        Cmd::new("chmod").arg("755").arg(&p).run().unwrap();
+    }
+    (root, kver)
+}
+
+fn choose(root: &std::path::Path, tmp: &TempDir) -> (img_creator::Result<(BootFiles, boot::LiveInit)>, Vec<String>) {
+    let warn = img_creator::warnings::Warnings::default();
+    let r = boot::live_boot_files(root, &tmp.path().join("initrd.img"), &warn);
+    (r, warn.take())
+}
+
+#[test]
+fn image_without_dracut_gets_imgs_own_initramfs() {
+    let tmp = TempDir::new_in(&std::env::temp_dir(), "img-live-choice-").unwrap();
+    let root = tmp.path().join("root");
+    synthetic_root(&root);
+    let (r, warnings) = choose(&root, &tmp);
+    let (files, init) = r.unwrap();
+    assert_eq!(init, boot::LiveInit::Img);
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let listing = Cmd::new("sh").arg("-c").arg(format!("zstd -dc {} | cpio -t", files.initrd.display())).capture();
+    assert!(listing.unwrap().lines().any(|l| l == "init"), "IMG's initramfs has /init");
+}
+
+#[test]
+fn image_with_dracut_live_runs_its_dracut_in_the_chroot() {
+    let tmp = TempDir::new_in(&std::env::temp_dir(), "img-live-choice-").unwrap();
+    // The fake dracut writes its arguments as the initramfs (the target is the last one).
+    let dracut = "for a; do out=$a; done\necho \"dracut $*\" > \"$out\"\n";
+    let (root, kver) = root_with_dracut(&tmp, dracut, None);
+    let (r, warnings) = choose(&root, &tmp);
+    let (files, init) = r.unwrap();
+    assert_eq!(init, boot::LiveInit::Dracut);
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let made = std::fs::read_to_string(&files.initrd).unwrap();
+    assert_eq!(
+        made,
+        format!("dracut --no-hostonly --add dmsquash-live --force --kver {kver} /tmp/img-live-initramfs.img\n")
+    );
+    assert!(!root.join("tmp/img-live-initramfs.img").exists(), "the image is left as it was");
+}
+
+#[test]
+fn existing_initramfs_with_dmsquash_live_is_used_as_it_is() {
+    let tmp = TempDir::new_in(&std::env::temp_dir(), "img-live-choice-").unwrap();
+    let lsinitrd = "echo 'dracut modules:'; echo base; echo dmsquash-live\n";
+    let (root, kver) = root_with_dracut(&tmp, "echo 'must not run' >&2; exit 1\n", Some(lsinitrd));
+    std::fs::write(root.join(format!("boot/initramfs-{kver}.img")), "THE IMAGE'S OWN").unwrap();
+    let (r, warnings) = choose(&root, &tmp);
+    let (files, init) = r.unwrap();
+    assert_eq!((init, warnings.len()), (boot::LiveInit::Dracut, 0), "{warnings:?}");
+    assert_eq!(std::fs::read_to_string(&files.initrd).unwrap(), "THE IMAGE'S OWN");
+}
+
+#[test]
+fn existing_initramfs_without_dmsquash_live_is_remade() {
+    let tmp = TempDir::new_in(&std::env::temp_dir(), "img-live-choice-").unwrap();
+    let lsinitrd = "echo 'dracut modules:'; echo base; echo dmsquash-live-ntfs\n";
+    let dracut = "for a; do out=$a; done\necho remade > \"$out\"\n";
+    let (root, kver) = root_with_dracut(&tmp, dracut, Some(lsinitrd));
+    std::fs::write(root.join(format!("boot/initramfs-{kver}.img")), "HOST-ONLY").unwrap();
+    let (r, _) = choose(&root, &tmp);
+    let (files, init) = r.unwrap();
+    assert_eq!(init, boot::LiveInit::Dracut);
+    assert_eq!(std::fs::read_to_string(&files.initrd).unwrap(), "remade\n");
+    assert_eq!(std::fs::read_to_string(root.join(format!("boot/initramfs-{kver}.img"))).unwrap(), "HOST-ONLY");
+}
+
+#[test]
+fn failing_dracut_falls_back_to_imgs_own_with_a_warning() {
+    let tmp = TempDir::new_in(&std::env::temp_dir(), "img-live-choice-").unwrap();
+    let (root, _) = root_with_dracut(&tmp, "echo 'dracut: no kernel modules' >&2\nexit 1\n", None);
+    let (r, warnings) = choose(&root, &tmp);
+    assert_eq!(r.unwrap().1, boot::LiveInit::Img);
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].starts_with("live initramfs: the image's dracut failed ("), "{warnings:?}");
+    assert!(warnings[0].contains("dracut: no kernel modules"), "{warnings:?}");
+}
+
+/// A %post (or a hostile dracut) that leaves a link where the initramfs should be must not make
+/// the host copy one of its own files into the medium.
+#[test]
+fn dracut_output_linked_to_a_host_file_is_not_copied() {
+    let tmp = TempDir::new_in(&std::env::temp_dir(), "img-live-choice-").unwrap();
+    let secret = tmp.path().join("host-secret");
+    std::fs::write(&secret, "HOST-SECRET").unwrap();
+    for target in [secret.display().to_string(), format!("../../../../../../../..{}", secret.display())] {
+        let dracut = format!("for a; do out=$a; done\n/bin/busybox ln -sf '{target}' \"$out\"\n");
+        let case = TempDir::new_in(tmp.path(), "case-").unwrap();
+        let (root, _) = root_with_dracut(&case, &dracut, None);
+        let (r, warnings) = choose(&root, &case);
+        let (files, init) = r.unwrap();
+        assert_eq!(init, boot::LiveInit::Img, "{target}");
+        assert!(warnings[0].contains("wrote no /tmp/img-live-initramfs.img"), "{warnings:?}");
+        assert_ne!(std::fs::read(&files.initrd).unwrap(), b"HOST-SECRET");
+    }
+}
+
+#[test]
+fn neither_dracut_nor_static_busybox_is_a_clear_error() {
+    let tmp = TempDir::new_in(&std::env::temp_dir(), "img-live-choice-").unwrap();
+    let root = tmp.path().join("root");
+    synthetic_root(&root);
+    std::fs::remove_file(root.join("bin/busybox")).unwrap();
+    let (r, _) = choose(&root, &tmp);
+    let e = r.unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "a live image needs an initramfs that finds its medium, and this one has neither dracut with the \
+         dmsquash-live module nor a static /bin/busybox for IMG's own: add dracut's live module (Fedora: \
+         dracut-live; Debian: dracut-core and dracut-live) or a static busybox (busybox-static) to %packages"
+    );
 }
