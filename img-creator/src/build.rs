@@ -105,7 +105,7 @@ impl Phases<'_> {
 fn build(req: &Request, result: &mut BuildResult, warn: &Warnings) -> Result<()> {
     let plan = Plan::of(&req.kickstart);
     tools::check(req.image_type, req.arch, &plan)?;
-    let volumes = volumes_for(req.image_type, &plan)?;
+    let volumes = volumes_for(req.image_type, &plan, warn)?;
     let work = TempDir::new_in(req.tmpdir.as_deref().unwrap_or(&req.outdir), ".img-creator-")?;
     let root = work.path().join("root");
     let out = work.path().join("out");
@@ -161,7 +161,7 @@ fn build(req: &Request, result: &mut BuildResult, warn: &Warnings) -> Result<()>
     publish(&out, &req.outdir)
 }
 
-fn volumes_for(t: ImageType, plan: &Plan) -> Result<Vec<Volume>> {
+fn volumes_for(t: ImageType, plan: &Plan, warn: &Warnings) -> Result<Vec<Volume>> {
     let needs_parts = matches!(t, ImageType::Loop | ImageType::Raw) || t.is_converted_disk();
     if needs_parts && plan.partitions.is_empty() {
         return Err(CreateError::Image(format!(
@@ -174,7 +174,15 @@ fn volumes_for(t: ImageType, plan: &Plan) -> Result<Vec<Volume>> {
         fsio::random(seed)?;
     }
     let mut seeds = seeds.into_iter();
-    crate::layout::volumes(&plan.partitions, || seeds.next().unwrap_or_default()).map_err(CreateError::Image)
+    let mut volumes =
+        crate::layout::volumes(&plan.partitions, || seeds.next().unwrap_or_default()).map_err(CreateError::Image)?;
+    for w in crate::layout::attach_btrfs(&mut volumes, &plan.btrfs).map_err(CreateError::Image)? {
+        warn.warn(w);
+    }
+    if needs_parts {
+        disk::subvolumes_allowed(&volumes)?;
+    }
+    Ok(volumes)
 }
 
 /// mic runs chroot and `--nochroot` scripts of one kind in document order.

@@ -1,7 +1,10 @@
 //! Volumes from the kickstart's `part` lines: filesystem, size, label and UUID fixed once,
 //! so fstab, the bootloader's `root=` and mkfs all agree. Pure.
 
+mod subvolumes;
+
 use img_core::kickstart::commands::Partition;
+pub use subvolumes::{attach_btrfs, Snapshot, Subvolume, Subvolumes};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Volume {
@@ -20,6 +23,8 @@ pub struct Volume {
     pub grow: bool,
     /// `--ondisk` (a plain name like `sda`; `/dev/` dropped); None: [`DEFAULT_DISK`].
     pub disk: Option<String>,
+    /// btrfs: what the kickstart's `btrfs --parent=LABEL` lines put in it.
+    pub subvolumes: Subvolumes,
 }
 
 pub const FILESYSTEMS: &[&str] = &["ext2", "ext3", "ext4", "btrfs", "vfat", "swap"];
@@ -135,6 +140,7 @@ pub fn volumes(parts: &[Partition], mut uuid_seed: impl FnMut() -> [u8; 16]) -> 
             extoptions: p.extoptions.clone(),
             grow: p.grow,
             disk: disk_name(p)?,
+            subvolumes: Subvolumes::default(),
         });
     }
     if !out.is_empty() && !out.iter().any(|v| v.mountpoint == "/") {
@@ -150,20 +156,26 @@ fn format_uuid(mut b: [u8; 16]) -> String {
     format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
 }
 
-/// /etc/fstab for the volumes, root first, as mic wrote it.
+/// /etc/fstab for the volumes, root first, as mic wrote it. A btrfs volume's own line mounts
+/// its default subvolume (mic's); its other subvolumes get lines of their own with `subvol=`.
 pub fn fstab(volumes: &[Volume]) -> String {
     let mut s = String::from("# Written by img-creator from the kickstart's part lines.\n");
-    let mut sorted: Vec<&Volume> = volumes.iter().collect();
-    sorted.sort_by_key(|v| (v.mountpoint != "/", v.mountpoint.matches('/').count(), v.mountpoint.clone()));
-    for v in sorted {
+    let mut lines: Vec<(&str, String)> = Vec::new();
+    for v in volumes {
         let (mp, pass) = match v.mountpoint.as_str() {
             "swap" => ("none", 0),
             "/" => ("/", 1),
             m => (m, 2),
         };
         let pass = if v.fstype == "btrfs" || v.fstype == "swap" { 0 } else { pass };
-        s.push_str(&format!("{} {mp} {} {} 0 {pass}\n", v.source(), v.fstype, v.fsoptions));
+        lines.push((&v.mountpoint, format!("{} {mp} {} {} 0 {pass}\n", v.source(), v.fstype, v.fsoptions)));
+        for sv in v.subvolumes.list.iter().filter(|sv| sv.mountpoint != v.mountpoint) {
+            let opts = format!("{},subvol={}", v.fsoptions, sv.name);
+            lines.push((&sv.mountpoint, format!("{} {} btrfs {opts} 0 0\n", v.source(), sv.mountpoint)));
+        }
     }
+    lines.sort_by_key(|(mp, _)| (*mp != "/", mp.matches('/').count(), mp.to_string()));
+    s.extend(lines.into_iter().map(|(_, l)| l));
     s.push_str("proc /proc proc defaults 0 0\nsysfs /sys sysfs defaults 0 0\ndevpts /dev/pts devpts gid=5,mode=620 0 0\ntmpfs /dev/shm tmpfs defaults 0 0\n");
     s
 }

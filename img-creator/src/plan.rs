@@ -2,7 +2,7 @@
 //! partitions, settings, scripts. Pure: no I/O, so every rule here is unit-tested.
 
 use img_core::kickstart::commands::{
-    Bootloader, CommandKind, Desktop, Group, Network, Partition, Repo, Rootpw, Timezone, User,
+    Bootloader, Btrfs, CommandKind, Desktop, Group, Network, Partition, Repo, Rootpw, Timezone, User,
 };
 use img_core::kickstart::model::{walk, PackagesOptions, ScriptKind};
 use img_core::kickstart::{Item, Kickstart, SectionKind};
@@ -21,6 +21,8 @@ pub struct Plan {
     pub scripts: Vec<Script>,
     /// `%attachment` paths inside the root.
     pub attachments: Vec<String>,
+    /// `btrfs` lines, with their kickstart line for error messages.
+    pub btrfs: Vec<(usize, Btrfs)>,
 }
 
 /// System settings mic applied after installing packages.
@@ -86,6 +88,7 @@ impl Plan {
             settings: Settings::default(),
             scripts: Vec::new(),
             attachments: summary.attachments,
+            btrfs: Vec::new(),
         };
         let mut items = Vec::new();
         walk(&ks.items, &mut items);
@@ -94,6 +97,7 @@ impl Plan {
                 // The summary masks passwords; the build needs the real ones.
                 Item::Command(c) => match &c.kind {
                     CommandKind::Repo(r) => plan.repos.push(r.clone()),
+                    CommandKind::Btrfs(b) => plan.btrfs.push((c.line, b.clone())),
                     _ => apply_command(&mut plan.settings, &c.name, &c.args, &c.kind, c.line),
                 },
                 Item::Section(sec) => {

@@ -33,6 +33,8 @@ const USB: &[Tool] = &[
 const CONVERT: &[Tool] = &[("qemu-img", "qemu-utils", "converting the disk")];
 const VFAT: &[Tool] = &[("mkfs.vfat", "dosfstools", "vfat partitions"), ("mcopy", "mtools", "vfat partitions")];
 const BTRFS: &[Tool] = &[("mkfs.btrfs", "btrfs-progs", "btrfs partitions")];
+const SUBVOLUMES: &[Tool] =
+    &[("btrfs", "btrfs-progs", "btrfs subvolumes"), ("unshare", "util-linux", "btrfs subvolumes")];
 
 pub fn check(t: ImageType, arch: Arch, plan: &Plan) -> Result<()> {
     t.check_supported().map_err(|e| CreateError::Unsupported(e.to_string()))?;
@@ -59,6 +61,10 @@ pub fn check(t: ImageType, arch: Arch, plan: &Plan) -> Result<()> {
     }
     if fs("btrfs") {
         needed.push(BTRFS);
+        let subvolumes = plan.btrfs.iter().any(|(_, b)| b.subvol || b.snapshot);
+        if subvolumes && !matches!(t, ImageType::Fs | ImageType::Livecd | ImageType::Liveusb) {
+            needed.push(SUBVOLUMES);
+        }
     }
     for (tool, package, purpose) in needed.into_iter().flatten() {
         require(tool, package, &format!("{purpose} ({t} images)"))?;

@@ -108,6 +108,7 @@ fn vol(mp: &str, fstype: &str, size_mib: u64, label: Option<&str>, uuid: &str) -
         extoptions: None,
         grow: false,
         disk: None,
+        subvolumes: Default::default(),
     }
 }
 

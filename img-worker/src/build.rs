@@ -519,6 +519,8 @@ fn run_script(spec: &BuildSpec, shares: &[Share], proxy: bool) -> String {
         let pairs: Vec<String> = spec.tokenmap.iter().map(|(k, v)| format!("{k}:{v}")).collect();
         args.push(format!("--tokenmap {}", q(&pairs.join(","))));
     }
+    // Mounts are allowed here (our own kernel, a throwaway disk): btrfs subvolumes need one.
+    s.push_str(&format!("export {}=1\n", img_creator::disk::IN_BUILD_VM));
     s.push_str(&format!("exec {} 2>{GUEST_RESULT}/{}\n", args.join(" "), guest_output::CREATOR_STDERR));
     s
 }
@@ -639,5 +641,6 @@ mod tests {
         assert!(with.contains("--proxy http://10.0.2.100:3128"), "{with}");
         let without = run_script(&spec("repo --name=c --baseurl=file:///srv\n"), &[], false);
         assert!(!without.contains("virtio_net") && !without.contains("--proxy"), "{without}");
+        assert!(without.contains("export IMG_CREATOR_IN_BUILD_VM=1\nexec "), "mounts are allowed in the VM: {without}");
     }
 }

@@ -247,7 +247,7 @@ fn extlinux_mounted(disk: &Path, offset: u64, size: u64, dir: &str, work: &Path)
 
 /// The kernel releases an autoclear loop device shortly after the unmount; wait for it
 /// so the next step (or the caller) finds the file free.
-fn wait_detached(disk: &Path) {
+pub(crate) fn wait_detached(disk: &Path) {
     let Ok(target) = disk.canonicalize() else { return };
     for _ in 0..100 {
         if !attached(&target) {
@@ -255,7 +255,7 @@ fn wait_detached(disk: &Path) {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    tracing::warn!("a loop device still uses {} after extlinux", target.display());
+    tracing::warn!("a loop device still uses {} after its mount", target.display());
 }
 
 fn attached(target: &Path) -> bool {
@@ -297,6 +297,7 @@ mod tests {
             extoptions: None,
             grow: false,
             disk: None,
+            subvolumes: Default::default(),
         }
     }
 

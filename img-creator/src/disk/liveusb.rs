@@ -65,6 +65,7 @@ fn fat_volume(size_mib: u64) -> Volume {
         extoptions: None,
         grow: false,
         disk: None,
+        subvolumes: Default::default(),
     }
 }
 

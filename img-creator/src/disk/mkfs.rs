@@ -45,9 +45,10 @@ pub(crate) fn make(v: &Volume, dir: &Path, target: Target, work: &Path) -> Resul
     match v.fstype.as_str() {
         "ext2" | "ext3" | "ext4" => ext(v, dir, target),
         "vfat" => vfat(v, dir, target),
+        "btrfs" if !v.subvolumes.is_empty() => via_file(v, target, work, |f| super::subvol::make(v, dir, f, work)),
         "btrfs" => {
             let own = private_copy(dir, work)?;
-            via_file(v, target, work, |f| btrfs(v, own.path(), f))
+            via_file(v, target, work, |f| btrfs(v, Some(own.path()), f))
         }
         "swap" => via_file(v, target, work, |f| swap(v, f)),
         other => Err(CreateError::Unsupported(format!("part {}: filesystem `{other}` is not supported", v.mountpoint))),
@@ -203,12 +204,17 @@ fn private_copy(dir: &Path, work: &Path) -> Result<TempDir> {
     Ok(copy)
 }
 
-fn btrfs(v: &Volume, dir: &Path, file: &Path) -> Result<()> {
+/// With `rootdir`, the files go into the top level; without, the filesystem is left empty.
+pub(crate) fn btrfs(v: &Volume, rootdir: Option<&Path>, file: &Path) -> Result<()> {
     let mut cmd = Cmd::new("mkfs.btrfs").args(["-q", "-f", "-U", &v.fs_uuid]);
     if let Some(l) = &v.label {
         cmd = cmd.arg("-L").arg(l);
     }
-    cmd.arg("--rootdir").arg(dir).arg(file).run().map_err(nospace_or(v, dir, "making a btrfs filesystem"))?;
+    if let Some(dir) = rootdir {
+        cmd = cmd.arg("--rootdir").arg(dir);
+    }
+    let dir = rootdir.unwrap_or(file);
+    cmd.arg(file).run().map_err(nospace_or(v, dir, "making a btrfs filesystem"))?;
     Ok(())
 }
 
@@ -222,7 +228,11 @@ fn swap(v: &Volume, file: &Path) -> Result<()> {
 }
 
 /// A full filesystem is NoSpace naming the partition; any other failure keeps its cause.
-fn nospace_or<'a>(v: &'a Volume, dir: &'a Path, phase: &'static str) -> impl FnOnce(CmdError) -> CreateError + 'a {
+pub(crate) fn nospace_or<'a>(
+    v: &'a Volume,
+    dir: &'a Path,
+    phase: &'static str,
+) -> impl FnOnce(CmdError) -> CreateError + 'a {
     move |e| {
         const FULL: &[&str] = &["could not allocate", "no space left", "disk full", "enospc"];
         let full = e.tail().iter().any(|l| FULL.iter().any(|m| l.to_ascii_lowercase().contains(m)));

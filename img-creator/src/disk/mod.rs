@@ -13,6 +13,7 @@ mod extlinux;
 mod liveusb;
 mod mkfs;
 mod stage;
+mod subvol;
 mod table;
 
 use crate::cmd::Cmd;
@@ -26,6 +27,7 @@ use std::path::{Path, PathBuf};
 pub use description::Description;
 pub use liveusb::build_liveusb;
 pub use stage::stage;
+pub use subvol::{subvolumes_allowed, IN_BUILD_VM};
 pub use table::TableKind;
 
 /// What the bootloader starts. Paths are as seen in the installed root (`/boot/vmlinuz-X`);
@@ -201,6 +203,7 @@ mod tests {
             extoptions: None,
             grow: false,
             disk: None,
+            subvolumes: Default::default(),
         }
     }
 

@@ -56,7 +56,7 @@ pub(crate) fn stage_into(root: &Path, volumes: &[Volume], dir: &Path) -> Result<
 
 /// Hard-link copy (`cp -al`); a full copy when `root` and the work folder are on
 /// different filesystems, where hard links cannot reach.
-fn copy_tree(root: &Path, dest: &Path, work: &Path) -> Result<()> {
+pub(crate) fn copy_tree(root: &Path, dest: &Path, work: &Path) -> Result<()> {
     let dev = |p: &Path| std::fs::metadata(p).map(|m| m.dev()).map_err(CreateError::io("cannot read", p));
     let flags = if dev(root)? == dev(work)? { "-al" } else { "-a" };
     Cmd::new("cp")
@@ -70,7 +70,7 @@ fn copy_tree(root: &Path, dest: &Path, work: &Path) -> Result<()> {
 
 /// Moves the subtree at `mountpoint` (inside `top`) to `dest`, leaving an empty folder
 /// with the same owner and mode behind as the mount point.
-fn split_off(top: &Path, mountpoint: &str, dest: &Path) -> Result<()> {
+pub(crate) fn split_off(top: &Path, mountpoint: &str, dest: &Path) -> Result<()> {
     let rel = relative(mountpoint)?;
     let mut cur = top.to_path_buf();
     for c in rel.components() {

@@ -189,6 +189,7 @@ mod tests {
             extoptions: None,
             grow: false,
             disk: None,
+            subvolumes: Default::default(),
         }
     }
 

@@ -1,0 +1,208 @@
+//! A btrfs volume with subvolumes: mkfs.btrfs 6.2 cannot make them (no `--subvol`), so the
+//! empty filesystem is loop-mounted in a private mount namespace (as extlinux is) and filled
+//! with `btrfs subvolume create`, `cp -a`, snapshots and `set-default`, in mic's order. That
+//! mount is allowed only inside the build VM, which tells us so through [`IN_BUILD_VM`].
+
+use super::stage::{copy_tree, split_off};
+use crate::cmd::Cmd;
+use crate::error::{CreateError, Result};
+use crate::layout::Volume;
+use crate::workdir::TempDir;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Set to `1` by the worker's `/job/run` in the throwaway build VM: mounts are allowed there.
+pub const IN_BUILD_VM: &str = "IMG_CREATOR_IN_BUILD_VM";
+
+/// Copying a large root under TCG takes a while; a hang still ends.
+const MOUNTED_LIMIT: Duration = Duration::from_secs(3600);
+
+/// Refuses, before anything is installed, subvolumes on a run outside the build VM.
+pub fn subvolumes_allowed(volumes: &[Volume]) -> Result<()> {
+    let Some(v) = volumes.iter().find(|v| !v.subvolumes.is_empty()) else { return Ok(()) };
+    if std::env::var_os(IN_BUILD_VM).is_some_and(|x| x == "1") {
+        return Ok(());
+    }
+    let line = v.subvolumes.list.first().map_or_else(|| v.subvolumes.snapshots[0].line, |s| s.line);
+    Err(CreateError::Unsupported(format!(
+        "line {line}: the btrfs subvolumes of part {} need a loop mount, which img-creator makes only \
+         inside the build VM: build this kickstart through the worker with worker.executor = \"vm\" \
+         (the default), not on this host",
+        v.mountpoint
+    )))
+}
+
+/// Steps for [`MOUNTED_FILL`], as its arguments; names were checked plain by `layout`.
+fn steps(v: &Volume, top: &Path, sources: &[(String, PathBuf)]) -> Vec<String> {
+    let sv = &v.subvolumes;
+    let path = |p: &Path| p.to_string_lossy().into_owned();
+    let mut s = Vec::new();
+    if sv.quota {
+        s.push("quota".to_owned());
+    }
+    for sub in &sv.list {
+        s.extend(["create".to_owned(), sub.name.clone()]);
+    }
+    if sv.default_for(&v.mountpoint).is_none() {
+        s.extend(["fill".to_owned(), path(top), String::new()]);
+    }
+    for (name, dir) in sources {
+        s.extend(["fill".to_owned(), path(dir), name.clone()]);
+    }
+    for snap in &sv.snapshots {
+        s.extend(["snapshot".to_owned(), snap.base.clone(), snap.name.clone()]);
+    }
+    if let Some(d) = sv.default_for(&v.mountpoint) {
+        s.extend(["default".to_owned(), d.name.clone()]);
+    }
+    s
+}
+
+/// Runs in `unshare --mount --propagation private --pid --fork --kill-child`: the mount
+/// and its autoclear loop device go with the namespace however this ends.
+const MOUNTED_FILL: &str = r#"set -e
+modprobe btrfs 2>/dev/null || :
+mnt=$2
+mount -t btrfs -o loop "$1" "$mnt"
+shift 2
+while [ $# -gt 0 ]; do
+	case $1 in
+	quota) btrfs quota enable "$mnt"; shift ;;
+	create) btrfs subvolume create "$mnt/$2"; shift 2 ;;
+	fill) cp -a -- "$2/." "$mnt/$3"; shift 3 ;;
+	snapshot) btrfs subvolume snapshot "$mnt/$2" "$mnt/$3"; shift 3 ;;
+	default) btrfs subvolume set-default "$mnt/$2"; shift 2 ;;
+	*) echo "unknown step $1" >&2; exit 2 ;;
+	esac
+done
+btrfs subvolume list "$mnt"
+sync
+umount "$mnt""#;
+
+/// Makes volume `v` in `file` (already sized) from its staged folder `dir`.
+pub(crate) fn make(v: &Volume, dir: &Path, file: &Path, work: &Path) -> Result<()> {
+    subvolumes_allowed(std::slice::from_ref(v))?;
+    let tmp = TempDir::new_in(work, "subvol-")?;
+    let top = tmp.path().join("top");
+    std::fs::create_dir(&top).map_err(CreateError::io("cannot create", &top))?;
+    copy_tree(dir, &top, tmp.path())?;
+    let sv = &v.subvolumes;
+    // Deepest first, so /var/log leaves /var before /var leaves the top.
+    let mut order: Vec<usize> = (0..sv.list.len()).filter(|&i| sv.list[i].mountpoint != v.mountpoint).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(sv.list[i].mountpoint.matches('/').count()));
+    let mut sources = Vec::new();
+    for i in order {
+        let sub = &sv.list[i];
+        let dest = tmp.path().join(format!("sv-{i}"));
+        split_off(&top, &within(&v.mountpoint, &sub.mountpoint), &dest)?;
+        sources.push((sub.name.clone(), dest));
+    }
+    match sv.default_for(&v.mountpoint) {
+        Some(d) => sources.push((d.name.clone(), top.clone())),
+        None => {
+            if let Some(n) = sv
+                .list
+                .iter()
+                .map(|s| &s.name)
+                .chain(sv.snapshots.iter().map(|s| &s.name))
+                .find(|n| top.join(n).symlink_metadata().is_ok())
+            {
+                return Err(CreateError::Image(format!(
+                    "part {}: its files have a `{n}` at the top, where the subvolume {n} goes",
+                    v.mountpoint
+                )));
+            }
+        }
+    }
+    super::mkfs::btrfs(v, None, file)?;
+    let mnt = tmp.path().join("mnt");
+    std::fs::create_dir(&mnt).map_err(CreateError::io("cannot create", &mnt))?;
+    tracing::info!(
+        "btrfs: {} subvolume(s), {} snapshot(s) in part {} (loop mount in a private namespace)",
+        sv.list.len(),
+        sv.snapshots.len(),
+        v.mountpoint
+    );
+    Cmd::new("unshare")
+        .args(["--mount", "--propagation", "private", "--pid", "--fork", "--kill-child"])
+        .args(["sh", "-c", MOUNTED_FILL, "sh"])
+        .arg(file)
+        .arg(&mnt)
+        .args(steps(v, &top, &sources))
+        .timeout(MOUNTED_LIMIT)
+        .run()
+        .map_err(super::mkfs::nospace_or(v, dir, "making the btrfs subvolumes"))?;
+    super::extlinux::wait_detached(file);
+    Ok(())
+}
+
+/// A subvolume's mount point as a path inside its volume (`/data` + `/data/x` → `/x`).
+fn within(volume_mp: &str, mp: &str) -> String {
+    match volume_mp {
+        "/" => mp.to_owned(),
+        v => mp.strip_prefix(v).unwrap_or(mp).to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layout::{Snapshot, Subvolume, Subvolumes};
+
+    fn sailfish(default: bool) -> Volume {
+        let sub = |name: &str, mp: &str| Subvolume { name: name.into(), mountpoint: mp.into(), line: 1 };
+        let mut list = vec![sub("@home", "/home")];
+        if default {
+            list.insert(0, sub("@", "/"));
+        }
+        Volume {
+            mountpoint: "/".into(),
+            fstype: "btrfs".into(),
+            size_mib: 64,
+            label: Some("sailfish".into()),
+            fs_uuid: "u".into(),
+            align_kib: 1024,
+            active: false,
+            fsoptions: "defaults".into(),
+            extoptions: None,
+            grow: false,
+            disk: None,
+            subvolumes: Subvolumes {
+                list,
+                snapshots: vec![Snapshot { name: "factory-@".into(), base: "@".into(), line: 3 }],
+                quota: true,
+            },
+        }
+    }
+
+    #[test]
+    fn steps_follow_mics_order() {
+        let v = sailfish(true);
+        let sources = [("@home".to_owned(), PathBuf::from("/s/1")), ("@".to_owned(), PathBuf::from("/s/top"))];
+        let s = steps(&v, Path::new("/s/top"), &sources).join(" ");
+        assert_eq!(
+            s, "quota create @ create @home fill /s/1 @home fill /s/top @ snapshot @ factory-@ default @",
+            "contents before snapshots; the subvolume at / is the default"
+        );
+        let v = sailfish(false);
+        let s = steps(&v, Path::new("/s/top"), &sources[..1]);
+        assert_eq!(s[..6], ["quota", "create", "@home", "fill", "/s/top", ""], "no subvolume at /: the top level");
+        assert!(!s.contains(&"default".to_owned()));
+    }
+
+    #[test]
+    fn outside_the_vm_subvolumes_are_refused_naming_the_vm() {
+        // The test process never has IMG_CREATOR_IN_BUILD_VM set.
+        let e = subvolumes_allowed(&[sailfish(true)]).unwrap_err().to_string();
+        assert!(e.contains("only inside the build VM") && e.contains("worker.executor = \"vm\""), "{e}");
+        let mut plain = sailfish(true);
+        plain.subvolumes = Subvolumes::default();
+        assert!(subvolumes_allowed(&[plain]).is_ok(), "plain btrfs keeps the no-mount path");
+    }
+
+    #[test]
+    fn mount_points_inside_the_volume() {
+        assert_eq!(within("/", "/home"), "/home");
+        assert_eq!(within("/data", "/data/x"), "/x");
+    }
+}
