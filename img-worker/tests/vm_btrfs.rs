@@ -40,6 +40,17 @@ RCS
 chmod 755 /etc/init.d/rcS
 echo in-home-subvolume > /home/marker
 echo sailfish-like > /etc/img-btrfs-marker
+echo linked > /etc/img-hard-a
+ln /etc/img-hard-a /etc/img-hard-b
+echo owned > /etc/img-owned
+chown 1234:5678 /etc/img-owned
+chmod 4751 /etc/img-owned
+ln -s /etc/shadow-of-the-host /etc/img-abs-link
+%end
+%pack
+# Inside the VM, after the image: no loop device or mount of the build is left.
+losetup -a > "$IMG_OUT_DIR/loops.txt"
+grep /var/tmp/img-creator /proc/self/mountinfo > "$IMG_OUT_DIR/mounts.txt" || :
 %end
 "#;
 
@@ -93,12 +104,28 @@ fn subvolumes(root_tree: &str) -> (BTreeMap<u64, String>, Option<u64>) {
     (names, default)
 }
 
-/// The names in one subvolume's tree (its INODE_REF and DIR_ITEM names).
-fn names_in(part: &str, id: u64) -> Vec<String> {
-    run("btrfs", &["inspect-internal", "dump-tree", "-t", &id.to_string(), part])
-        .lines()
-        .filter_map(|l| l.trim().split_once("name: ").map(|(_, n)| n.to_owned()))
-        .collect()
+fn dump(part: &str, tree: &str) -> String {
+    run("btrfs", &["inspect-internal", "dump-tree", "-t", tree, part])
+}
+
+/// The names in one subvolume's tree dump (its INODE_REF and DIR_ITEM names).
+fn names(dump: &str) -> Vec<String> {
+    dump.lines().filter_map(|l| l.trim().split_once("name: ").map(|(_, n)| n.to_owned())).collect()
+}
+
+/// The inode a directory entry `name` points at, from the DIR_ITEMs of a tree dump.
+fn inode_of(dump: &str, name: &str) -> Option<u64> {
+    let mut location = None;
+    for l in dump.lines().map(str::trim) {
+        if l.starts_with("item ") {
+            location = None;
+        } else if let Some(rest) = l.strip_prefix("location key (") {
+            location = rest.split_whitespace().next().and_then(|n| n.parse().ok());
+        } else if l.ends_with(&format!("name: {name}")) && location.is_some() {
+            return location;
+        }
+    }
+    None
 }
 
 #[test]
@@ -114,7 +141,12 @@ fn a_sailfish_like_btrfs_disk_with_subvolumes_is_built_in_the_vm_and_boots() {
     eprintln!("built in the VM in {:.1} s", started.elapsed().as_secs_f64());
     assert!(files.iter().any(|f| f.name == "fixture.raw"), "{files:?}");
     c.assert_gone();
-    let disk = c.dir.join("job").join(OUT_DIR).join("fixture.raw");
+    let out = c.dir.join("job").join(OUT_DIR);
+    for leftovers in ["loops.txt", "mounts.txt"] {
+        let text = std::fs::read_to_string(out.join(leftovers)).unwrap_or_else(|e| panic!("{leftovers}: {e}"));
+        assert_eq!(text, "", "{leftovers} in the VM after the build");
+    }
+    let disk = out.join("fixture.raw");
 
     let part = c.dir.join("p2.img");
     extract_partition(&disk, 2, &part);
@@ -126,7 +158,9 @@ fn a_sailfish_like_btrfs_disk_with_subvolumes_is_built_in_the_vm_and_boots() {
     };
     assert_eq!(subs.len(), 3, "@, @home and factory-@: {subs:?}");
     assert_eq!(default, Some(id("@")), "the subvolume at / is the default, as mic sets it: {subs:?}");
-    let (at, home, factory) = (names_in(&p, id("@")), names_in(&p, id("@home")), names_in(&p, id("factory-@")));
+    let at_dump = dump(&p, &id("@").to_string());
+    let (at, home, factory) =
+        (names(&at_dump), names(&dump(&p, &id("@home").to_string())), names(&dump(&p, &id("factory-@").to_string())));
     for (tree, what) in [(&at, "@"), (&factory, "factory-@")] {
         assert!(tree.iter().any(|n| n == "img-btrfs-marker"), "{what} has the image's /etc file");
         assert!(tree.iter().any(|n| n == "busybox"), "{what} has the installed packages");
@@ -134,11 +168,19 @@ fn a_sailfish_like_btrfs_disk_with_subvolumes_is_built_in_the_vm_and_boots() {
     }
     assert!(home.iter().any(|n| n == "marker"), "{home:?}");
     assert!(!home.iter().any(|n| n == "busybox"), "{home:?}");
+    let (a, b) = (inode_of(&at_dump, "img-hard-a"), inode_of(&at_dump, "img-hard-b"));
+    assert!(a.is_some() && a == b, "a hard link stays one inode: {a:?} {b:?}");
+    assert!(dump(&p, "quota").contains("QGROUP_STATUS"), "--quota enables quota");
 
     // fstab, read out of @ with btrfs restore (no mount).
     let restored = c.dir.join("restored");
     std::fs::create_dir_all(&restored).unwrap();
-    run("btrfs", &["restore", "-r", &id("@").to_string(), &p, &restored.to_string_lossy()]);
+    run("btrfs", &["restore", "-m", "-S", "-r", &id("@").to_string(), &p, &restored.to_string_lossy()]);
+    use std::os::unix::fs::MetadataExt;
+    let owned = std::fs::symlink_metadata(restored.join("etc/img-owned")).expect("img-owned");
+    assert_eq!((owned.uid(), owned.gid(), owned.mode() & 0o7777), (1234, 5678, 0o4751), "owner and mode kept");
+    let link = std::fs::read_link(restored.join("etc/img-abs-link")).expect("a symlink, not followed");
+    assert_eq!(link, Path::new("/etc/shadow-of-the-host"));
     let fstab = std::fs::read_to_string(restored.join("etc/fstab")).expect("fstab in @");
     let uuid = run("blkid", &["-o", "value", "-s", "UUID", &p]);
     let uuid = uuid.trim();

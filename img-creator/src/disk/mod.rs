@@ -4,7 +4,8 @@
 //!
 //! Filesystems are written straight into their files (`mkfs -d`, `mkfs.ext4 -E offset=`,
 //! `mkfs.vfat --offset` + mtools). The one step that needs a mount, `extlinux --install`,
-//! runs in a private mount namespace so nothing is left mounted or attached if we die.
+//! runs in a private mount namespace so nothing is left mounted or attached if we die; so
+//! does filling btrfs subvolumes (`subvol`), which only the build VM allows.
 //! Sizes are the kickstart's: `--grow` does not enlarge a volume (mic's raw did not either),
 //! and contents that do not fit are a NoSpace error naming the partition.
 

@@ -32,8 +32,48 @@ pub fn subvolumes_allowed(volumes: &[Volume]) -> Result<()> {
     )))
 }
 
+/// Where each part of the volume's files comes from.
+#[derive(Debug)]
+struct Sources {
+    /// The top level's folder; `None` when a subvolume sits at the volume's mount point.
+    top: Option<PathBuf>,
+    /// (subvolume name, folder), deepest mount point first.
+    subvolumes: Vec<(String, PathBuf)>,
+}
+
+/// Splits a hard-link copy of `dir` (in `tmp`) at the subvolumes' mount points, leaving each
+/// mount point as an empty folder in its parent, as staging does for partitions.
+fn split(v: &Volume, dir: &Path, tmp: &Path) -> Result<Sources> {
+    let top = tmp.join("top");
+    std::fs::create_dir(&top).map_err(CreateError::io("cannot create", &top))?;
+    copy_tree(dir, &top, tmp)?;
+    let sv = &v.subvolumes;
+    // Deepest first, so /var/log leaves /var before /var leaves the top.
+    let mut order: Vec<usize> = (0..sv.list.len()).filter(|&i| sv.list[i].mountpoint != v.mountpoint).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(sv.list[i].mountpoint.matches('/').count()));
+    let mut subvolumes = Vec::new();
+    for i in order {
+        let sub = &sv.list[i];
+        let dest = tmp.join(format!("sv-{i}"));
+        split_off(&top, &within(&v.mountpoint, &sub.mountpoint), &dest)?;
+        subvolumes.push((sub.name.clone(), dest));
+    }
+    if let Some(d) = sv.default_for(&v.mountpoint) {
+        subvolumes.push((d.name.clone(), top));
+        return Ok(Sources { top: None, subvolumes });
+    }
+    let names = sv.list.iter().map(|s| &s.name).chain(sv.snapshots.iter().map(|s| &s.name));
+    if let Some(n) = names.into_iter().find(|n| top.join(n).symlink_metadata().is_ok()) {
+        return Err(CreateError::Image(format!(
+            "part {}: its files have a `{n}` at the top, where the subvolume {n} goes",
+            v.mountpoint
+        )));
+    }
+    Ok(Sources { top: Some(top), subvolumes })
+}
+
 /// Steps for [`MOUNTED_FILL`], as its arguments; names were checked plain by `layout`.
-fn steps(v: &Volume, top: &Path, sources: &[(String, PathBuf)]) -> Vec<String> {
+fn steps(v: &Volume, sources: &Sources) -> Vec<String> {
     let sv = &v.subvolumes;
     let path = |p: &Path| p.to_string_lossy().into_owned();
     let mut s = Vec::new();
@@ -43,10 +83,10 @@ fn steps(v: &Volume, top: &Path, sources: &[(String, PathBuf)]) -> Vec<String> {
     for sub in &sv.list {
         s.extend(["create".to_owned(), sub.name.clone()]);
     }
-    if sv.default_for(&v.mountpoint).is_none() {
+    if let Some(top) = &sources.top {
         s.extend(["fill".to_owned(), path(top), String::new()]);
     }
-    for (name, dir) in sources {
+    for (name, dir) in &sources.subvolumes {
         s.extend(["fill".to_owned(), path(dir), name.clone()]);
     }
     for snap in &sv.snapshots {
@@ -83,37 +123,8 @@ umount "$mnt""#;
 pub(crate) fn make(v: &Volume, dir: &Path, file: &Path, work: &Path) -> Result<()> {
     subvolumes_allowed(std::slice::from_ref(v))?;
     let tmp = TempDir::new_in(work, "subvol-")?;
-    let top = tmp.path().join("top");
-    std::fs::create_dir(&top).map_err(CreateError::io("cannot create", &top))?;
-    copy_tree(dir, &top, tmp.path())?;
+    let sources = split(v, dir, tmp.path())?;
     let sv = &v.subvolumes;
-    // Deepest first, so /var/log leaves /var before /var leaves the top.
-    let mut order: Vec<usize> = (0..sv.list.len()).filter(|&i| sv.list[i].mountpoint != v.mountpoint).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(sv.list[i].mountpoint.matches('/').count()));
-    let mut sources = Vec::new();
-    for i in order {
-        let sub = &sv.list[i];
-        let dest = tmp.path().join(format!("sv-{i}"));
-        split_off(&top, &within(&v.mountpoint, &sub.mountpoint), &dest)?;
-        sources.push((sub.name.clone(), dest));
-    }
-    match sv.default_for(&v.mountpoint) {
-        Some(d) => sources.push((d.name.clone(), top.clone())),
-        None => {
-            if let Some(n) = sv
-                .list
-                .iter()
-                .map(|s| &s.name)
-                .chain(sv.snapshots.iter().map(|s| &s.name))
-                .find(|n| top.join(n).symlink_metadata().is_ok())
-            {
-                return Err(CreateError::Image(format!(
-                    "part {}: its files have a `{n}` at the top, where the subvolume {n} goes",
-                    v.mountpoint
-                )));
-            }
-        }
-    }
     super::mkfs::btrfs(v, None, file)?;
     let mnt = tmp.path().join("mnt");
     std::fs::create_dir(&mnt).map_err(CreateError::io("cannot create", &mnt))?;
@@ -128,7 +139,7 @@ pub(crate) fn make(v: &Volume, dir: &Path, file: &Path, work: &Path) -> Result<(
         .args(["sh", "-c", MOUNTED_FILL, "sh"])
         .arg(file)
         .arg(&mnt)
-        .args(steps(v, &top, &sources))
+        .args(steps(v, &sources))
         .timeout(MOUNTED_LIMIT)
         .run()
         .map_err(super::mkfs::nospace_or(v, dir, "making the btrfs subvolumes"))?;
@@ -178,16 +189,75 @@ mod tests {
     #[test]
     fn steps_follow_mics_order() {
         let v = sailfish(true);
-        let sources = [("@home".to_owned(), PathBuf::from("/s/1")), ("@".to_owned(), PathBuf::from("/s/top"))];
-        let s = steps(&v, Path::new("/s/top"), &sources).join(" ");
+        let sources = Sources {
+            top: None,
+            subvolumes: vec![("@home".into(), PathBuf::from("/s/1")), ("@".into(), PathBuf::from("/s/top"))],
+        };
+        let s = steps(&v, &sources).join(" ");
         assert_eq!(
             s, "quota create @ create @home fill /s/1 @home fill /s/top @ snapshot @ factory-@ default @",
             "contents before snapshots; the subvolume at / is the default"
         );
         let v = sailfish(false);
-        let s = steps(&v, Path::new("/s/top"), &sources[..1]);
+        let sources = Sources { top: Some("/s/top".into()), subvolumes: vec![("@home".into(), "/s/1".into())] };
+        let s = steps(&v, &sources);
         assert_eq!(s[..6], ["quota", "create", "@home", "fill", "/s/top", ""], "no subvolume at /: the top level");
         assert!(!s.contains(&"default".to_owned()));
+    }
+
+    fn scratch(name: &str) -> (TempDir, PathBuf) {
+        let base = std::env::temp_dir();
+        let t = TempDir::new_in(&base, name).unwrap();
+        let root = t.path().join("root");
+        for d in ["etc", "home/alice", "var/log/app"] {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+        }
+        std::fs::write(root.join("etc/a"), "a").unwrap();
+        std::fs::hard_link(root.join("etc/a"), root.join("etc/b")).unwrap();
+        std::fs::write(root.join("home/alice/f"), "f").unwrap();
+        std::fs::write(root.join("var/log/app/l"), "l").unwrap();
+        (t, root)
+    }
+
+    #[test]
+    fn split_leaves_mount_points_and_keeps_the_root_as_it_was() {
+        let (t, root) = scratch("split-");
+        let mut v = sailfish(true);
+        let sub = |name: &str, mp: &str| Subvolume { name: name.into(), mountpoint: mp.into(), line: 1 };
+        v.subvolumes.list.extend([sub("@var", "/var"), sub("@log", "/var/log")]);
+        let work = t.path().join("work");
+        std::fs::create_dir(&work).unwrap();
+        let s = split(&v, &root, &work).unwrap();
+        assert!(s.top.is_none(), "@ holds the top");
+        let names: Vec<&str> = s.subvolumes.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["@log", "@home", "@var", "@"], "deepest first, the default last");
+        let dir = |n: &str| &s.subvolumes.iter().find(|(m, _)| m == n).unwrap().1;
+        assert!(dir("@log").join("app/l").is_file());
+        assert!(dir("@var").join("log").is_dir() && !dir("@var").join("log/app").exists(), "mount point left empty");
+        assert!(dir("@home").join("alice/f").is_file());
+        assert!(dir("@").join("home").is_dir() && !dir("@").join("home/alice").exists());
+        use std::os::unix::fs::MetadataExt;
+        let ino = |p: PathBuf| std::fs::metadata(p).unwrap().ino();
+        assert_eq!(ino(dir("@").join("etc/a")), ino(dir("@").join("etc/b")), "hard links stay links");
+        assert!(root.join("home/alice/f").is_file() && root.join("var/log/app/l").is_file(), "the root is untouched");
+    }
+
+    #[test]
+    fn a_symlinked_mount_point_or_a_name_clash_is_refused() {
+        let (t, root) = scratch("split-link-");
+        std::fs::rename(root.join("home"), root.join("elsewhere")).unwrap();
+        std::os::unix::fs::symlink("/etc", root.join("home")).unwrap();
+        let work = t.path().join("work");
+        std::fs::create_dir(&work).unwrap();
+        let e = split(&sailfish(true), &root, &work).unwrap_err().to_string();
+        assert!(e.contains("mount point /home: home is a symlink"), "{e}");
+
+        let (t, root) = scratch("split-clash-");
+        std::fs::create_dir(root.join("@home")).unwrap();
+        let work = t.path().join("work");
+        std::fs::create_dir(&work).unwrap();
+        let e = split(&sailfish(false), &root, &work).unwrap_err().to_string();
+        assert!(e.contains("have a `@home` at the top"), "{e}");
     }
 
     #[test]
