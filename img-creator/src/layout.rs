@@ -4,6 +4,7 @@
 mod subvolumes;
 
 use img_core::kickstart::commands::Partition;
+pub(crate) use subvolumes::below;
 pub use subvolumes::{attach_btrfs, Snapshot, Subvolume, Subvolumes};
 
 #[derive(Debug, Clone, PartialEq, Eq)]

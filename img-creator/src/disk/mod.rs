@@ -112,6 +112,9 @@ pub fn build_raw_disks(
             )),
         };
     let boot_idx = holder(volumes, "/boot").ok_or_else(|| CreateError::Image("the volumes have no `/`".into()))?;
+    if entry.is_some() {
+        subvol::check_reachable(&volumes[boot_idx], "/boot")?;
+    }
     let tmp = TempDir::new_in(work, "stage-")?;
     let staged = stage::stage_into(root, volumes, tmp.path())?;
     if let Some(e) = entry {

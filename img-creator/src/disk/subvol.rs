@@ -6,7 +6,7 @@
 use super::stage::{copy_tree, split_off};
 use crate::cmd::Cmd;
 use crate::error::{CreateError, Result};
-use crate::layout::Volume;
+use crate::layout::{below, Volume};
 use crate::workdir::TempDir;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -30,6 +30,20 @@ pub fn subvolumes_allowed(volumes: &[Volume]) -> Result<()> {
          (the default), not on this host",
         v.mountpoint
     )))
+}
+
+/// extlinux is installed through the volume's default subvolume (what a plain mount shows):
+/// `path` (/boot) must not lie in another subvolume, or the boot files would not be there.
+pub(crate) fn check_reachable(v: &Volume, path: &str) -> Result<()> {
+    let holder = v.subvolumes.list.iter().filter(|s| below(path, &s.mountpoint)).max_by_key(|s| s.mountpoint.len());
+    match holder {
+        Some(s) if s.mountpoint != v.mountpoint => Err(CreateError::Unsupported(format!(
+            "line {}: {path} is in btrfs subvolume {} (not the default one), where extlinux cannot boot from; \
+             give {path} its own ext4 `part` (as Sailfish devices do)",
+            s.line, s.name
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// Where each part of the volume's files comes from.
@@ -268,6 +282,15 @@ mod tests {
         let mut plain = sailfish(true);
         plain.subvolumes = Subvolumes::default();
         assert!(subvolumes_allowed(&[plain]).is_ok(), "plain btrfs keeps the no-mount path");
+    }
+
+    #[test]
+    fn boot_files_must_be_in_the_default_subvolume() {
+        let mut v = sailfish(true);
+        assert!(check_reachable(&v, "/boot").is_ok(), "/boot in @");
+        v.subvolumes.list.push(Subvolume { name: "@boot".into(), mountpoint: "/boot".into(), line: 7 });
+        let e = check_reachable(&v, "/boot").unwrap_err().to_string();
+        assert!(e.starts_with("line 7: /boot is in btrfs subvolume @boot (not the default one)"), "{e}");
     }
 
     #[test]
