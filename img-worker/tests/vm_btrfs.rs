@@ -7,7 +7,7 @@ mod common;
 
 use common::{no_cancel, Case};
 use img_creator::qemu::{boot_until, Attach, BootSpec, Drive};
-use img_worker::build::{LOG_FILE, OUT_DIR};
+use img_worker::build::{Executor, LOG_FILE, OUT_DIR};
 use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
@@ -131,7 +131,12 @@ fn inode_of(dump: &str, name: &str) -> Option<u64> {
 #[test]
 fn a_sailfish_like_btrfs_disk_with_subvolumes_is_built_in_the_vm_and_boots() {
     let started = Instant::now();
-    let c = Case::new("btrfs", Duration::from_secs(300), Duration::from_secs(120));
+    let mut c = Case::new("btrfs", Duration::from_secs(300), Duration::from_secs(120));
+    // Half the usual promise of disk: this build needs little, and the machine is shared.
+    if let Executor::Vm { limits, .. } = &mut c.builder.executor {
+        limits.disk_mb = 2560;
+        limits.output_mb = 512;
+    }
     let mut spec = c.spec(KS.into());
     spec.imagetype = "raw".into();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
