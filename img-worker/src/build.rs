@@ -315,6 +315,8 @@ impl Builder {
             let pairs: Vec<String> = spec.tokenmap.iter().map(|(k, v)| format!("{k}:{v}")).collect();
             cmd.arg("--tokenmap").arg(pairs.join(","));
         }
+        // Never mounts on the host, whatever this worker's environment says.
+        cmd.env_remove(img_creator::disk::IN_BUILD_VM);
         cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).kill_on_drop(true);
         // SAFETY: prctl in the child before exec; async-signal-safe.
         unsafe {
