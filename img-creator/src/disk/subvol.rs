@@ -23,7 +23,8 @@ pub fn subvolumes_allowed(volumes: &[Volume]) -> Result<()> {
     if std::env::var_os(IN_BUILD_VM).is_some_and(|x| x == "1") {
         return Ok(());
     }
-    let line = v.subvolumes.list.first().map_or_else(|| v.subvolumes.snapshots[0].line, |s| s.line);
+    let sv = &v.subvolumes;
+    let line = sv.list.iter().map(|s| s.line).chain(sv.snapshots.iter().map(|s| s.line)).min().unwrap_or(0);
     Err(CreateError::Unsupported(format!(
         "line {line}: the btrfs subvolumes of part {} need a loop mount, which img-creator makes only \
          inside the build VM: build this kickstart through the worker with worker.executor = \"vm\" \
