@@ -14,6 +14,7 @@ pub mod disk;
 pub mod error;
 pub mod files;
 pub mod fsio;
+pub mod image_root;
 pub mod install;
 pub mod layout;
 pub mod live;

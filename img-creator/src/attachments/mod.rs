@@ -3,18 +3,17 @@
 //! names an installed package, whose files are attached. Each file keeps its base name.
 //!
 //! The root is the build's own (its `%post` made it what it is): paths resolve inside it
-//! only (`in_root`), only regular files are copied, and the count and total size are
+//! only (`image_root`), only regular files are copied, and the count and total size are
 //! bounded. Everything that cannot be attached is a warning naming the entry (mic warned
 //! for a glob with no match and went on), never a failed build after the whole install.
 
-mod in_root;
 mod pattern;
 
 use crate::cmd::Cmd;
 use crate::error::{CreateError, Result};
+use crate::image_root::{Found, Root};
 use crate::install::RPM_DBPATH;
 use crate::warnings::Warnings;
-use in_root::{Found, Root};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::io::Write;

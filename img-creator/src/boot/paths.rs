@@ -1,53 +1,13 @@
 //! Paths as the image sees them: symlinks inside the image root are followed within the root,
 //! so an absolute link such as `/lib -> /usr/lib` never reaches the host's own files.
 
-use std::path::{Component, Path, PathBuf};
-
-/// Symlink hops allowed before giving up (the kernel's limit).
-const MAX_HOPS: usize = 40;
+use std::path::{Path, PathBuf};
 
 /// The host path of `path` (absolute, as seen inside the image) below `root`, following the
-/// image's symlinks inside `root`; `None` when it does not exist.
+/// image's symlinks inside `root` (`image_root`: the kernel's `RESOLVE_IN_ROOT`); `None` when
+/// it does not exist or cannot be resolved.
 pub fn in_root(root: &Path, path: &str) -> Option<PathBuf> {
-    let mut todo: Vec<String> = Vec::new();
-    push_components(&mut todo, Path::new(path));
-    let mut cur = PathBuf::new();
-    let mut hops = 0;
-    while let Some(part) = todo.pop() {
-        if part == ".." {
-            cur.pop();
-            continue;
-        }
-        let next = cur.join(&part);
-        let meta = std::fs::symlink_metadata(root.join(&next)).ok()?;
-        if !meta.file_type().is_symlink() {
-            cur = next;
-            continue;
-        }
-        hops += 1;
-        if hops > MAX_HOPS {
-            return None;
-        }
-        let target = std::fs::read_link(root.join(&next)).ok()?;
-        if target.is_absolute() {
-            cur = PathBuf::new();
-        }
-        push_components(&mut todo, &target);
-    }
-    Some(root.join(cur))
-}
-
-/// Pushes the parts of `p` so that the first one is popped first.
-fn push_components(todo: &mut Vec<String>, p: &Path) {
-    let parts: Vec<String> = p
-        .components()
-        .filter_map(|c| match c {
-            Component::Normal(s) => Some(s.to_string_lossy().into_owned()),
-            Component::ParentDir => Some("..".to_owned()),
-            _ => None,
-        })
-        .collect();
-    todo.extend(parts.into_iter().rev());
+    crate::image_root::Root::open(root).ok()?.resolve(root, path).ok()
 }
 
 #[cfg(test)]

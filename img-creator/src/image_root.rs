@@ -9,7 +9,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 /// What an image path turned out to be.
-pub(crate) enum Found {
+pub enum Found {
     /// A regular file (after following links inside the root), open for reading, and its size.
     File(File, u64),
     Folder,
@@ -18,7 +18,7 @@ pub(crate) enum Found {
 }
 
 /// The root, opened once; every lookup is relative to it.
-pub(crate) struct Root(File);
+pub struct Root(File);
 
 impl Root {
     pub fn open(path: &Path) -> io::Result<Root> {
@@ -49,6 +49,16 @@ impl Root {
         let dir = self.openat2(path, libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC)?;
         let names = std::fs::read_dir(format!("/proc/self/fd/{}", dir.as_raw_fd()))?;
         names.map(|e| e.map(|e| e.file_name())).collect()
+    }
+
+    /// The host path `path` (as seen inside the image) resolves to, kept below `root`; for
+    /// handing to tools. The kernel resolves the links; the path names what it found then.
+    pub fn resolve(&self, root: &Path, path: &str) -> io::Result<std::path::PathBuf> {
+        let fd = self.openat2(path, libc::O_PATH | libc::O_CLOEXEC)?;
+        let real = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))?;
+        let here = std::fs::read_link(format!("/proc/self/fd/{}", self.0.as_raw_fd()))?;
+        let rel = real.strip_prefix(&here).map_err(|_| io::Error::other("resolved outside the root"))?;
+        Ok(root.join(rel))
     }
 
     fn openat2(&self, path: &str, flags: libc::c_int) -> io::Result<File> {
