@@ -36,6 +36,24 @@ pub const DEFAULT_DISK: &str = "sda";
 pub const DEFAULT_SIZE_MIB: u64 = 512;
 
 impl Volume {
+    /// A volume with mic's defaults for everything the `part` line did not give.
+    pub fn new(mountpoint: &str, fstype: &str, size_mib: u64, fs_uuid: &str) -> Volume {
+        Volume {
+            mountpoint: mountpoint.into(),
+            fstype: fstype.into(),
+            size_mib,
+            label: None,
+            fs_uuid: fs_uuid.into(),
+            align_kib: 1024,
+            active: false,
+            fsoptions: "defaults".into(),
+            extoptions: None,
+            grow: false,
+            disk: None,
+            subvolumes: Default::default(),
+        }
+    }
+
     /// How fstab and the kernel find it.
     pub fn source(&self) -> String {
         format!("UUID={}", self.fs_uuid)

@@ -167,27 +167,40 @@ mod tests {
         }
     }
 
+    /// A test's own folder with `out/` in it: the script file goes next to `out`, so tests
+    /// running in parallel never share one.
+    struct Bench {
+        dir: crate::workdir::TempDir,
+        out: std::path::PathBuf,
+        tokens: TokenMap,
+        warn: crate::warnings::Warnings,
+    }
+
+    impl Bench {
+        fn new(tokens: TokenMap) -> Bench {
+            let dir = crate::workdir::TempDir::new_in(&std::env::temp_dir(), "img-scripts-").unwrap();
+            let out = dir.path().join("out");
+            std::fs::create_dir_all(&out).unwrap();
+            Bench { dir, out, tokens, warn: crate::warnings::Warnings::default() }
+        }
+
+        fn env<'a>(&'a self, root: &'a Path, name: &'a str) -> ScriptEnv<'a> {
+            ScriptEnv { root, name, out_dir: &self.out, tokens: &self.tokens, warn: &self.warn }
+        }
+    }
+
     #[test]
     fn nochroot_script_sees_mic_variables_and_tokens() {
-        let dir = crate::workdir::TempDir::new_in(&std::env::temp_dir(), "img-scripts-").unwrap();
-        let out = dir.path().join("out");
-        std::fs::create_dir_all(&out).unwrap();
-        let tokens: TokenMap = [("RELEASE".to_owned(), "1.2".to_owned())].into();
-        let warn = crate::warnings::Warnings::default();
-        let env = ScriptEnv { root: Path::new("/the/root"), name: "img1", out_dir: &out, tokens: &tokens, warn: &warn };
+        let b = Bench::new([("RELEASE".to_owned(), "1.2".to_owned())].into());
+        let (env, out) = (b.env(Path::new("/the/root"), "img1"), &b.out);
         run(&script("echo \"$INSTALL_ROOT $IMG_NAME $RELEASE\" > \"$IMG_OUT_DIR/seen\"\n", true, true), &env).unwrap();
         assert_eq!(std::fs::read_to_string(out.join("seen")).unwrap(), "/the/root img1 1.2\n");
     }
 
     #[test]
     fn erroronfail_decides_whether_failure_stops_the_build() {
-        let dir = crate::workdir::TempDir::new_in(&std::env::temp_dir(), "img-scripts-").unwrap();
-        let tokens = TokenMap::new();
-        let warn = crate::warnings::Warnings::default();
-        // The script file goes next to the out folder: one per test, they run in parallel.
-        let out = dir.path().join("out");
-        std::fs::create_dir_all(&out).unwrap();
-        let env = ScriptEnv { root: Path::new("/"), name: "x", out_dir: &out, tokens: &tokens, warn: &warn };
+        let b = Bench::new(TokenMap::new());
+        let (env, warn, dir) = (b.env(Path::new("/"), "x"), &b.warn, &b.dir);
         let e = run(&script("echo broken >&2; exit 1\n", true, true), &env).unwrap_err();
         assert_eq!(e.to_string(), "%post --nochroot (line 7) exited with status 1: broken");
         // Without --erroronfail only the last command counts, as before.
@@ -199,13 +212,8 @@ mod tests {
 
     #[test]
     fn erroronfail_stops_at_the_first_failing_command_and_names_its_line() {
-        let dir = crate::workdir::TempDir::new_in(&std::env::temp_dir(), "img-scripts-").unwrap();
-        let tokens = TokenMap::new();
-        let warn = crate::warnings::Warnings::default();
-        // The script file goes next to the out folder: one per test, they run in parallel.
-        let out = dir.path().join("out");
-        std::fs::create_dir_all(&out).unwrap();
-        let env = ScriptEnv { root: Path::new("/"), name: "x", out_dir: &out, tokens: &tokens, warn: &warn };
+        let b = Bench::new(TokenMap::new());
+        let (env, warn, dir) = (b.env(Path::new("/"), "x"), &b.warn, &b.dir);
         let reached = dir.path().join("reached");
         let body = format!("echo one\ncat /nonexistent/file\ntouch {}\n", reached.display());
         // busybox's sh through a link named sh, as images have it.

@@ -96,20 +96,7 @@ fn make_tree(root: &Path) {
 }
 
 fn vol(mp: &str, fstype: &str, size_mib: u64, label: Option<&str>, uuid: &str) -> Volume {
-    Volume {
-        mountpoint: mp.into(),
-        fstype: fstype.into(),
-        size_mib,
-        label: label.map(Into::into),
-        fs_uuid: uuid.into(),
-        align_kib: 1024,
-        active: false,
-        fsoptions: "defaults".into(),
-        extoptions: None,
-        grow: false,
-        disk: None,
-        subvolumes: Default::default(),
-    }
+    Volume { label: label.map(Into::into), ..Volume::new(mp, fstype, size_mib, uuid) }
 }
 
 fn entry() -> BootEntry {

@@ -285,20 +285,7 @@ mod tests {
     use super::*;
 
     fn root() -> Volume {
-        Volume {
-            mountpoint: "/".into(),
-            fstype: "ext4".into(),
-            size_mib: 10,
-            label: None,
-            fs_uuid: "u-1".into(),
-            align_kib: 1024,
-            active: false,
-            fsoptions: "defaults".into(),
-            extoptions: None,
-            grow: false,
-            disk: None,
-            subvolumes: Default::default(),
-        }
+        Volume::new("/", "ext4", 10, "u-1")
     }
 
     fn menu() -> Menu<'static> {

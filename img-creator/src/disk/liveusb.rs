@@ -53,20 +53,7 @@ pub fn build_liveusb(medium_dir: &Path, label: &str, work: &Path, out: &Path) ->
 
 /// The partition as a volume, so the table code places it (1 MiB aligned, active).
 fn fat_volume(size_mib: u64) -> Volume {
-    Volume {
-        mountpoint: "/".into(),
-        fstype: "vfat".into(),
-        size_mib,
-        label: None,
-        fs_uuid: String::new(),
-        align_kib: 1024,
-        active: true,
-        fsoptions: String::new(),
-        extoptions: None,
-        grow: false,
-        disk: None,
-        subvolumes: Default::default(),
-    }
+    Volume { active: true, fsoptions: String::new(), ..Volume::new("/", "vfat", size_mib, "") }
 }
 
 /// The `.c32` modules syslinux.cfg names that the medium does not carry itself.

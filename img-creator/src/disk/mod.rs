@@ -195,20 +195,7 @@ mod tests {
     use super::*;
 
     fn vol(mp: &str, fstype: &str) -> Volume {
-        Volume {
-            mountpoint: mp.into(),
-            fstype: fstype.into(),
-            size_mib: 10,
-            label: None,
-            fs_uuid: "x".into(),
-            align_kib: 1024,
-            active: false,
-            fsoptions: "defaults".into(),
-            extoptions: None,
-            grow: false,
-            disk: None,
-            subvolumes: Default::default(),
-        }
+        Volume::new(mp, fstype, 10, "x")
     }
 
     #[test]

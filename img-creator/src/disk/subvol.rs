@@ -182,22 +182,13 @@ mod tests {
             list.insert(0, sub("@", "/"));
         }
         Volume {
-            mountpoint: "/".into(),
-            fstype: "btrfs".into(),
-            size_mib: 64,
             label: Some("sailfish".into()),
-            fs_uuid: "u".into(),
-            align_kib: 1024,
-            active: false,
-            fsoptions: "defaults".into(),
-            extoptions: None,
-            grow: false,
-            disk: None,
             subvolumes: Subvolumes {
                 list,
                 snapshots: vec![Snapshot { name: "factory-@".into(), base: "@".into(), line: 3 }],
                 quota: true,
             },
+            ..Volume::new("/", "btrfs", 64, "u")
         }
     }
 

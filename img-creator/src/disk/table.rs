@@ -177,20 +177,7 @@ mod tests {
     use super::*;
 
     fn vol(mp: &str, fstype: &str, size: u64, align_kib: u64) -> Volume {
-        Volume {
-            mountpoint: mp.into(),
-            fstype: fstype.into(),
-            size_mib: size,
-            label: None,
-            fs_uuid: "x".into(),
-            align_kib,
-            active: false,
-            fsoptions: "defaults".into(),
-            extoptions: None,
-            grow: false,
-            disk: None,
-            subvolumes: Default::default(),
-        }
+        Volume { align_kib, ..Volume::new(mp, fstype, size, "x") }
     }
 
     #[test]
