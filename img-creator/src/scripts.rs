@@ -200,7 +200,7 @@ mod tests {
     #[test]
     fn erroronfail_decides_whether_failure_stops_the_build() {
         let b = Bench::new(TokenMap::new());
-        let (env, warn, dir) = (b.env(Path::new("/"), "x"), &b.warn, &b.dir);
+        let (env, warn) = (b.env(Path::new("/"), "x"), &b.warn);
         let e = run(&script("echo broken >&2; exit 1\n", true, true), &env).unwrap_err();
         assert_eq!(e.to_string(), "%post --nochroot (line 7) exited with status 1: broken");
         // Without --erroronfail only the last command counts, as before.
@@ -213,7 +213,7 @@ mod tests {
     #[test]
     fn erroronfail_stops_at_the_first_failing_command_and_names_its_line() {
         let b = Bench::new(TokenMap::new());
-        let (env, warn, dir) = (b.env(Path::new("/"), "x"), &b.warn, &b.dir);
+        let (env, dir) = (b.env(Path::new("/"), "x"), &b.dir);
         let reached = dir.path().join("reached");
         let body = format!("echo one\ncat /nonexistent/file\ntouch {}\n", reached.display());
         // busybox's sh through a link named sh, as images have it.
