@@ -103,9 +103,10 @@ struct ErrorBody {
     diagnostics: Vec<WireDiagnostic>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// A diagnostic as the server sends it (in a refusal, or a job's `warnings`).
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
-struct WireDiagnostic {
+pub struct WireDiagnostic {
     severity: String,
     file: String,
     line: usize,
@@ -113,23 +114,24 @@ struct WireDiagnostic {
     message: String,
 }
 
+impl WireDiagnostic {
+    /// The server's words, cleaned for a terminal.
+    pub fn to_diagnostic(&self) -> Diagnostic {
+        let (file, message) = (clean(&self.file), clean(&self.message));
+        if self.severity.eq_ignore_ascii_case("warning") {
+            Diagnostic::warning(&file, self.line, self.column, message)
+        } else {
+            Diagnostic::error(&file, self.line, self.column, message)
+        }
+    }
+}
+
 /// The error for a non-2xx answer, from its status and (the start of) its body.
 pub fn from_status(status: u16, body: &[u8]) -> ClientError {
     let parsed: Option<ErrorBody> = serde_json::from_slice(body).ok();
     let (code, detail, diagnostics) = match parsed {
         Some(b) if !b.detail.trim().is_empty() || !b.error.is_empty() => {
-            let diagnostics = b
-                .diagnostics
-                .into_iter()
-                .map(|d| {
-                    let (file, message) = (clean(&d.file), clean(&d.message));
-                    if d.severity.eq_ignore_ascii_case("warning") {
-                        Diagnostic::warning(&file, d.line, d.column, message)
-                    } else {
-                        Diagnostic::error(&file, d.line, d.column, message)
-                    }
-                })
-                .collect();
+            let diagnostics = b.diagnostics.iter().map(WireDiagnostic::to_diagnostic).collect();
             let detail = if b.detail.trim().is_empty() { b.error.clone() } else { b.detail };
             (clean(&b.error), clean(detail.trim()), diagnostics)
         }

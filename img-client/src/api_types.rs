@@ -11,6 +11,8 @@ pub struct Created {
     pub id: String,
     pub status: String,
     pub links: Links,
+    /// What the server's kickstart checks warned about (servers before the field: none).
+    pub warnings: Vec<crate::api_client::WireDiagnostic>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

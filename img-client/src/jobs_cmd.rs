@@ -142,6 +142,9 @@ pub fn submit(client: &ApiClient, args: &SubmitArgs) -> Result<(), ClientError> 
             out.flush()?;
         }
     }
+    for w in &created.warnings {
+        eprintln!("{}", w.to_diagnostic());
+    }
     if !created.links.page.is_empty() {
         eprintln!("job {id} {}: {}", clean(&created.status), clean(&created.links.page));
     }

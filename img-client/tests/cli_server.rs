@@ -190,7 +190,9 @@ fn submit_sends_the_file_as_multipart_and_prints_the_id() {
         ("POST", "/api/v1/jobs") => json(
             201,
             serde_json::json!({"id": ID, "status": "queued", "links": {"self": format!("{base}/api/v1/jobs/{ID}"),
-                "page": format!("{base}/job/{ID}"), "log": "", "events": "", "cancel": ""}}),
+                "page": format!("{base}/job/{ID}"), "log": "", "events": "", "cancel": ""},
+                "warnings": [{"severity": "warning", "file": "my.ks", "line": 3, "column": 1,
+                              "message": "option \u{1b}[2J--x ignored"}]}),
         ),
         _ => reply(404, "{}"),
     });
@@ -230,6 +232,9 @@ fn submit_sends_the_file_as_multipart_and_prints_the_id() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), format!("{ID}\n"));
     assert!(text(&out.stderr).contains(&format!("/job/{ID}")), "{}", text(&out.stderr));
+    let warned = text(&out.stderr);
+    assert!(warned.contains("my.ks:3:1: warning: option") && warned.contains("--x ignored"), "{warned}");
+    assert!(!warned.contains('\x1b'), "the server's words are cleaned: {warned}");
 
     let reqs = server.requests();
     assert_eq!(reqs.len(), 1);

@@ -16,6 +16,7 @@ pub mod service;
 pub mod state;
 pub mod submit;
 pub mod uploads;
+mod warnings;
 
 use actix_web::{web, App, HttpServer};
 use img_core::config::Config;

@@ -810,6 +810,7 @@ mod tests {
             finished: is_final(status).then(|| "2024-05-01T10:24:05.500Z".into()),
             error: (status == "failed").then(|| "mkfs failed: <disk full>".into()),
             kickstart_sha256: None,
+            warnings: Vec::new(),
             artifacts: if status == "done" {
                 vec![ArtifactView {
                     name: "nemo.raw".into(),

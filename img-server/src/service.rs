@@ -8,6 +8,7 @@ use crate::db::jobs::{self, Change, Refused};
 use crate::files::{self, Opened};
 use crate::state::AppState;
 use crate::submit::{self, Submission};
+use crate::warnings;
 use img_core::job::{Arch, ImageType, JobId, JobState};
 use std::path::PathBuf;
 
@@ -34,23 +35,27 @@ pub async fn submit(state: &AppState, caller: &Caller, sub: Submission) -> Resul
     let repos = img_core::repo_policy::RepoPolicy::from_config(&state.config.worker)
         .map_err(|e| ApiError::Internal(format!("worker repository settings: {e}")))?;
     // Blocking: templates are read and `file://` folders resolved on disk.
-    let mut job = tokio::task::spawn_blocking(move || submit::prepare(sub, &catalog, &limits, &repos))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let submit::Prepared { mut job, warnings } =
+        tokio::task::spawn_blocking(move || submit::prepare(sub, &catalog, &limits, &repos))
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))??;
     job.owner = caller.owner();
     let dir = state.job_dir(&job.id);
     tokio::fs::create_dir_all(&dir).await.map_err(|e| ApiError::Internal(format!("{}: {e}", dir.display())))?;
+    warnings::save(&dir, &warnings).await?;
     let row = job.clone();
     // Committed before anyone is told: the queue backends read it from here.
     state.db.run(move |db| jobs::insert(db, &row)).await?;
     tracing::info!(job = %job.id, "queued {} {} image `{}`", job.imagetype, job.arch, job.name);
     state.jobs_changed();
-    Ok(JobView::new(state, &job, &[]))
+    Ok(JobView { warnings, ..JobView::new(state, &job, &[]) })
 }
 
 /// Job `id` as `reader` may see it.
 pub async fn get(state: &AppState, reader: &Caller, id: &str) -> Result<JobView, ApiError> {
-    Ok(view(state, id).await?.for_reader(reader, state.config.auth.public_details))
+    let mut v = view(state, id).await?;
+    v.warnings = warnings::load(&state.job_dir(&v.id)).await;
+    Ok(v.for_reader(reader, state.config.auth.public_details))
 }
 
 /// Job `id` with every detail, for the server's own use (mail, checks).

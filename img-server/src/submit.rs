@@ -149,7 +149,19 @@ fn email_list(field: &str, max: u32) -> Result<String, ApiError> {
 
 /// Checks `sub` against `limits`, the catalog and the repository policy, and makes the job row
 /// to store (state `queued`).
-pub fn prepare(sub: Submission, catalog: &Catalog, limits: &LimitsConfig, repos: &RepoPolicy) -> Result<Job, ApiError> {
+/// A job ready to store, and what the kickstart's checks warned about (shown with the job).
+#[derive(Debug)]
+pub struct Prepared {
+    pub job: Job,
+    pub warnings: Vec<Diagnostic>,
+}
+
+pub fn prepare(
+    sub: Submission,
+    catalog: &Catalog,
+    limits: &LimitsConfig,
+    repos: &RepoPolicy,
+) -> Result<Prepared, ApiError> {
     check_fields(&sub, limits)?;
     let tokens = token_map(&sub.tokenmap)?;
     let overlay = match sub.overlay.as_deref().map(str::trim).filter(|o| !o.is_empty()) {
@@ -242,7 +254,8 @@ pub fn prepare(sub: Submission, catalog: &Catalog, limits: &LimitsConfig, repos:
     let now = now_ms();
     // The key `GET /api/v1/jobs?kickstart_sha256=` finds jobs by (the same hex sha256 as tokens).
     let kickstart_sha256 = Some(crate::auth::hash(&built.kickstart));
-    Ok(Job {
+    let warnings = built.warnings;
+    let job = Job {
         id: JobId::new().to_string(),
         kind: kind.into(),
         state: JobState::Queued.as_str().into(),
@@ -275,7 +288,8 @@ pub fn prepare(sub: Submission, catalog: &Catalog, limits: &LimitsConfig, repos:
         owner: None,
         builder: None,
         builder_attempt: None,
-    })
+    };
+    Ok(Prepared { job, warnings })
 }
 
 enum Source {
@@ -290,6 +304,8 @@ struct Built {
     suggested_type: Option<String>,
     suggested_arch: Option<String>,
     default_name: String,
+    /// The parsers' warnings, for the submitter to see.
+    warnings: Vec<Diagnostic>,
 }
 
 fn parse_imagetype(s: &str) -> Result<ImageType, ApiError> {
@@ -372,6 +388,7 @@ fn with_extra_repos(text: String, repos: &[String]) -> Result<String, ApiError> 
 fn kickstart_job(text: &str, file: &str, tokens: &TokenMap, overlay: Option<&Overlay>) -> Result<Built, ApiError> {
     let parsed = kickstart::parse(text, &ParseOptions { file, tokens }, &NoFiles);
     reject_errors(&parsed.diagnostics, "the kickstart has errors")?;
+    let warnings = parsed.diagnostics;
     let mut ks = parsed.kickstart;
     if let Some(o) = overlay {
         ks.apply_overlay(o);
@@ -382,6 +399,7 @@ fn kickstart_job(text: &str, file: &str, tokens: &TokenMap, overlay: Option<&Ove
         kickstart: ks.to_text(),
         file: file.to_owned(),
         default_name: sanitize_name(file.trim_end_matches(".ks")),
+        warnings,
     })
 }
 
@@ -429,6 +447,7 @@ fn render_template(
     let tokens = TokenMap::new();
     let parsed = kickstart::parse(&ks.text, &ParseOptions { file: &ks.file_name, tokens: &tokens }, &NoFiles);
     reject_errors(&parsed.diagnostics, "the rendered kickstart has errors")?;
+    let warnings = [loaded.diagnostics, rendered.diagnostics, parsed.diagnostics].concat();
     let k = parsed.kickstart;
     Ok(Built {
         suggested_type: k.mic_options.get("f").cloned().or_else(|| k.headers.get("SuggestedImageType").cloned()),
@@ -436,6 +455,7 @@ fn render_template(
         kickstart: ks.text.clone(),
         file: ks.file_name.clone(),
         default_name: sanitize_name(ks.file_name.trim_end_matches(".ks")),
+        warnings,
     })
 }
 
@@ -482,7 +502,7 @@ mod tests {
         let mut s = sub(KS);
         s.overlay = Some("gcc,-vim".into());
         s.ks_filename = Some("my image.ks".into());
-        let job = prepare(s, &Catalog::default(), &limits(1 << 20), &RepoPolicy::default()).unwrap();
+        let job = prepare(s, &Catalog::default(), &limits(1 << 20), &RepoPolicy::default()).unwrap().job;
         assert_eq!((job.state.as_str(), job.kind.as_str(), job.imagetype.as_str()), ("queued", "ks", "raw"));
         assert_eq!(job.name, "my-image");
         assert!(job.kickstart.contains("gcc\n") && job.kickstart.contains("-vim\n"), "{}", job.kickstart);

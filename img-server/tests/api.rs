@@ -666,7 +666,29 @@ fn downloads_take_ranges_per_rfc_9110(backend: Backend) {
     assert_eq!(r.bytes().unwrap().as_ref(), &body[..]);
 }
 
+/// The checks' warnings reach whoever submitted: in the 201 answer, the job's own view and
+/// its page, with file, line and column; lists leave them out.
+fn warnings_reach_the_submitter_and_the_job_page(backend: Backend) {
+    let store = Store::new(backend);
+    let s = Server::start(store.config());
+    let ks = format!("{SMALL_KS}%end\n");
+    let r = s.submit_json(json!({"kickstart": ks, "imagetype": "raw"}));
+    assert_eq!(r.status().as_u16(), 201);
+    let created: serde_json::Value = r.json().unwrap();
+    let want = json!([{"severity": "warning", "file": "kickstart.ks", "line": 5, "column": 1,
+                       "message": "%end outside any section, ignored"}]);
+    assert_eq!(created["warnings"], want, "{created}");
+    let id = created["id"].as_str().unwrap();
+    assert_eq!(s.get_json(&format!("/jobs/{id}"))["warnings"], want);
+    assert_eq!(s.get_json("/jobs")["jobs"][0]["warnings"], json!([]), "lists stay small");
+    let page = s.http.get(format!("{}/job/{id}", s.url)).send().unwrap().text().unwrap();
+    assert!(page.contains("kickstart.ks:5:1: %end outside any section, ignored"), "{page}");
+    let quiet = s.submit_json(json!({"kickstart": SMALL_KS, "imagetype": "raw"})).json::<serde_json::Value>().unwrap();
+    assert_eq!(quiet["warnings"], json!([]));
+}
+
 both_backends!(
+    warnings_reach_the_submitter_and_the_job_page,
     downloads_take_ranges_per_rfc_9110,
     job_files_that_are_links_are_not_served,
     an_uploaded_log_stops_at_log_max_mb,

@@ -93,7 +93,7 @@ async fn create(req: HttpRequest, state: web::Data<AppState>, body: web::Payload
     let sub: Submission = upload::read_submission(&req, body, &state.config.limits).await?;
     let job = service::submit(&state, &caller, sub).await?;
     Ok(HttpResponse::Created().insert_header((header::LOCATION, job.links.this.clone())).json(serde_json::json!({
-        "id": job.id, "status": job.status, "links": job.links,
+        "id": job.id, "status": job.status, "links": job.links, "warnings": job.warnings,
     })))
 }
 

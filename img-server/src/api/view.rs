@@ -36,6 +36,9 @@ pub struct JobView {
     pub error: Option<String>,
     /// sha256 of the kickstart as built (the `kickstart_sha256` filter of the job list).
     pub kickstart_sha256: Option<String>,
+    /// What the kickstart's checks warned about at submission (file, line, column, message);
+    /// in the submit answer and a job's own view, empty in lists and when details are hidden.
+    pub warnings: Vec<img_core::diag::Diagnostic>,
     pub artifacts: Vec<ArtifactView>,
     pub log_url: String,
     pub links: Links,
@@ -135,6 +138,7 @@ impl JobView {
             finished: job.finished_at.map(time),
             error: job.error.clone(),
             kickstart_sha256: job.kickstart_sha256.clone(),
+            warnings: Vec::new(),
             artifacts: artifacts
                 .iter()
                 .map(|a| ArtifactView {
@@ -161,6 +165,7 @@ impl JobView {
         if !reader.sees_details(self.owner.as_deref(), public_details) {
             self.email.clear();
             self.owner = None;
+            self.warnings.clear();
             self.details_hidden = true;
         }
         self
