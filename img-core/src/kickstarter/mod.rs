@@ -21,7 +21,7 @@ mod render;
 mod resolve;
 pub mod yaml;
 
-pub use config::{load, load_with_fragments, ImageEntry, Input, KickstarterConfig, Loaded};
+pub use config::{load, load_tree, load_with_fragments, ImageEntry, Input, KickstarterConfig, Loaded, Tree};
 pub use keys::{ENTRY_KEYS, LIST_KEYS, TOP_KEYS};
 pub use overlay::{apply_overlay, overlay_platform_yaml};
 pub use render::{render, RenderRequest, Rendered, RenderedKickstart, Select};
