@@ -175,7 +175,10 @@ fn tree_never_reads_outside_its_root() {
         "{err}"
     );
     assert!(err.contains("configurations.yaml:4:1: error: ExternalConfigs folder `linked` is outside the configuration's tree; refused"), "{err}");
-    assert!(err.contains("script `sneaky` not found"), "{err}");
+    assert!(
+        err.contains("script `sneaky` not found") && err.contains("sneaky.post` (outside the tree, refused)"),
+        "{err}"
+    );
     assert!(!out.contains("leaked") && !err.contains("leaked"), "{out}{err}");
     // A config outside the root given is refused before anything is read.
     let (code, _, err) =

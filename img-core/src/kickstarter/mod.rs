@@ -9,8 +9,9 @@
 //!   `Repositories` in any file, `Url-<ImageType>`, `RepositoryOptions`, `PreScripts`,
 //!   `RepositoryURLVariables`.
 //!
-//! Everything is read through a [`crate::source::SourceLoader`]; input is bounded
-//! (`limits`) before parsing; problems come back as diagnostics with file and line.
+//! Everything is read through a [`crate::source::SourceLoader`], beside the YAML file that
+//! names it and then in the [`Tree`]'s working folder, if any; input is bounded (`limits`)
+//! before parsing; problems come back as diagnostics with file and line.
 
 mod config;
 mod keys;

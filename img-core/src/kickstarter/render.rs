@@ -325,7 +325,15 @@ fn load_first(
         for c in cands {
             match loader.load(base, c) {
                 Ok(l) => return Some(l.text),
-                Err(LoadError::NotFound(p)) | Err(LoadError::OutsideRoot(p)) => {
+                Err(LoadError::NotFound(p)) => {
+                    let p = format!("`{p}`");
+                    if !tried.contains(&p) {
+                        tried.push(p)
+                    }
+                }
+                // A candidate out of the tree (a link, `..`) is never read; it still counts as tried.
+                Err(LoadError::OutsideRoot(p)) => {
+                    let p = format!("`{p}` (outside the tree, refused)");
                     if !tried.contains(&p) {
                         tried.push(p)
                     }
@@ -337,7 +345,7 @@ fn load_first(
             }
         }
     }
-    let tried = tried.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", ");
+    let tried = tried.join(", ");
     let message = format!("{what} not found (looked for {tried}: {})", cfg.tree.searched());
     diags.push(if required {
         Diagnostic::error(&origin.file, origin.line, 1, message)
