@@ -142,6 +142,10 @@ fn run(loader: &dyn SourceLoader, fs: &FsLoader, job: &(&str, Option<&str>, &[&s
         let errors: Vec<String> = parsed.diagnostics.iter().filter(|d| d.is_error()).map(|d| d.to_string()).collect();
         assert!(errors.is_empty(), "{config}: {} does not parse:\n{}\n{}", ks.file_name, errors.join("\n"), ks.text);
     }
+    // Every diagnostic points at a real line of a real file.
+    for d in &diags {
+        assert!(d.line > 0, "{config}: diagnostic without a line: {d}");
+    }
     let fmt = |e: &img_core::Diagnostic| e.to_string();
     JobResult {
         rendered: out.kickstarts.len(),

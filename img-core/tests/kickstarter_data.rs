@@ -164,6 +164,9 @@ fn run_all(kind: &str) {
     for dir in dirs {
         let out = run_case(&dir);
         let diag_text: String = out.diags.iter().map(|d| format!("{d}\n")).collect();
+        if let Some(d) = out.diags.iter().find(|d| d.line == 0) {
+            failures.push(format!("{}: diagnostic without a line: {d}", dir.display()));
+        }
         let errors = has_errors(&out.diags);
         if kind == "ok" && errors {
             failures.push(format!("{}: unexpected errors\n{diag_text}", dir.display()));
