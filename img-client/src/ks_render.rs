@@ -1,7 +1,8 @@
 //! `img-client ks render`: kickstarter YAML → kickstart(s) on stdout.
 use crate::files::FsLoader;
 use img_core::diag::has_errors;
-use img_core::kickstarter::{self, Input, RenderRequest, Select};
+use img_core::kickstarter::{self, Input, RenderRequest, Select, Tree};
+use img_core::source::LoadError;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -20,7 +21,7 @@ pub struct RenderArgs {
     pub repos: Option<PathBuf>,
     /// Further section files loaded as if in an ExternalConfigs folder (e.g. Mer's
     /// 00base.yaml for a config naming /usr/share/kickstarter-configs/mer). Repeatable;
-    /// must be in the config's folder.
+    /// must be inside the root (see --root).
     #[arg(long = "with")]
     pub with: Vec<PathBuf>,
     /// Render the active images of this platform (or inheriting this section).
@@ -38,20 +39,49 @@ pub struct RenderArgs {
     /// List platforms and images instead of rendering.
     #[arg(long)]
     pub list: bool,
+    /// The tree's root, the working folder the original kickstarter ran in: ExternalConfigs,
+    /// scripts and parts not found beside the YAML naming them are looked up here, and
+    /// nothing outside it is read. Default: the current folder, or the config's own folder
+    /// when the config is not inside the current folder.
+    #[arg(long)]
+    pub root: Option<PathBuf>,
+    /// A missing PreScripts/PostScripts/NoChrootScripts file is an error, not a warning.
+    #[arg(long)]
+    pub strict: bool,
+}
+
+/// The loader for the tree, the config's name in it, and the tree.
+fn open_tree(args: &RenderArgs) -> anyhow::Result<(FsLoader, String, Tree)> {
+    let tree = Tree { work_dir: Some(String::new()), strict: args.strict };
+    let (loader, name) = match &args.root {
+        Some(root) => FsLoader::for_tree(root, &args.config).map_err(|e| match e {
+            LoadError::OutsideRoot(_) => {
+                anyhow::anyhow!("--config {} is not inside --root {}", args.config.display(), root.display())
+            }
+            e => anyhow::anyhow!("--config: {e}"),
+        })?,
+        None => match FsLoader::for_tree(Path::new("."), &args.config) {
+            Ok(found) => found,
+            Err(LoadError::OutsideRoot(_)) => FsLoader::for_file(&args.config),
+            Err(e) => anyhow::bail!("--config: {e}"),
+        },
+    };
+    Ok((loader, name, tree))
 }
 
 pub fn run(args: &RenderArgs) -> anyhow::Result<ExitCode> {
-    let (loader, config_name) = FsLoader::for_file(&args.config);
+    let (loader, config_name, tree) = open_tree(args)?;
     let read = |path: &Path| loader.read_path(path).map(|l| (l.path, l.text));
     let (_, config_text) = read(&args.config)?;
     let fragments = args.with.iter().map(|w| read(w)).collect::<Result<Vec<_>, _>>()?;
     let repos = args.repos.as_deref().map(read).transpose()?;
     let frag_inputs: Vec<Input<'_>> = fragments.iter().map(|(f, t)| Input { text: t, file: f }).collect();
-    let loaded = kickstarter::load_with_fragments(
+    let loaded = kickstarter::load_tree(
         Input { text: &config_text, file: &config_name },
         &frag_inputs,
         repos.as_ref().map(|(f, t)| Input { text: t, file: f }),
         &loader,
+        &tree,
     );
     for d in &loaded.diagnostics {
         eprintln!("{d}");

@@ -3,7 +3,9 @@
 //! `config=` (default configurations.yaml), `repos=`, `with=` (repeatable fragment),
 //! `select=all|platform:P|name:N`, `overlay=`, `extra_repo=` (repeatable), and
 //! `mode=render|overlay-yaml` (overlay-yaml writes the platform section with the
-//! overlay applied). Every file in the folder is visible to the loader.
+//! overlay applied), `root=` (the working folder, `.` for the case's folder: a tree run
+//! from its root) and `strict=1` (missing scripts are errors). Every file in the folder is
+//! visible to the loader.
 //!
 //! Expectations: `expected.ks` (rendered kickstarts, each after `# ---- <file> ----`),
 //! `expected.yaml` (overlay-yaml mode) and `expected.diag` (diagnostics, one per line).
@@ -54,6 +56,7 @@ fn run_case(dir: &Path) -> Outcome {
     let mut config = "configurations.yaml".to_owned();
     let (mut repos, mut with, mut extra, mut overlay) = (None, Vec::new(), Vec::new(), None);
     let (mut select, mut mode) = (Select::All, "render".to_owned());
+    let mut tree = kickstarter::Tree::default();
     for line in case.lines().filter(|l| !l.trim().is_empty()) {
         let (k, v) = line.split_once('=').unwrap_or_else(|| panic!("{}: bad case line {line}", dir.display()));
         match k {
@@ -63,6 +66,8 @@ fn run_case(dir: &Path) -> Outcome {
             "overlay" => overlay = Some(v.to_owned()),
             "extra_repo" => extra.push(v.to_owned()),
             "mode" => mode = v.to_owned(),
+            "root" => tree.work_dir = Some(v.to_owned()),
+            "strict" => tree.strict = v == "1",
             "select" => {
                 select = match v.split_once(':') {
                     Some(("platform", p)) => Select::Platform(p.to_owned()),
@@ -81,11 +86,12 @@ fn run_case(dir: &Path) -> Outcome {
     let with_texts: Vec<(String, String)> = with.iter().map(|w| (w.clone(), text_of(w).unwrap())).collect();
     let with_inputs: Vec<Input<'_>> = with_texts.iter().map(|(f, t)| Input { text: t, file: f }).collect();
     let repos_text = repos.as_ref().map(|r| (r.clone(), text_of(r).unwrap()));
-    let loaded = kickstarter::load_with_fragments(
+    let loaded = kickstarter::load_tree(
         Input { text: &config_text, file: &config },
         &with_inputs,
         repos_text.as_ref().map(|(f, t)| Input { text: t, file: f }),
         &loader,
+        &tree,
     );
     let mut diags = loaded.diagnostics.clone();
     let mut output = String::new();
@@ -158,6 +164,9 @@ fn run_all(kind: &str) {
     for dir in dirs {
         let out = run_case(&dir);
         let diag_text: String = out.diags.iter().map(|d| format!("{d}\n")).collect();
+        if let Some(d) = out.diags.iter().find(|d| d.line == 0) {
+            failures.push(format!("{}: diagnostic without a line: {d}", dir.display()));
+        }
         let errors = has_errors(&out.diags);
         if kind == "ok" && errors {
             failures.push(format!("{}: unexpected errors\n{diag_text}", dir.display()));

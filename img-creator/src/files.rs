@@ -25,17 +25,31 @@ impl FsLoader {
         (Self::new(root), name)
     }
 
-    /// Reads a file the user named by its own path (`--repos`, `--with`), which must lie
-    /// inside the root; it is known by its path relative to the root from then on.
-    pub fn read_path(&self, path: &Path) -> Result<Loaded, LoadError> {
+    /// A loader for a kickstarter tree: confined to `root` (the working folder, where the
+    /// original's Makefile ran it), with `file`'s name relative to it. A `file` outside
+    /// `root` is refused: nothing outside the root is read.
+    pub fn for_tree(root: &Path, file: &Path) -> Result<(Self, String), LoadError> {
+        let loader = Self::new(root);
+        let rel = loader.relative(file)?;
+        Ok((loader, rel))
+    }
+
+    /// `path` (which must exist) as a path relative to the root.
+    fn relative(&self, path: &Path) -> Result<String, LoadError> {
         let shown = path.display().to_string();
         let canon = path.canonicalize().map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => LoadError::NotFound(shown.clone()),
             _ => unreadable(&shown, e),
         })?;
-        let root = self.root.canonicalize().map_err(|e| unreadable(&shown, e))?;
+        let root = self.root.canonicalize().map_err(|e| unreadable(&self.root.display().to_string(), e))?;
         let rel = canon.strip_prefix(&root).map_err(|_| LoadError::OutsideRoot(shown.clone()))?;
-        self.read(rel.to_string_lossy().into_owned())
+        Ok(rel.to_string_lossy().into_owned())
+    }
+
+    /// Reads a file the user named by its own path (`--repos`, `--with`), which must lie
+    /// inside the root; it is known by its path relative to the root from then on.
+    pub fn read_path(&self, path: &Path) -> Result<Loaded, LoadError> {
+        self.read(self.relative(path)?)
     }
 
     /// Reads a file the user named directly (not through an include).

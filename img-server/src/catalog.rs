@@ -109,3 +109,33 @@ pub fn load_kickstarter(path: &Path, text: &str) -> (FsLoader, kickstarter::Load
     );
     (loader, loaded)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The server has no working folder: ExternalConfigs beside the template load, those
+    /// named from a repository root do not, and the error says why.
+    #[test]
+    fn templates_resolve_beside_themselves_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("configs/Mer/configurations.yaml");
+        std::fs::create_dir_all(dir.path().join("configs/Mer/handset")).unwrap();
+        std::fs::write(
+            dir.path().join("configs/Mer/handset/h.yaml"),
+            "Name: Handset\nActive: True\nExtraPackages:\n    - bash\n",
+        )
+        .unwrap();
+        let text = "ExternalConfigs:\n    - handset\n    - configs/Mer/handset/\n";
+        let (_, loaded) = load_kickstarter(&config, text);
+        let images = loaded.config.as_ref().map(|c| c.images()).unwrap_or_default();
+        assert_eq!(images.iter().map(|i| i.name.as_str()).collect::<Vec<_>>(), ["Handset"]);
+        let errors: Vec<String> = loaded.diagnostics.iter().filter(|d| d.is_error()).map(|d| d.to_string()).collect();
+        assert_eq!(
+            errors,
+            ["configurations.yaml:3:1: error: ExternalConfigs folder `configs/Mer/handset/` not found (looked for \
+              `configs/Mer/handset`: no working folder here (as on the server), so only the configuration's own \
+              folders apply)"]
+        );
+    }
+}

@@ -56,6 +56,37 @@ pub struct Repository {
     pub origin: Origin,
 }
 
+/// Where a configuration sits: what the original kickstarter found through the working
+/// folder its Makefile ran it in, and how hard a missing script is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tree {
+    /// The working folder (repository root) as a loader path, `""` for the loader's own
+    /// root: `ExternalConfigs`, scripts and parts are looked up beside the YAML file that
+    /// names them, then here. None (the server) means the configuration's folder only.
+    pub work_dir: Option<String>,
+    /// A missing script is an error; by default a warning, as both original tools had it.
+    pub strict: bool,
+}
+
+impl Tree {
+    /// A file name inside the working folder: loaders resolve names against a file's folder.
+    pub(crate) fn anchor(&self) -> Option<String> {
+        self.work_dir.as_deref().map(|d| match d.trim_end_matches('/') {
+            "" | "." => "_".to_owned(),
+            d => format!("{d}/_"),
+        })
+    }
+
+    /// How a lookup's list of places ends, for "not found" messages.
+    pub(crate) fn searched(&self) -> &'static str {
+        if self.work_dir.is_some() {
+            "beside the YAML file, then in the working folder"
+        } else {
+            "no working folder here (as on the server), so only the configuration's own folders apply"
+        }
+    }
+}
+
 /// A loaded configuration; see [`KickstarterConfig::images`] and [`KickstarterConfig::platforms`].
 #[derive(Debug, Clone, Default)]
 pub struct KickstarterConfig {
@@ -67,6 +98,7 @@ pub struct KickstarterConfig {
     pub(crate) url_vars: crate::kickstart::TokenMap,
     /// Shared so per-entry checks need not copy a whole file's lines.
     pub(crate) lines: BTreeMap<String, Arc<LineIndex>>,
+    pub(crate) tree: Tree,
 }
 
 /// What [`load`] returns: the configuration (None when the main file cannot be parsed) and
@@ -107,8 +139,19 @@ pub fn load_with_fragments(
     repos: Option<Input<'_>>,
     loader: &dyn SourceLoader,
 ) -> Loaded {
+    load_tree(config, fragments, repos, loader, &Tree::default())
+}
+
+/// Like [`load_with_fragments`], for a configuration inside a tree (see [`Tree`]).
+pub fn load_tree(
+    config: Input<'_>,
+    fragments: &[Input<'_>],
+    repos: Option<Input<'_>>,
+    loader: &dyn SourceLoader,
+    tree: &Tree,
+) -> Loaded {
     let mut b = Builder {
-        cfg: KickstarterConfig::default(),
+        cfg: KickstarterConfig { tree: tree.clone(), ..KickstarterConfig::default() },
         diags: Vec::new(),
         loader,
         fragments: !fragments.is_empty(),
@@ -139,8 +182,8 @@ pub fn load_with_fragments(
             Err(LoadError::NotFound(_)) => {}
             Err(e) => b.diags.push(Diagnostic::warning(
                 config.file,
-                0,
-                0,
+                1,
+                1,
                 format!("repos.yaml next to the configuration: {e}"),
             )),
         },
@@ -149,8 +192,8 @@ pub fn load_with_fragments(
     if b.cfg.images.is_empty() && !crate::diag::has_errors(&b.diags) {
         b.diags.push(Diagnostic::warning(
             config.file,
-            0,
-            0,
+            1,
+            1,
             "no image entries (no `Configurations` list and no file with a top-level `Name`): nothing to render",
         ));
     }
@@ -393,27 +436,7 @@ impl Builder<'_> {
                 }
                 continue;
             }
-            let names = match self.loader.list(file, &dir) {
-                Ok(n) => n,
-                Err(LoadError::NotFound(p)) => {
-                    self.diags.push(Diagnostic::error(
-                        file,
-                        dir_line,
-                        1,
-                        format!("ExternalConfigs folder `{dir}` not found (looked for `{p}`)"),
-                    ));
-                    continue;
-                }
-                Err(e) => {
-                    self.diags.push(Diagnostic::error(
-                        file,
-                        dir_line,
-                        1,
-                        format!("ExternalConfigs folder `{dir}`: {e}"),
-                    ));
-                    continue;
-                }
-            };
+            let Some((base, names)) = self.external_folder(file, &dir, dir_line) else { continue };
             for name in names.iter().filter(|n| n.ends_with(".yaml")) {
                 self.files_read += 1;
                 if self.files_read > MAX_EXTERNAL_FILES {
@@ -426,7 +449,7 @@ impl Builder<'_> {
                     return;
                 }
                 let rel = format!("{}/{name}", dir.trim_end_matches('/'));
-                match self.loader.load(file, &rel) {
+                match self.loader.load(&base, &rel) {
                     Ok(l) => {
                         if let Some(root) = self.parse(&l.text, &l.path) {
                             self.add_doc(root, &l.path, depth + 1);
@@ -441,6 +464,55 @@ impl Builder<'_> {
                 }
             }
         }
+    }
+}
+
+impl Builder<'_> {
+    /// The folder `dir` names, beside `file` or else in the working folder: the file to
+    /// resolve its entries against, and their names. None (with an error) when neither has it.
+    fn external_folder(&mut self, file: &str, dir: &str, dir_line: usize) -> Option<(String, Vec<String>)> {
+        let bases: Vec<String> = std::iter::once(file.to_owned()).chain(self.cfg.tree.anchor()).collect();
+        let mut tried: Vec<String> = Vec::new();
+        for base in bases {
+            match self.loader.list(&base, dir) {
+                Ok(names) => return Some((base, names)),
+                Err(LoadError::NotFound(p)) => {
+                    if !tried.contains(&p) {
+                        tried.push(p);
+                    }
+                }
+                Err(LoadError::OutsideRoot(_)) => {
+                    self.diags.push(Diagnostic::error(
+                        file,
+                        dir_line,
+                        1,
+                        format!("ExternalConfigs folder `{dir}` is outside the configuration's tree; refused"),
+                    ));
+                    return None;
+                }
+                Err(e) => {
+                    self.diags.push(Diagnostic::error(
+                        file,
+                        dir_line,
+                        1,
+                        format!("ExternalConfigs folder `{dir}`: {e}"),
+                    ));
+                    return None;
+                }
+            }
+        }
+        let tried: Vec<String> = tried.iter().map(|t| format!("`{t}`")).collect();
+        self.diags.push(Diagnostic::error(
+            file,
+            dir_line,
+            1,
+            format!(
+                "ExternalConfigs folder `{dir}` not found (looked for {}: {})",
+                tried.join(", "),
+                self.cfg.tree.searched()
+            ),
+        ));
+        None
     }
 }
 

@@ -9,8 +9,9 @@
 //!   `Repositories` in any file, `Url-<ImageType>`, `RepositoryOptions`, `PreScripts`,
 //!   `RepositoryURLVariables`.
 //!
-//! Everything is read through a [`crate::source::SourceLoader`]; input is bounded
-//! (`limits`) before parsing; problems come back as diagnostics with file and line.
+//! Everything is read through a [`crate::source::SourceLoader`], beside the YAML file that
+//! names it and then in the [`Tree`]'s working folder, if any; input is bounded (`limits`)
+//! before parsing; problems come back as diagnostics with file and line.
 
 mod config;
 mod keys;
@@ -21,7 +22,7 @@ mod render;
 mod resolve;
 pub mod yaml;
 
-pub use config::{load, load_with_fragments, ImageEntry, Input, KickstarterConfig, Loaded};
+pub use config::{load, load_tree, load_with_fragments, ImageEntry, Input, KickstarterConfig, Loaded, Tree};
 pub use keys::{ENTRY_KEYS, LIST_KEYS, TOP_KEYS};
 pub use overlay::{apply_overlay, overlay_platform_yaml};
 pub use render::{render, RenderRequest, Rendered, RenderedKickstart, Select};

@@ -70,34 +70,42 @@ pub fn render(config: &KickstarterConfig, req: &RenderRequest<'_>, loader: &dyn 
                 .collect();
             if hit.is_empty() {
                 let names: Vec<String> = cfg.images.iter().map(|i| i.name.clone()).collect();
+                let near = cfg.images.iter().find(|i| i.name.eq_ignore_ascii_case(n));
+                let at = near.or(cfg.images.first()).map_or_else(|| top_of(&cfg), |i| i.origin.clone());
+                let hint = near.map(|i| format!(" (did you mean `{}`?)", i.name)).unwrap_or_default();
                 out.diagnostics.push(Diagnostic::error(
-                    &cfg.file,
-                    0,
-                    0,
-                    format!("no image named `{n}`; available: {}", available(&names)),
+                    &at.file,
+                    at.line,
+                    1,
+                    format!("no image named `{n}`{hint}; available: {}", available(&names)),
                 ));
             }
             hit
         }
         Select::Platform(p) => {
-            if cfg.section(p).is_none() {
+            let Some(section) = cfg.section(p) else {
+                let near = cfg.sections.iter().find(|s| s.name.eq_ignore_ascii_case(p) && s.name != "Default");
+                let first = cfg.sections.iter().find(|s| s.name != "Default");
+                let at = near.or(first).map_or_else(|| top_of(&cfg), |s| s.origin.clone());
+                let hint = near.map(|s| format!(" (did you mean `{}`?)", s.name)).unwrap_or_default();
                 out.diagnostics.push(Diagnostic::error(
-                    &cfg.file,
-                    0,
-                    0,
-                    format!("unknown platform `{p}`; available: {}", available(&cfg.platforms())),
+                    &at.file,
+                    at.line,
+                    1,
+                    format!("unknown platform `{p}`{hint}; available: {}", available(&cfg.platforms())),
                 ));
                 return out;
-            }
+            };
+            let section_at = section.origin.clone();
             let of_platform: Vec<usize> = (0..cfg.images.len())
                 .filter(|&i| cfg.images.get(i).is_some_and(|img| ancestors(&cfg, img).contains(p)))
                 .collect();
             let active: Vec<usize> = of_platform.iter().copied().filter(|&i| is_active(&cfg, i)).collect();
             if active.is_empty() {
                 out.diagnostics.push(Diagnostic::error(
-                    &cfg.file,
-                    0,
-                    0,
+                    &section_at.file,
+                    section_at.line,
+                    1,
                     format!("platform `{p}` has no active images ({} inactive)", of_platform.len()),
                 ));
             }
@@ -131,6 +139,12 @@ pub fn render(config: &KickstarterConfig, req: &RenderRequest<'_>, loader: &dyn 
         }
     }
     out
+}
+
+/// Where a name asked for on the command line is reported when nothing in the YAML is
+/// near it: the configuration's first line.
+fn top_of(cfg: &KickstarterConfig) -> Origin {
+    Origin { file: cfg.file.clone(), line: 1 }
 }
 
 fn is_active(cfg: &KickstarterConfig, i: usize) -> bool {
@@ -177,12 +191,12 @@ fn render_image(
     if let Some(name) = s("Part") {
         let origin = eff.origin("Part").cloned().unwrap_or_else(|| img.origin.clone());
         let cands = [format!("custom/part/{name}"), name.clone()];
-        p.part_text = load_first(loader, cfg, &origin, &cands, &format!("part file `{name}` (Part)"), diags);
+        p.part_text = load_first(loader, cfg, &origin, &cands, &format!("part file `{name}` (Part)"), diags, true);
     }
     if let Some(path) = s("Partition") {
         let origin = eff.origin("Partition").cloned().unwrap_or_else(|| img.origin.clone());
         let cands = [path.clone(), format!("custom/part/{path}")];
-        p.part_text = load_first(loader, cfg, &origin, &cands, &format!("part file `{path}` (Partition)"), diags);
+        p.part_text = load_first(loader, cfg, &origin, &cands, &format!("part file `{path}` (Partition)"), diags, true);
     }
     let wants_bootloader = !eff.has("Bootloader") || eff.flag("Bootloader");
     if wants_bootloader && ["BootloaderTimeout", "BootloaderAppend", "BootloaderOptions"].iter().any(|k| eff.has(k)) {
@@ -268,7 +282,8 @@ fn repo_lines(cfg: &KickstarterConfig, eff: &Effective, diags: &mut Vec<Diagnost
 
 /// kickstarter read `custom/scripts/<name>.<kind>`; Mer and Maui name the file itself
 /// (`rpm-rebuilddb.post`, `scripts/x.post`). Tried in that order, relative to the YAML
-/// file that listed the script, then to the main configuration.
+/// file that listed the script, then to the main configuration, then to the working
+/// folder. A missing one is skipped with a warning, as both originals did, unless strict.
 fn scripts(
     cfg: &KickstarterConfig,
     eff: &Effective,
@@ -283,7 +298,8 @@ fn scripts(
         let mut cands =
             vec![format!("custom/scripts/{name}.{kind}"), format!("custom/scripts/{name}"), name.to_owned()];
         cands.dedup();
-        if let Some(t) = load_first(loader, cfg, origin, &cands, &format!("{key}: script `{name}`"), diags) {
+        let what = format!("{key}: script `{name}`");
+        if let Some(t) = load_first(loader, cfg, origin, &cands, &what, diags, cfg.tree.strict) {
             out.push(t);
         }
     }
@@ -297,17 +313,27 @@ fn load_first(
     cands: &[String],
     what: &str,
     diags: &mut Vec<Diagnostic>,
+    required: bool,
 ) -> Option<String> {
-    let mut bases = vec![origin.file.as_str()];
+    let mut bases = vec![origin.file.clone()];
     if cfg.file != origin.file {
-        bases.push(cfg.file.as_str());
+        bases.push(cfg.file.clone());
     }
+    bases.extend(cfg.tree.anchor());
     let mut tried = Vec::new();
     for base in &bases {
         for c in cands {
             match loader.load(base, c) {
                 Ok(l) => return Some(l.text),
-                Err(LoadError::NotFound(p)) | Err(LoadError::OutsideRoot(p)) => {
+                Err(LoadError::NotFound(p)) => {
+                    let p = format!("`{p}`");
+                    if !tried.contains(&p) {
+                        tried.push(p)
+                    }
+                }
+                // A candidate out of the tree (a link, `..`) is never read; it still counts as tried.
+                Err(LoadError::OutsideRoot(p)) => {
+                    let p = format!("`{p}` (outside the tree, refused)");
                     if !tried.contains(&p) {
                         tried.push(p)
                     }
@@ -319,14 +345,17 @@ fn load_first(
             }
         }
     }
-    diags.push(Diagnostic::error(
-        &origin.file,
-        origin.line,
-        1,
-        format!(
-            "{what} not found (looked for {})",
-            tried.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", ")
-        ),
-    ));
+    let tried = tried.join(", ");
+    let message = format!("{what} not found (looked for {tried}: {})", cfg.tree.searched());
+    diags.push(if required {
+        Diagnostic::error(&origin.file, origin.line, 1, message)
+    } else {
+        Diagnostic::warning(
+            &origin.file,
+            origin.line,
+            1,
+            format!("{message}; skipped (strict mode makes this an error)"),
+        )
+    });
     None
 }
