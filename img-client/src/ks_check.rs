@@ -34,7 +34,8 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(1));
         }
     };
-    let parsed = parse(&loaded.text, &ParseOptions { file: &loaded.path, tokens: &tokens }, &loader);
+    let parsed =
+        parse(&loaded.text, &ParseOptions { file: &loaded.path, tokens: &tokens, literal_tokens: false }, &loader);
     for diag in &parsed.diagnostics {
         eprintln!("{diag}");
     }

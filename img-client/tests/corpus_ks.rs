@@ -26,7 +26,8 @@ fn corpus_parses_with_only_include_errors() {
     let mut failures = Vec::new();
     for name in &names {
         let text = loader.read_top(name).unwrap().text;
-        let parsed = parse(&text, &ParseOptions { file: name, tokens: &TokenMap::new() }, &loader);
+        let parsed =
+            parse(&text, &ParseOptions { file: name, tokens: &TokenMap::new(), literal_tokens: false }, &loader);
         let lines: Vec<&str> = text.lines().collect();
         let errors: Vec<_> = parsed.diagnostics.iter().filter(|d| d.is_error()).collect();
         warnings.extend(parsed.diagnostics.iter().filter(|d| !d.is_error()).map(|d| d.to_string()));

@@ -308,7 +308,7 @@ fn parse_kickstart(
     loaded: &img_core::source::Loaded,
     tokens: &TokenMap,
 ) -> anyhow::Result<Kickstart> {
-    let parsed = parse(&loaded.text, &ParseOptions { file: &loaded.path, tokens }, loader);
+    let parsed = parse(&loaded.text, &ParseOptions { file: &loaded.path, tokens, literal_tokens: false }, loader);
     for d in &parsed.diagnostics {
         eprintln!("{d}");
     }

@@ -30,7 +30,7 @@ fn parsed(ks: &Path) -> img_core::kickstart::Parsed {
     let (loader, file) = FsLoader::for_file(ks);
     let loaded = loader.read_top(&file).expect("readable");
     let tokens: TokenMap = [("RELEASE".to_owned(), "test".to_owned())].into();
-    parse(&loaded.text, &ParseOptions { file: &loaded.path, tokens: &tokens }, &loader)
+    parse(&loaded.text, &ParseOptions { file: &loaded.path, tokens: &tokens, literal_tokens: false }, &loader)
 }
 
 /// The package names in the fixture repo.

@@ -370,7 +370,7 @@ fn with_extra_repos(text: String, repos: &[String]) -> Result<String, ApiError> 
 }
 
 fn kickstart_job(text: &str, file: &str, tokens: &TokenMap, overlay: Option<&Overlay>) -> Result<Built, ApiError> {
-    let parsed = kickstart::parse(text, &ParseOptions { file, tokens }, &NoFiles);
+    let parsed = kickstart::parse(text, &ParseOptions { file, tokens, literal_tokens: false }, &NoFiles);
     reject_errors(&parsed.diagnostics, "the kickstart has errors")?;
     let mut ks = parsed.kickstart;
     if let Some(o) = overlay {
@@ -427,7 +427,11 @@ fn render_template(
         }
     };
     let tokens = TokenMap::new();
-    let parsed = kickstart::parse(&ks.text, &ParseOptions { file: &ks.file_name, tokens: &tokens }, &NoFiles);
+    let parsed = kickstart::parse(
+        &ks.text,
+        &ParseOptions { file: &ks.file_name, tokens: &tokens, literal_tokens: false },
+        &NoFiles,
+    );
     reject_errors(&parsed.diagnostics, "the rendered kickstart has errors")?;
     let k = parsed.kickstart;
     Ok(Built {

@@ -530,8 +530,11 @@ fn run_script(spec: &BuildSpec, shares: &[Share], proxy: bool) -> String {
 /// The kickstart's enabled repositories (after token substitution).
 fn kickstart_repos(spec: &BuildSpec) -> Vec<img_core::kickstart::commands::Repo> {
     use img_core::kickstart::{parse, ParseOptions};
-    let parsed =
-        parse(&spec.kickstart, &ParseOptions { file: "job.ks", tokens: &spec.tokenmap }, &img_core::source::NoFiles);
+    let parsed = parse(
+        &spec.kickstart,
+        &ParseOptions { file: "job.ks", tokens: &spec.tokenmap, literal_tokens: false },
+        &img_core::source::NoFiles,
+    );
     parsed.kickstart.summary().repos.into_iter().filter(|r| !r.disable).collect()
 }
 
