@@ -19,7 +19,7 @@ pub fn kickstart_for(job: &KickstarterJob) -> Result<String, String> {
             let tokens = TokenMap::new();
             let parsed = kickstart::parse(
                 &t.template,
-                &ParseOptions { file: "template.ks", tokens: &tokens, literal_tokens: false },
+                &ParseOptions { file: "template.ks", tokens: &tokens, literal_tokens: true },
                 &NoFiles,
             );
             if let Some(e) = parsed.diagnostics.iter().find(|d| d.is_error()) {

@@ -79,7 +79,7 @@ pub fn kickstart_sha256(req: &ImageRequest) -> Result<String, String> {
     let file = format!("{}.ks", req.name);
     let parsed = kickstart::parse(
         &req.kickstart,
-        &ParseOptions { file: &file, tokens: &tokens, literal_tokens: false },
+        &ParseOptions { file: &file, tokens: &tokens, literal_tokens: true },
         &NoFiles,
     );
     if img_core::diag::has_errors(&parsed.diagnostics) {
