@@ -15,12 +15,12 @@ fuzz_target!(|data: &[u8]| {
     let mut tokens = TokenMap::new();
     tokens.insert("ARCH".into(), "i586".into());
     tokens.insert("RELEASE".into(), "1.0".into());
-    let opts = ParseOptions { file: "main.ks", tokens: &tokens };
+    let opts = ParseOptions { file: "main.ks", tokens: &tokens, literal_tokens: false };
     let parsed = parse(main, &opts, &files);
     let _ = parsed.kickstart.summary();
     let out = parsed.kickstart.to_text();
     if !img_core::diag::has_errors(&parsed.diagnostics) {
-        let again = parse(&out, &ParseOptions { file: "again.ks", tokens: &TokenMap::new() }, &files);
+        let again = parse(&out, &ParseOptions { file: "again.ks", tokens: &TokenMap::new(), literal_tokens: false }, &files);
         let _ = again.kickstart.summary();
     }
 });

@@ -13,6 +13,9 @@ pub struct CheckArgs {
     /// Token map for @TOKEN@ substitution, e.g. `RELEASE:1.0,ARCH:i586`.
     #[arg(long)]
     pub tokenmap: Option<String>,
+    /// Leave @TOKENS@ without a value as written instead of reporting each as an error.
+    #[arg(long)]
+    pub literal_tokens: bool,
     /// Print the normalised model as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -34,7 +37,11 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(1));
         }
     };
-    let parsed = parse(&loaded.text, &ParseOptions { file: &loaded.path, tokens: &tokens }, &loader);
+    let parsed = parse(
+        &loaded.text,
+        &ParseOptions { file: &loaded.path, tokens: &tokens, literal_tokens: args.literal_tokens },
+        &loader,
+    );
     for diag in &parsed.diagnostics {
         eprintln!("{diag}");
     }

@@ -63,13 +63,44 @@ fn missing_file_and_bad_token_map_are_one_line_errors() {
 }
 
 #[test]
+fn unresolved_tokens_fail_naming_each_line_unless_literal_or_given() {
+    let dir = std::env::temp_dir().join(format!("img-tokens-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("fixture.ks");
+    let ks = "repo --name=fixture --baseurl=@FIXTURE_REPO@\nrepo --name=r --baseurl=http://x/@RELEASE@/@ARCH@/\n";
+    std::fs::write(&file, ks).unwrap();
+    let path = file.to_str().unwrap();
+
+    let out = check(&[path]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        "fixture.ks:1:31: error: unresolved token @FIXTURE_REPO@: give it a value (tokenmap FIXTURE_REPO:VALUE) or mark tokens as literal\n"
+    );
+    for args in [vec!["--literal-tokens", path], vec!["--tokenmap", "FIXTURE_REPO:http://repo/", path]] {
+        let out = check(&args);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", text(&out.stderr));
+        assert!(out.stderr.is_empty(), "{args:?}: {}", text(&out.stderr));
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn an_unknown_section_fails_the_check() {
+    let out = check(&[data("err/unknown-section.ks").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).starts_with("unknown-section.ks:6:1: error: unknown section %psot; known: %packages"));
+}
+
+#[test]
 fn example_kickstarts_check_clean() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../kickstarts");
     let mut checked = 0;
     for entry in std::fs::read_dir(&dir).unwrap().flatten() {
         let path = entry.path();
         if path.extension().is_some_and(|e| e == "ks") {
-            let out = check(&["--tokenmap", "RELEASE:1.0", path.to_str().unwrap()]);
+            // demo-x86_64.ks needs the fixture repository's path, as its comment says.
+            let out = check(&["--tokenmap", "RELEASE:1.0,FIXTURE_REPO:/srv/fixture", path.to_str().unwrap()]);
             assert_eq!(out.status.code(), Some(0), "{}: {}", path.display(), text(&out.stderr));
             assert!(out.stderr.is_empty(), "{}: {}", path.display(), text(&out.stderr));
             checked += 1;

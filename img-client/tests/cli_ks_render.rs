@@ -22,7 +22,7 @@ fn example_renders_every_active_image_cleanly() {
     // Each kickstart checks clean with img-core's kickstart parser.
     for ks in out.split("# ---- ").filter(|p| !p.trim().is_empty()) {
         let tokens = img_core::kickstart::TokenMap::new();
-        let opts = img_core::kickstart::ParseOptions { file: "example.ks", tokens: &tokens };
+        let opts = img_core::kickstart::ParseOptions { file: "example.ks", tokens: &tokens, literal_tokens: false };
         let parsed = img_core::kickstart::parse(ks, &opts, &img_core::source::NoFiles);
         let errors: Vec<_> = parsed.diagnostics.iter().filter(|d| d.is_error()).collect();
         assert!(errors.is_empty(), "{errors:?}\n{ks}");

@@ -137,7 +137,7 @@ fn run(loader: &dyn SourceLoader, fs: &FsLoader, job: &(&str, Option<&str>, &[&s
     diags.extend(out.diagnostics);
     for ks in &out.kickstarts {
         let tokens = img_core::kickstart::TokenMap::new();
-        let opts = img_core::kickstart::ParseOptions { file: &ks.file_name, tokens: &tokens };
+        let opts = img_core::kickstart::ParseOptions { file: &ks.file_name, tokens: &tokens, literal_tokens: true };
         let parsed = img_core::kickstart::parse(&ks.text, &opts, &img_core::source::NoFiles);
         let errors: Vec<String> = parsed.diagnostics.iter().filter(|d| d.is_error()).map(|d| d.to_string()).collect();
         assert!(errors.is_empty(), "{config}: {} does not parse:\n{}\n{}", ks.file_name, errors.join("\n"), ks.text);

@@ -167,9 +167,14 @@ fn pykickstart_dump(files: &[PathBuf]) -> BTreeMap<String, Value> {
 }
 
 /// `img-client ks check --json FILE`: the JSON on stdout and the exit code, or why
-/// there is no JSON.
+/// there is no JSON. Tokens stay literal: pykickstart knows no `@TOKEN@`s, and the corpus's
+/// templates expect a token map.
 fn img_dump(file: &Path) -> Result<(Value, Option<i32>), String> {
-    let out = Command::new(IMG_CLIENT).args(["ks", "check", "--json"]).arg(file).output().expect("run img-client");
+    let out = Command::new(IMG_CLIENT)
+        .args(["ks", "check", "--json", "--literal-tokens"])
+        .arg(file)
+        .output()
+        .expect("run img-client");
     let stdout = String::from_utf8_lossy(&out.stdout);
     match serde_json::from_str::<Value>(stdout.trim()) {
         Ok(v) if v.is_object() => Ok((v, out.status.code())),

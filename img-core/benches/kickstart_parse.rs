@@ -13,7 +13,7 @@ use std::hint::black_box;
 fn bench(c: &mut Criterion) {
     let text = gen::kickstart();
     let tokens = TokenMap::new();
-    let opts = ParseOptions { file: "bench-5000.ks", tokens: &tokens };
+    let opts = ParseOptions { file: "bench-5000.ks", tokens: &tokens, literal_tokens: false };
     // Sanity: the input is valid and fully read, so we time real work.
     let parsed = parse(&text, &opts, &NoFiles);
     assert!(

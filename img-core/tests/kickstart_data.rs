@@ -2,7 +2,8 @@
 //! match `*.json` (the summary); `data/kickstart/err/*.ks` must have errors and match
 //! `*.diag` (one diagnostic per line). `IMG_BLESS=1` rewrites the expected files.
 //! `inc/` below each folder is offered to `%include` through `MemoryFiles`; an optional
-//! `NAME.tokens` holds the token map.
+//! `NAME.tokens` holds the token map; an optional (empty) `NAME.literal` asks for unresolved
+//! `@TOKENS@` to stay literal.
 
 use img_core::diag::has_errors;
 use img_core::kickstart::{parse, parse_token_map, ParseOptions, Parsed, TokenMap, MAX_INCLUDE_DEPTH, MAX_LINE};
@@ -47,7 +48,8 @@ fn parse_case(name: &str, path: &Path) -> Parsed {
         Ok(t) => parse_token_map(t.trim()).unwrap(),
         Err(_) => TokenMap::new(),
     };
-    parse(&text, &ParseOptions { file: name, tokens: &tokens }, &memory_files(dir, name, &text))
+    let literal_tokens = path.with_extension("literal").exists();
+    parse(&text, &ParseOptions { file: name, tokens: &tokens, literal_tokens }, &memory_files(dir, name, &text))
 }
 
 /// Compares `actual` with the expected file, or rewrites it under `IMG_BLESS=1`.
@@ -90,7 +92,7 @@ fn err_files_report_errors_matching_their_diag() {
 }
 
 fn parse_text(text: &str) -> Parsed {
-    parse(text, &ParseOptions { file: "t.ks", tokens: &TokenMap::new() }, &NoFiles)
+    parse(text, &ParseOptions { file: "t.ks", tokens: &TokenMap::new(), literal_tokens: false }, &NoFiles)
 }
 
 #[test]
@@ -137,9 +139,15 @@ fn binary_junk_gives_bounded_diagnostics_and_no_panic() {
 #[test]
 fn token_values_with_newlines_are_rejected() {
     let tokens = parse_token_map("A:ok").unwrap().into_iter().chain([("B".to_owned(), "x\ny".to_owned())]).collect();
-    let parsed = parse("lang @A@\nkeyboard @B@\n", &ParseOptions { file: "t.ks", tokens: &tokens }, &NoFiles);
+    let parsed = parse(
+        "lang @A@\nkeyboard @B@\n",
+        &ParseOptions { file: "t.ks", tokens: &tokens, literal_tokens: false },
+        &NoFiles,
+    );
     let diags: Vec<String> = parsed.diagnostics.iter().map(|d| d.to_string()).collect();
-    assert_eq!(diags, vec!["t.ks:0:0: error: token B has a value with a newline; not substituted"]);
+    let unresolved =
+        "t.ks:2:10: error: unresolved token @B@: give it a value (tokenmap B:VALUE) or mark tokens as literal";
+    assert_eq!(diags, vec!["t.ks:0:0: error: token B has a value with a newline; not substituted", unresolved]);
     assert_eq!(parsed.kickstart.to_text(), "lang ok\nkeyboard @B@\n");
     assert_eq!(parsed.kickstart.summary().tokens, vec!["B"]);
 }
@@ -150,7 +158,11 @@ fn includes_nested_too_deep_are_an_error_on_the_include_line() {
     for i in 0..MAX_INCLUDE_DEPTH + 3 {
         files = files.with(&format!("d{i}.ks"), &format!("# level {i}\n%include d{}.ks\n", i + 1));
     }
-    let parsed = parse("%include d0.ks\n", &ParseOptions { file: "top.ks", tokens: &TokenMap::new() }, &files);
+    let parsed = parse(
+        "%include d0.ks\n",
+        &ParseOptions { file: "top.ks", tokens: &TokenMap::new(), literal_tokens: false },
+        &files,
+    );
     let diags: Vec<String> = parsed.diagnostics.iter().map(|d| d.to_string()).collect();
     assert_eq!(
         diags,
@@ -212,7 +224,11 @@ fn every_prefix_of_every_case_parses_without_panic() {
             let files = memory_files(path.parent().unwrap(), &name, &text);
             for (cut, _) in text.char_indices() {
                 let prefix = &text[..cut];
-                let parsed = parse(prefix, &ParseOptions { file: &name, tokens: &TokenMap::new() }, &files);
+                let parsed = parse(
+                    prefix,
+                    &ParseOptions { file: &name, tokens: &TokenMap::new(), literal_tokens: false },
+                    &files,
+                );
                 assert_eq!(parsed.kickstart.to_text(), prefix, "{name} cut at {cut}");
                 parsed_count += 1;
             }

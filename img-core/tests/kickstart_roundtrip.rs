@@ -20,7 +20,7 @@ fn ks_files(dir: &Path) -> Vec<PathBuf> {
 fn check_round_trip(path: &Path) -> Option<String> {
     let text = fs::read_to_string(path).unwrap();
     let name = path.file_name().unwrap().to_string_lossy().into_owned();
-    let opts = ParseOptions { file: &name, tokens: &TokenMap::new() };
+    let opts = ParseOptions { file: &name, tokens: &TokenMap::new(), literal_tokens: false };
     let files = MemoryFiles::new();
     let first = parse(&text, &opts, &files).kickstart;
     let written = first.to_text();

@@ -129,7 +129,7 @@ fn run_case(dir: &Path) -> Outcome {
 /// Every rendered kickstart must be valid: img-core's kickstart parser finds no error.
 fn check_kickstart(name: &str, text: &str) {
     let tokens = img_core::kickstart::TokenMap::new();
-    let opts = img_core::kickstart::ParseOptions { file: name, tokens: &tokens };
+    let opts = img_core::kickstart::ParseOptions { file: name, tokens: &tokens, literal_tokens: false };
     let parsed = img_core::kickstart::parse(text, &opts, &img_core::source::NoFiles);
     let errors: Vec<String> = parsed.diagnostics.iter().filter(|d| d.is_error()).map(|d| d.to_string()).collect();
     assert!(errors.is_empty(), "{name}: rendered kickstart has errors:\n{}\n{text}", errors.join("\n"));

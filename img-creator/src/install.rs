@@ -298,7 +298,8 @@ mod tests {
             "repo --name=\"os main\" --baseurl=http://h/$basearch/ --includepkgs=a,b --excludepkgs=c --priority=5 \
                   --cost=100 --ssl_verify=no --proxy=http://p:3128 --gpgkey=file:///k\n\
                   repo --name=off --baseurl=file:///x --disable\n%packages --excludedocs --ignoremissing\na\n%end\n";
-        let parsed = parse(ks, &ParseOptions { file: "t.ks", tokens: &TokenMap::new() }, &NoFiles);
+        let parsed =
+            parse(ks, &ParseOptions { file: "t.ks", tokens: &TokenMap::new(), literal_tokens: false }, &NoFiles);
         let conf = dnf_conf(&Plan::of(&parsed.kickstart), true, None);
         for line in [
             "reposdir=/dev/null",
@@ -326,7 +327,8 @@ mod tests {
         let ks = "repo --name=web --baseurl=http://h/os/\nrepo --name=tls --mirrorlist=https://m/list\n\
                   repo --name=own --baseurl=http://h/x/ --proxy=http://corp:8080\n\
                   repo --name=local --baseurl=file:///srv/r\n";
-        let parsed = parse(ks, &ParseOptions { file: "t.ks", tokens: &TokenMap::new() }, &NoFiles);
+        let parsed =
+            parse(ks, &ParseOptions { file: "t.ks", tokens: &TokenMap::new(), literal_tokens: false }, &NoFiles);
         let conf = dnf_conf(&Plan::of(&parsed.kickstart), true, Some("http://10.0.2.100:3128"));
         let proxy_of = |repo: &str| {
             let section = conf.split("\n\n").find(|s| s.starts_with(&format!("[{repo}]"))).expect(repo);

@@ -72,6 +72,9 @@ struct Options {
     /// More @TOKEN@ values: `K:V,K2:V2`.
     #[arg(long)]
     tokenmap: Option<String>,
+    /// Leave @TOKENS@ without a value as written; otherwise each is an error naming its line.
+    #[arg(long)]
+    literal_tokens: bool,
     /// Package cache reused between builds.
     #[arg(long, short = 'k')]
     cachedir: Option<PathBuf>,
@@ -125,6 +128,7 @@ impl Options {
             arch: self.arch.or(line.arch),
             release: self.release.or(line.release),
             tokenmap: self.tokenmap.or(line.tokenmap),
+            literal_tokens: self.literal_tokens || line.literal_tokens,
             name: self.name.or(line.name),
             pack_to: self.pack_to.or(line.pack_to),
             copy_kernel: self.copy_kernel || line.copy_kernel,
@@ -222,7 +226,7 @@ fn run(args: CreateArgs) -> anyhow::Result<ExitCode> {
     let pack_to =
         args.pack_to.as_deref().map(|p| pack::file_name(p, &name, &tokens)).transpose().map_err(anyhow::Error::msg)?;
 
-    let ks = parse_kickstart(&loader, &loaded, &tokens)?;
+    let ks = parse_kickstart(&loader, &loaded, &tokens, args.literal_tokens)?;
     let record = args.record_pkgs.as_deref().map(record::Kinds::parse).transpose();
     let record = record.map_err(|e| anyhow::anyhow!("--record-pkgs: {e}"))?.unwrap_or_default();
     let compress_gz = match args.compress_image.as_deref() {
@@ -307,8 +311,9 @@ fn parse_kickstart(
     loader: &FsLoader,
     loaded: &img_core::source::Loaded,
     tokens: &TokenMap,
+    literal_tokens: bool,
 ) -> anyhow::Result<Kickstart> {
-    let parsed = parse(&loaded.text, &ParseOptions { file: &loaded.path, tokens }, loader);
+    let parsed = parse(&loaded.text, &ParseOptions { file: &loaded.path, tokens, literal_tokens }, loader);
     for d in &parsed.diagnostics {
         eprintln!("{d}");
     }

@@ -195,7 +195,8 @@ mod tests {
     use img_core::source::NoFiles;
 
     fn plan(text: &str) -> Plan {
-        let parsed = parse(text, &ParseOptions { file: "t.ks", tokens: &TokenMap::new() }, &NoFiles);
+        let parsed =
+            parse(text, &ParseOptions { file: "t.ks", tokens: &TokenMap::new(), literal_tokens: false }, &NoFiles);
         Plan::of(&parsed.kickstart)
     }
 

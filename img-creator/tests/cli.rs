@@ -44,3 +44,25 @@ fn a_name_that_is_a_path_is_refused_before_any_work() {
     assert!(!dir.join("escape.log").exists() && !dir.join("out").exists(), "nothing written");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn an_unresolved_token_is_refused_before_any_work() {
+    let dir = std::env::temp_dir().join(format!("img-cli-token-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ks = dir.join("x.ks");
+    let text = "part / --size=8\nrepo --name=f --baseurl=file:///srv/@ARCH@/@NOPE@/\n%packages\nbusybox\n%end\n";
+    std::fs::write(&ks, text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_img-creator"))
+        .args(["create", "fs"])
+        .arg(&ks)
+        .arg("--outdir")
+        .arg(dir.join("out"))
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("x.ks:2:44: error: unresolved token @NOPE@"), "{err}");
+    assert!(err.contains("nothing was built"), "{err}");
+    assert!(!dir.join("out").exists(), "nothing written");
+    let _ = std::fs::remove_dir_all(&dir);
+}

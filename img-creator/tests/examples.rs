@@ -29,8 +29,10 @@ fn examples() -> Vec<PathBuf> {
 fn parsed(ks: &Path) -> img_core::kickstart::Parsed {
     let (loader, file) = FsLoader::for_file(ks);
     let loaded = loader.read_top(&file).expect("readable");
-    let tokens: TokenMap = [("RELEASE".to_owned(), "test".to_owned())].into();
-    parse(&loaded.text, &ParseOptions { file: &loaded.path, tokens: &tokens }, &loader)
+    // demo-x86_64.ks takes the fixture repository as a token, as its comment says.
+    let fixture = ("FIXTURE_REPO".to_owned(), fixture_repo().display().to_string());
+    let tokens: TokenMap = [("RELEASE".to_owned(), "test".to_owned()), fixture].into();
+    parse(&loaded.text, &ParseOptions { file: &loaded.path, tokens: &tokens, literal_tokens: false }, &loader)
 }
 
 /// The package names in the fixture repo.

@@ -62,7 +62,8 @@ fn describe(path: &Path) -> Option<Template> {
     let text = std::fs::read_to_string(path).ok()?;
     if name.ends_with(".ks") {
         let tokens = TokenMap::new();
-        let parsed = kickstart::parse(&text, &ParseOptions { file: &name, tokens: &tokens }, &NoFiles);
+        let parsed =
+            kickstart::parse(&text, &ParseOptions { file: &name, tokens: &tokens, literal_tokens: true }, &NoFiles);
         let headers = &parsed.kickstart.headers;
         let mic = &parsed.kickstart.mic_options;
         let stem = name.trim_end_matches(".ks").to_owned();

@@ -339,6 +339,7 @@ struct FormValues {
     email: String,
     name: String,
     tokenmap: String,
+    literal_tokens: bool,
     extra_repos: String,
     tags: String,
 }
@@ -360,6 +361,7 @@ impl FormValues {
                 TokenMapInput::Text(t) => t.clone(),
                 TokenMapInput::Map(m) => m.iter().map(|(k, v)| format!("{k}:{v}")).collect::<Vec<_>>().join(","),
             },
+            literal_tokens: sub.literal_tokens,
             extra_repos: sub.extra_repos.join("\n"),
             tags: sub.tags.join(", "),
         }
@@ -1006,9 +1008,19 @@ mod tests {
         assert!(html.contains("Minimal &lt;x86&gt;") && html.contains("<option value=\"n950\">"));
         assert!(html.contains("16.0 MiB") && html.contains("<option value=\"x86_64\">"));
         assert!(!html.contains("role=\"alert\"") && !html.contains("name=\"kickstart\""));
-        for field in
-            ["template", "platform", "overlay", "imagetype", "arch", "email", "name", "tokenmap", "extra_repos", "tags"]
-        {
+        for field in [
+            "template",
+            "platform",
+            "overlay",
+            "imagetype",
+            "arch",
+            "email",
+            "name",
+            "tokenmap",
+            "literal_tokens",
+            "extra_repos",
+            "tags",
+        ] {
             assert!(html.contains(&format!("name=\"{field}\"")), "{field}");
         }
         let sub = Submission {

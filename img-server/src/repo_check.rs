@@ -17,7 +17,7 @@ use std::path::Path;
 /// One diagnostic per refused repository URL of `text` (as the worker will parse it), named
 /// by `file` and the `repo` line.
 pub fn check(text: &str, file: &str, tokens: &TokenMap, policy: &RepoPolicy) -> Vec<Diagnostic> {
-    let parsed = kickstart::parse(text, &ParseOptions { file, tokens }, &NoFiles);
+    let parsed = kickstart::parse(text, &ParseOptions { file, tokens, literal_tokens: true }, &NoFiles);
     let mut items = Vec::new();
     walk(&parsed.kickstart.items, &mut items);
     let local = resolved_roots(policy);

@@ -37,6 +37,9 @@ pub struct Submission {
     pub name: Option<String>,
     #[serde(default)]
     pub tokenmap: TokenMapInput,
+    /// `@TOKENS@` without a value are meant literally; otherwise each is a 422 naming its line.
+    #[serde(default)]
+    pub literal_tokens: bool,
     /// Lists are read bounded (see [`crate::bounded`]), then checked against `[limits]`.
     #[serde(default, deserialize_with = "crate::bounded::list")]
     pub extra_repos: Vec<String>,
@@ -204,7 +207,7 @@ pub fn prepare(
     let built = match source {
         Source::Kickstart { text, file } => {
             let text = with_extra_repos(text, &sub.extra_repos)?;
-            kickstart_job(&text, &file, &tokens, overlay.as_ref())?
+            kickstart_job(&text, &file, &tokens, sub.literal_tokens, overlay.as_ref())?
         }
         Source::Template(name) => {
             let t = catalog.get(&name).ok_or_else(|| {
@@ -215,12 +218,13 @@ pub fn prepare(
                 let text = std::fs::read_to_string(&t.path)
                     .map_err(|e| ApiError::Internal(format!("reading template {}: {e}", t.path.display())))?;
                 let text = with_extra_repos(text, &sub.extra_repos)?;
-                let mut b = kickstart_job(&text, &t.name, &tokens, overlay.as_ref())?;
+                let mut b = kickstart_job(&text, &t.name, &tokens, sub.literal_tokens, overlay.as_ref())?;
                 b.suggested_type = b.suggested_type.or_else(|| t.suggested_imagetype.clone());
                 b.suggested_arch = b.suggested_arch.or_else(|| t.suggested_arch.clone());
                 b
             } else {
-                render_template(t, sub.platform.as_deref(), overlay.as_ref(), &sub.extra_repos)?
+                let tokens = Tokens { map: &tokens, literal: sub.literal_tokens };
+                render_template(t, sub.platform.as_deref(), overlay.as_ref(), &sub.extra_repos, &tokens)?
             }
         }
     };
@@ -385,8 +389,14 @@ fn with_extra_repos(text: String, repos: &[String]) -> Result<String, ApiError> 
     kickstart::append_extra_repos(text, repos).map_err(|e| ApiError::invalid(format!("extra_repos: {e}")))
 }
 
-fn kickstart_job(text: &str, file: &str, tokens: &TokenMap, overlay: Option<&Overlay>) -> Result<Built, ApiError> {
-    let parsed = kickstart::parse(text, &ParseOptions { file, tokens }, &NoFiles);
+fn kickstart_job(
+    text: &str,
+    file: &str,
+    tokens: &TokenMap,
+    literal_tokens: bool,
+    overlay: Option<&Overlay>,
+) -> Result<Built, ApiError> {
+    let parsed = kickstart::parse(text, &ParseOptions { file, tokens, literal_tokens }, &NoFiles);
     reject_errors(&parsed.diagnostics, "the kickstart has errors")?;
     let warnings = parsed.diagnostics;
     let mut ks = parsed.kickstart;
@@ -403,11 +413,18 @@ fn kickstart_job(text: &str, file: &str, tokens: &TokenMap, overlay: Option<&Ove
     })
 }
 
+/// The job's token map and whether tokens it lacks are meant literally.
+struct Tokens<'a> {
+    map: &'a TokenMap,
+    literal: bool,
+}
+
 fn render_template(
     t: &crate::catalog::Template,
     platform: Option<&str>,
     overlay: Option<&Overlay>,
     extra_repos: &[String],
+    tokens: &Tokens,
 ) -> Result<Built, ApiError> {
     let platform = platform.map(str::trim).filter(|p| !p.is_empty()).ok_or_else(|| {
         ApiError::invalid(format!("platform: missing; `{}` has platforms {}", t.name, t.platforms.join(", ")))
@@ -444,8 +461,9 @@ fn render_template(
             )));
         }
     };
-    let tokens = TokenMap::new();
-    let parsed = kickstart::parse(&ks.text, &ParseOptions { file: &ks.file_name, tokens: &tokens }, &NoFiles);
+    // The rendered text is stored as is (the worker substitutes); this parse checks it.
+    let opts = ParseOptions { file: &ks.file_name, tokens: tokens.map, literal_tokens: tokens.literal };
+    let parsed = kickstart::parse(&ks.text, &opts, &NoFiles);
     reject_errors(&parsed.diagnostics, "the rendered kickstart has errors")?;
     let warnings = [loaded.diagnostics, rendered.diagnostics, parsed.diagnostics].concat();
     let k = parsed.kickstart;

@@ -76,6 +76,42 @@ fn submit_build_download(backend: Backend) {
     assert!(!store.dir.join("data/jobs").join(&id).exists());
 }
 
+/// A token with no value would fail ~17 s into the build as an unreachable repository; it is
+/// a 422 naming token and line, unless the request says tokens are meant literally. The
+/// builder's own `@ARCH@`/`@RELEASE@` are never unresolved.
+fn unresolved_tokens_are_refused_unless_literal(backend: Backend) {
+    let store = Store::new(backend);
+    let s = Server::start(store.config());
+    let ks = format!("repo --name=r --baseurl=https://repo.example.org/@RELEASE@/@ARCH@/@FLAVOUR@/\n{SMALL_KS}");
+    let r = s.submit_json(json!({"kickstart": ks, "imagetype": "raw"}));
+    assert_eq!(r.status(), 422);
+    let body: serde_json::Value = r.json().unwrap();
+    assert_eq!(body["diagnostics"].as_array().map(Vec::len), Some(1), "{body}");
+    let d = &body["diagnostics"][0];
+    assert_eq!(
+        (d["file"].as_str(), d["line"].as_u64(), d["column"].as_u64()),
+        (Some("kickstart.ks"), Some(1), Some(67))
+    );
+    assert!(d["message"].as_str().unwrap().contains("unresolved token @FLAVOUR@"), "{d}");
+    assert!(body["detail"].as_str().unwrap().contains("kickstart.ks:1:67"), "{body}");
+    let unknown = s.submit_json(json!({"kickstart": format!("{SMALL_KS}%psot\necho hi\n%end\n"), "imagetype": "raw"}));
+    assert_eq!(unknown.status(), 422);
+    assert!(unknown.text().unwrap().contains("unknown section %psot"));
+    assert_eq!(s.get_json("/jobs")["total"], 0, "nothing stored");
+
+    let r = s.submit_json(json!({"kickstart": ks, "imagetype": "raw", "literal_tokens": true}));
+    assert_eq!(r.status(), 201, "{}", r.text().unwrap());
+    let form = multipart::Form::new()
+        .part("ksfile", multipart::Part::text(ks.clone()).file_name("fixture.ks"))
+        .text("imagetype", "raw");
+    assert_eq!(s.http.post(s.api("/jobs")).multipart(form).send().unwrap().status(), 422);
+    let form = multipart::Form::new()
+        .part("ksfile", multipart::Part::text(ks).file_name("fixture.ks"))
+        .text("imagetype", "raw")
+        .text("literal_tokens", "on");
+    assert_eq!(s.http.post(s.api("/jobs")).multipart(form).send().unwrap().status(), 201);
+}
+
 fn bad_input_is_refused_and_nothing_is_stored(backend: Backend) {
     let store = Store::new(backend);
     let mut config = store.config();
@@ -696,6 +732,7 @@ both_backends!(
     unsafe_repositories_are_refused_with_their_line,
     submit_build_download,
     bad_input_is_refused_and_nothing_is_stored,
+    unresolved_tokens_are_refused_unless_literal,
     cancel_retry_and_conflicts,
     tokens_guard_writes,
     queued_jobs_survive_a_restart,

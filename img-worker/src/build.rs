@@ -315,6 +315,8 @@ impl Builder {
             let pairs: Vec<String> = spec.tokenmap.iter().map(|(k, v)| format!("{k}:{v}")).collect();
             cmd.arg("--tokenmap").arg(pairs.join(","));
         }
+        // The server refused unresolved tokens at submit unless the job asked for them literally.
+        cmd.arg("--literal-tokens");
         // Never mounts on the host, whatever this worker's environment says.
         cmd.env_remove(img_creator::disk::IN_BUILD_VM);
         cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).kill_on_drop(true);
@@ -521,6 +523,8 @@ fn run_script(spec: &BuildSpec, shares: &[Share], proxy: bool) -> String {
         let pairs: Vec<String> = spec.tokenmap.iter().map(|(k, v)| format!("{k}:{v}")).collect();
         args.push(format!("--tokenmap {}", q(&pairs.join(","))));
     }
+    // As on the host: the server already refused tokens not meant literally.
+    args.push("--literal-tokens".into());
     // Mounts are allowed here (our own kernel, a throwaway disk): btrfs subvolumes need one.
     s.push_str(&format!("export {}=1\n", img_creator::disk::IN_BUILD_VM));
     s.push_str(&format!("exec {} 2>{GUEST_RESULT}/{}\n", args.join(" "), guest_output::CREATOR_STDERR));
@@ -530,8 +534,11 @@ fn run_script(spec: &BuildSpec, shares: &[Share], proxy: bool) -> String {
 /// The kickstart's enabled repositories (after token substitution).
 fn kickstart_repos(spec: &BuildSpec) -> Vec<img_core::kickstart::commands::Repo> {
     use img_core::kickstart::{parse, ParseOptions};
-    let parsed =
-        parse(&spec.kickstart, &ParseOptions { file: "job.ks", tokens: &spec.tokenmap }, &img_core::source::NoFiles);
+    let parsed = parse(
+        &spec.kickstart,
+        &ParseOptions { file: "job.ks", tokens: &spec.tokenmap, literal_tokens: true },
+        &img_core::source::NoFiles,
+    );
     parsed.kickstart.summary().repos.into_iter().filter(|r| !r.disable).collect()
 }
 

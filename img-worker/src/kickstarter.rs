@@ -17,8 +17,11 @@ pub fn kickstart_for(job: &KickstarterJob) -> Result<String, String> {
     match &job.config {
         KickstarterConfig::Template(t) => {
             let tokens = TokenMap::new();
-            let parsed =
-                kickstart::parse(&t.template, &ParseOptions { file: "template.ks", tokens: &tokens }, &NoFiles);
+            let parsed = kickstart::parse(
+                &t.template,
+                &ParseOptions { file: "template.ks", tokens: &tokens, literal_tokens: true },
+                &NoFiles,
+            );
             if let Some(e) = parsed.diagnostics.iter().find(|d| d.is_error()) {
                 return Err(format!("template: {e}"));
             }

@@ -59,9 +59,9 @@ pub fn build_ks(wi: &mut Workitem, ksstore: Option<&Path>) -> Result<String, Str
     }
 
     let text = kickstart::append_extra_repos(text, &repos).map_err(|e| format!("image.extra_repos: {e}"))?;
-    // No tokens: @TOKENS@ stay for build_image's tokenmap.
+    // No tokens: @TOKENS@ stay (literal) for build_image's tokenmap.
     let tokens = TokenMap::new();
-    let opts = ParseOptions { file: &file, tokens: &tokens };
+    let opts = ParseOptions { file: &file, tokens: &tokens, literal_tokens: true };
     let parsed = match &loader {
         Some(l) => kickstart::parse(&text, &opts, l),
         None => kickstart::parse(&text, &opts, &NoFiles),

@@ -77,7 +77,11 @@ pub fn kickstart_sha256(req: &ImageRequest) -> Result<String, String> {
         None => TokenMap::new(),
     };
     let file = format!("{}.ks", req.name);
-    let parsed = kickstart::parse(&req.kickstart, &ParseOptions { file: &file, tokens: &tokens }, &NoFiles);
+    let parsed = kickstart::parse(
+        &req.kickstart,
+        &ParseOptions { file: &file, tokens: &tokens, literal_tokens: true },
+        &NoFiles,
+    );
     if img_core::diag::has_errors(&parsed.diagnostics) {
         let lines: Vec<String> = parsed.diagnostics.iter().map(ToString::to_string).collect();
         return Err(format!("the kickstart has errors:\n{}", lines.join("\n")));

@@ -19,7 +19,7 @@ pub use edit::{append_extra_repos, BadRepoUrl};
 pub use model::{Entry, Item, Kickstart, Section, SectionKind};
 pub use parser::{MAX_DIAGNOSTICS, MAX_INCLUDE_DEPTH, MAX_INPUT, MAX_LINE};
 pub use summary::Summary;
-pub use tokens::{is_token_name, parse_token_map, substitute, TokenMapError};
+pub use tokens::{is_token_name, parse_token_map, substitute, TokenMapError, BUILDER_TOKENS};
 
 use crate::diag::Diagnostic;
 use crate::source::SourceLoader;
@@ -31,6 +31,9 @@ pub struct ParseOptions<'a> {
     /// Name used in diagnostics and as the base for `%include`.
     pub file: &'a str,
     pub tokens: &'a TokenMap,
+    /// `@TOKEN@`s with no value stay as written; otherwise each is an error (except
+    /// [`BUILDER_TOKENS`], which the builder always fills).
+    pub literal_tokens: bool,
 }
 
 /// The model and every problem found (not just the first).

@@ -26,6 +26,7 @@ struct Ctx<'a> {
     diags: Vec<Diagnostic>,
     dropped: usize,
     unresolved: Vec<String>,
+    literal_tokens: bool,
     /// Files being parsed, outermost first, for cycle detection.
     stack: Vec<String>,
 }
@@ -66,6 +67,7 @@ pub fn parse(text: &str, opts: &ParseOptions, loader: &dyn SourceLoader) -> Pars
         diags: Vec::new(),
         dropped: 0,
         unresolved: Vec::new(),
+        literal_tokens: opts.literal_tokens,
         stack: vec![file.to_owned()],
     };
     for (name, value) in opts.tokens {
@@ -80,7 +82,7 @@ pub fn parse(text: &str, opts: &ParseOptions, loader: &dyn SourceLoader) -> Pars
     if text.len() > MAX_INPUT {
         ctx.error(file, 0, 0, format!("kickstart is {} bytes, over the limit of {MAX_INPUT}", text.len()));
     } else {
-        let text = prepare(&mut ctx, text);
+        let text = prepare(&mut ctx, file, text);
         ks.items = parse_text(&mut ctx, file, &text, 0);
     }
     collect_comment_headers(&mut ks);
@@ -93,11 +95,34 @@ pub fn parse(text: &str, opts: &ParseOptions, loader: &dyn SourceLoader) -> Pars
     Parsed { kickstart: ks, diagnostics: ctx.diags }
 }
 
-/// Token substitution, then notes which `@TOKEN@`s are left.
-fn prepare(ctx: &mut Ctx, text: &str) -> String {
+/// Token substitution, then notes which `@TOKEN@`s are left and, unless they are meant
+/// literally, reports each where it stands (a build with one would fail much later).
+fn prepare(ctx: &mut Ctx, file: &str, text: &str) -> String {
     let text = tokens::substitute(text, &ctx.tokens);
     tokens::unresolved(&text, &mut ctx.unresolved);
+    if !ctx.literal_tokens {
+        report_unresolved(ctx, file, &text);
+    }
     text
+}
+
+fn report_unresolved(ctx: &mut Ctx, file: &str, text: &str) {
+    for (index, line) in text.lines().enumerate() {
+        // Comments are never substituted into anything the build reads (mic's `--pack-to`
+        // header has its own `@NAME@`).
+        if line.trim_start().starts_with('#') {
+            continue;
+        }
+        for (offset, name) in tokens::token_spans(line) {
+            if tokens::BUILDER_TOKENS.contains(&name) {
+                continue;
+            }
+            let column = line[..offset].chars().count() + 1;
+            let message =
+                format!("unresolved token @{name}@: give it a value (tokenmap {name}:VALUE) or mark tokens as literal");
+            ctx.error(file, index + 1, column, message);
+        }
+    }
 }
 
 fn collect_comment_headers(ks: &mut Kickstart) {
@@ -252,8 +277,12 @@ fn open_section(ctx: &mut Ctx, file: &str, line_no: usize, raw: &str, line: &str
         }
         SectionKind::Prepackages | SectionKind::Attachment => no_options(header, args),
         SectionKind::Unknown(name) => {
-            let message = format!("unknown section {name}, skipped to its %end");
-            vec![Problem { column: column_of(line), message, is_error: false }]
+            // pykickstart and mic refuse it; skipping it would drop the user's script unseen.
+            let message = format!(
+                "unknown section {name}; known: {}",
+                super::sections::known_headers().collect::<Vec<_>>().join(", ")
+            );
+            vec![Problem { column: column_of(line), message, is_error: true }]
         }
     };
     ctx.problems(file, line_no, problems);
@@ -312,7 +341,7 @@ fn include(ctx: &mut Ctx, file: &str, line_no: usize, raw: &str, line: &str, dep
         ctx.error(file, line_no, column, message);
         return inc;
     }
-    let text = prepare(ctx, &loaded.text);
+    let text = prepare(ctx, &loaded.path, &loaded.text);
     ctx.stack.push(loaded.path.clone());
     inc.items = parse_text(ctx, &loaded.path, &text, depth + 1);
     ctx.stack.pop();

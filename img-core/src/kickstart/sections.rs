@@ -4,22 +4,31 @@ use super::lexer::Word;
 use super::model::{Entry, PackagesOptions, ScriptKind, ScriptOptions, SectionKind};
 use super::options::{flag, match_options, value, OptSpec, Problem};
 
+/// Every section header and what it opens.
+const SECTIONS: &[(&str, SectionKind)] = &[
+    ("%packages", SectionKind::Packages),
+    ("%prepackages", SectionKind::Prepackages),
+    ("%pre", SectionKind::Script(ScriptKind::Pre)),
+    ("%pre-install", SectionKind::Script(ScriptKind::PreInstall)),
+    ("%post", SectionKind::Script(ScriptKind::Post)),
+    ("%pack", SectionKind::Script(ScriptKind::Pack)),
+    ("%traceback", SectionKind::Script(ScriptKind::Traceback)),
+    ("%onerror", SectionKind::Script(ScriptKind::OnError)),
+    ("%attachment", SectionKind::Attachment),
+];
+
+/// The section headers, for messages.
+pub fn known_headers() -> impl Iterator<Item = &'static str> {
+    SECTIONS.iter().map(|(name, _)| *name)
+}
+
 /// The section a `%name` header opens, or `None` for `%end`/`%include` and the like.
 pub fn section_kind(header: &str) -> Option<SectionKind> {
-    let kind = match header {
-        "%packages" => SectionKind::Packages,
-        "%prepackages" => SectionKind::Prepackages,
-        "%pre" => SectionKind::Script(ScriptKind::Pre),
-        "%pre-install" => SectionKind::Script(ScriptKind::PreInstall),
-        "%post" => SectionKind::Script(ScriptKind::Post),
-        "%pack" => SectionKind::Script(ScriptKind::Pack),
-        "%traceback" => SectionKind::Script(ScriptKind::Traceback),
-        "%onerror" => SectionKind::Script(ScriptKind::OnError),
-        "%attachment" => SectionKind::Attachment,
-        "%end" | "%include" | "%ksappend" => return None,
-        other => SectionKind::Unknown(other.to_owned()),
-    };
-    Some(kind)
+    if matches!(header, "%end" | "%include" | "%ksappend") {
+        return None;
+    }
+    let known = SECTIONS.iter().find(|(name, _)| *name == header);
+    Some(known.map_or_else(|| SectionKind::Unknown(header.to_owned()), |(_, kind)| kind.clone()))
 }
 
 /// Whether a line inside a section starts a new known section (closing the current one).

@@ -75,27 +75,42 @@ pub fn substitute(text: &str, tokens: &TokenMap) -> String {
     out
 }
 
-/// Names of `@NAME@` tokens (upper-case, as tokenmaps write them) still in `text`,
-/// in first-seen order, each once.
+/// Tokens img-creator always gives a value (mic's `@ARCH@`, `@RELEASE@`, `@BUILD_ID@`), so
+/// they are never unresolved at build time even when a submission leaves them.
+pub const BUILDER_TOKENS: &[&str] = &["ARCH", "RELEASE", "BUILD_ID"];
+
+/// Names of `@NAME@` tokens still in `text`, in first-seen order, each once.
 pub fn unresolved(text: &str, found: &mut Vec<String>) {
-    let mut rest = text;
-    while let Some(start) = rest.find('@') {
-        let after = &rest[start + 1..];
-        let name_len = after.find(|c: char| !is_token_char(c)).unwrap_or(after.len());
-        let name = &after[..name_len];
-        let is_token = name_len > 0
-            && after[name_len..].starts_with('@')
-            && name.starts_with(|c: char| c.is_ascii_uppercase() || c == '_')
-            && !name.chars().any(|c| c.is_ascii_lowercase());
-        if is_token {
-            if !found.iter().any(|f| f == name) {
-                found.push(name.to_owned());
-            }
-            rest = &after[name_len + 1..];
-        } else {
-            rest = after;
+    for (_, name) in token_spans(text) {
+        if !found.iter().any(|f| f == name) {
+            found.push(name.to_owned());
         }
     }
+}
+
+/// Each `@NAME@` token in `text` with the byte offset of its first `@`. A token is mic's form:
+/// upper-case letters, digits and `_`, starting with a letter or `_`; so `@Base System`,
+/// `@core`, `@^env` and `user@example.org` are not tokens.
+pub fn token_spans(text: &str) -> impl Iterator<Item = (usize, &str)> {
+    let mut offset = 0;
+    std::iter::from_fn(move || {
+        while let Some(found) = text[offset..].find('@') {
+            let start = offset + found;
+            let after = &text[start + 1..];
+            let name_len = after.find(|c: char| !is_token_char(c)).unwrap_or(after.len());
+            let name = &after[..name_len];
+            let is_token = name_len > 0
+                && after[name_len..].starts_with('@')
+                && name.starts_with(|c: char| c.is_ascii_uppercase() || c == '_')
+                && !name.chars().any(|c| c.is_ascii_lowercase());
+            if is_token {
+                offset = start + name_len + 2;
+                return Some((start, name));
+            }
+            offset = start + 1;
+        }
+        None
+    })
 }
 
 #[cfg(test)]
@@ -119,5 +134,11 @@ mod tests {
         let mut names = Vec::new();
         unresolved("x@A@ @C@ @lower@ --name=@ @C@ @D_1@", &mut names);
         assert_eq!(names, vec!["A", "C", "D_1"]);
+    }
+
+    #[test]
+    fn only_upper_case_names_between_two_ats_are_tokens() {
+        let spans: Vec<_> = token_spans("a@B@c @Base System@ me@example.org @core x@@C_2@ @1A@").collect();
+        assert_eq!(spans, vec![(1, "B"), (43, "C_2")]);
     }
 }

@@ -168,7 +168,8 @@ mod tests {
     }
 
     fn apply_to(dir: &TempDir, ks: &str) -> Vec<String> {
-        let parsed = parse(ks, &ParseOptions { file: "t.ks", tokens: &TokenMap::new() }, &NoFiles);
+        let parsed =
+            parse(ks, &ParseOptions { file: "t.ks", tokens: &TokenMap::new(), literal_tokens: false }, &NoFiles);
         let warn = Warnings::default();
         apply(dir.path(), &Plan::of(&parsed.kickstart), &[], &warn).unwrap();
         warn.take()
@@ -317,7 +318,11 @@ esac
             busybox(r);
             plant(r, "usr/sbin/useradd", "#!/bin/sh\necho 'useradd: cannot lock /etc/passwd' >&2\nexit 1\n");
         });
-        let parsed = parse("\nuser --name=nemo\n", &ParseOptions { file: "t.ks", tokens: &TokenMap::new() }, &NoFiles);
+        let parsed = parse(
+            "\nuser --name=nemo\n",
+            &ParseOptions { file: "t.ks", tokens: &TokenMap::new(), literal_tokens: false },
+            &NoFiles,
+        );
         let e = apply(d.path(), &Plan::of(&parsed.kickstart), &[], &Warnings::default()).unwrap_err().to_string();
         assert!(e.starts_with("user --name=nemo (line 2): the image's useradd failed: "), "{e}");
         assert!(e.contains("cannot lock /etc/passwd"), "{e}");
@@ -439,7 +444,7 @@ esac
         });
         let parsed = parse(
             "network --device=eth0 --bootproto=dhcp --nameserver=1.1.1.1 --hostname=box\n",
-            &ParseOptions { file: "t.ks", tokens: &TokenMap::new() },
+            &ParseOptions { file: "t.ks", tokens: &TokenMap::new(), literal_tokens: false },
             &NoFiles,
         );
         let e = apply(d.path(), &Plan::of(&parsed.kickstart), &[], &Warnings::default()).unwrap_err();

@@ -197,7 +197,8 @@ mod tests {
 
     /// The volumes and btrfs lines of a kickstart, as the build reads them.
     fn layout(ks: &str) -> Result<(Vec<Volume>, Vec<String>), String> {
-        let parsed = parse(ks, &ParseOptions { file: "t.ks", tokens: &TokenMap::new() }, &NoFiles);
+        let parsed =
+            parse(ks, &ParseOptions { file: "t.ks", tokens: &TokenMap::new(), literal_tokens: false }, &NoFiles);
         assert!(parsed.diagnostics.iter().all(|d| !d.is_error()), "{:?}", parsed.diagnostics);
         let plan = crate::plan::Plan::of(&parsed.kickstart);
         let mut n = 0u8;

@@ -115,6 +115,8 @@ async fn read_multipart(req: &HttpRequest, body: web::Payload, limits: &LimitsCo
             "email" => sub.email = value,
             "name" => sub.name = value,
             "tokenmap" => sub.tokenmap = value.map(TokenMapInput::Text).unwrap_or_default(),
+            // A checkbox sends `on`; scripts may send `true`/`1`; an unchecked box sends nothing.
+            "literal_tokens" => sub.literal_tokens = matches!(text.trim(), "on" | "true" | "1"),
             "extra_repos" => {
                 sub.extra_repos.extend(split_list(&text));
                 if sub.extra_repos.len() > limits.max_extra_repos as usize {
