@@ -138,6 +138,11 @@ impl Drive {
     pub fn new(path: impl Into<PathBuf>, how: Attach) -> Drive {
         Drive { path: path.into(), how, format: "raw".into(), snapshot: false }
     }
+
+    /// A raw image whose writes are dropped: a test boot leaves it as built.
+    pub fn snapshot(path: impl Into<PathBuf>, how: Attach) -> Drive {
+        Drive { snapshot: true, ..Drive::new(path, how) }
+    }
 }
 
 /// One machine to boot. Drives boot in the order given (SeaBIOS boot index); `kernel` (with

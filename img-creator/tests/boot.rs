@@ -50,8 +50,7 @@ fn disk_initramfs_boots_an_ext4_root_by_uuid() {
     spec.kernel = Some(files.kernel.clone());
     spec.initrd = Some(files.initrd.clone());
     spec.append = Some(format!("root=UUID={UUID} console=ttyS0 panic=-1 rd.shell=0"));
-    let mut disk = qemu::Drive::new(&image, qemu::Attach::Disk);
-    disk.snapshot = true;
+    let disk = qemu::Drive::snapshot(&image, qemu::Attach::Disk);
     spec.drives.push(disk);
     let outcome = qemu::boot_until(&spec).unwrap();
     eprintln!("disk boot (direct kernel, ext4 root by UUID): {:.1} s under {}", outcome.seconds, outcome.accel);

@@ -13,8 +13,7 @@ const BOOT_LIMIT: Duration = Duration::from_secs(120);
 
 fn boot(image: &Path, how: Attach, marker: &str) -> f64 {
     let mut spec = BootSpec::new(marker, BOOT_LIMIT);
-    let mut drive = Drive::new(image, how);
-    drive.snapshot = true;
+    let mut drive = Drive::snapshot(image, how);
     if let Some(ext) = image.extension().filter(|e| ["qcow2", "vdi", "vmdk"].contains(&e.to_str().unwrap_or(""))) {
         drive.format = ext.to_string_lossy().into_owned();
     }

@@ -75,8 +75,7 @@ fn boot_iso(how: Attach) -> f64 {
     let b = built();
     let mut spec = BootSpec::new(MARKER, Duration::from_secs(80));
     spec.accel = Some(qemu::probe_kvm());
-    let mut drive = Drive::new(&b.iso, how);
-    drive.snapshot = true;
+    let drive = Drive::snapshot(&b.iso, how);
     spec.drives.push(drive);
     let outcome = qemu::boot_until(&spec).unwrap();
     eprintln!("live ISO as {how:?}: {:.1} s under {}", outcome.seconds, outcome.accel);

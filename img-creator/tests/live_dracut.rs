@@ -91,8 +91,7 @@ fn livecd_boots_through_the_images_own_dracut() {
 
     let mut spec = BootSpec::new(MARKER, BOOT_LIMIT);
     spec.memory_mb = 768;
-    let mut drive = Drive::new(&iso, Attach::Cdrom);
-    drive.snapshot = true;
+    let drive = Drive::snapshot(&iso, Attach::Cdrom);
     spec.drives.push(drive);
     let outcome = boot_until(&spec).unwrap_or_else(|e| panic!("the dracut live ISO did not boot: {e}"));
     eprintln!("dracut live ISO booted as a CD in {:.1} s", outcome.seconds);
@@ -124,8 +123,7 @@ fn an_existing_initramfs_with_dmsquash_live_is_used_and_its_liveusb_boots() {
     assert!(cfg.contains(" root=live:CDLABEL=OWNLIVE rootfstype=auto ro rd.live.image "), "{cfg}");
     let mut spec = BootSpec::new(MARKER, BOOT_LIMIT);
     spec.memory_mb = 768;
-    let mut drive = Drive::new(&img, Attach::Usb);
-    drive.snapshot = true;
+    let drive = Drive::snapshot(&img, Attach::Usb);
     spec.drives.push(drive);
     let outcome = boot_until(&spec).unwrap_or_else(|e| panic!("the dracut live USB image did not boot: {e}"));
     eprintln!("dracut live USB image booted in {:.1} s", outcome.seconds);

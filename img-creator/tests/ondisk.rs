@@ -90,8 +90,7 @@ fn ondisk_makes_one_raw_file_per_disk_and_boots_across_them() {
     // and the booted system mounts /data from sdb by its fstab.
     let mut spec = BootSpec::new("IMG-ONDISK-BOOTED data=on-sdb", Duration::from_secs(120));
     for d in [&sdb, &sda] {
-        let mut drive = Drive::new(d, Attach::Disk);
-        drive.snapshot = true;
+        let drive = Drive::snapshot(d, Attach::Disk);
         spec.drives.push(drive);
     }
     let outcome = boot_until(&spec).unwrap_or_else(|e| panic!("did not boot: {e}"));

@@ -196,8 +196,7 @@ fn a_sailfish_like_btrfs_disk_with_subvolumes_is_built_in_the_vm_and_boots() {
 
     let booting = Instant::now();
     let mut boot = BootSpec::new(MARKER, Duration::from_secs(120));
-    let mut drive = Drive::new(&disk, Attach::Disk);
-    drive.snapshot = true;
+    let drive = Drive::snapshot(&disk, Attach::Disk);
     boot.drives.push(drive);
     let outcome = boot_until(&boot).unwrap_or_else(|e| panic!("the btrfs disk did not boot: {e}"));
     eprintln!("booted in {:.1} s ({:.1} s in all)", booting.elapsed().as_secs_f64(), started.elapsed().as_secs_f64());
