@@ -1,8 +1,9 @@
 //! `img-client ks check`: parse a kickstart offline, report every problem as
 //! `file:line:col: severity: message`, optionally print the summary JSON.
 use crate::files::FsLoader;
-use img_core::diag::has_errors;
-use img_core::kickstart::{parse, parse_token_map, ParseOptions, TokenMap};
+use img_core::diag::{has_errors, Diagnostic};
+use img_core::job::{Arch, ImageType};
+use img_core::kickstart::{parse, parse_token_map, Kickstart, ParseOptions, TokenMap};
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -16,6 +17,13 @@ pub struct CheckArgs {
     /// Leave @TOKENS@ without a value as written instead of reporting each as an error.
     #[arg(long)]
     pub literal_tokens: bool,
+    /// Also check what the builder would refuse for this image type (layout, filesystems,
+    /// boot loader), as the server does at submit; default: the magic line's `-f`.
+    #[arg(long = "type", value_name = "TYPE")]
+    pub image_type: Option<String>,
+    /// The target arch for that check; default: the magic line's `--arch`, else x86_64.
+    #[arg(long)]
+    pub arch: Option<String>,
     /// Print the normalised model as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -42,12 +50,37 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
         &ParseOptions { file: &loaded.path, tokens: &tokens, literal_tokens: args.literal_tokens },
         &loader,
     );
-    for diag in &parsed.diagnostics {
+    let mut diagnostics = parsed.diagnostics.clone();
+    if !has_errors(&diagnostics) {
+        match build_check(&parsed.kickstart, args) {
+            Ok(found) => diagnostics.extend(found),
+            Err(e) => {
+                eprintln!("img-client: error: {e}");
+                return Ok(ExitCode::from(1));
+            }
+        }
+    }
+    for diag in &diagnostics {
         eprintln!("{diag}");
     }
     if args.json {
         let json = serde_json::to_string_pretty(&parsed.kickstart.summary())?;
         writeln!(crate::output::stdout(), "{json}")?;
     }
-    Ok(if has_errors(&parsed.diagnostics) { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if has_errors(&diagnostics) { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+/// The builder's check for the type asked for (or the magic line's); none without a type.
+fn build_check(ks: &Kickstart, args: &CheckArgs) -> anyhow::Result<Vec<Diagnostic>> {
+    let Some(t) = args.image_type.as_deref().or(ks.suggested_imagetype()) else { return Ok(Vec::new()) };
+    let t: ImageType = t.parse().map_err(|e| anyhow::anyhow!("--type: {e}"))?;
+    let t = t.check_supported().map_err(|e| anyhow::anyhow!("--type: {e}"))?;
+    let arch = match args.arch.as_deref().or(ks.suggested_arch()) {
+        Some(a) => a.parse::<Arch>().map_err(|e| anyhow::anyhow!("--arch: {e}"))?,
+        None => Arch::X86_64,
+    };
+    if let Some(why) = img_creator::check::target(t, arch) {
+        anyhow::bail!("--type {t} --arch {arch}: {why}");
+    }
+    Ok(img_creator::check::check(ks, t))
 }

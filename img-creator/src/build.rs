@@ -13,6 +13,7 @@ use crate::scripts::{self, ScriptEnv};
 use crate::warnings::Warnings;
 use crate::workdir::{check_cancelled, TempDir};
 use crate::{boot, disk, install, live, tools};
+use img_core::diag::Diagnostic;
 use img_core::job::{Arch, ImageType};
 use img_core::kickstart::model::ScriptKind;
 use img_core::kickstart::{Kickstart, TokenMap};
@@ -103,9 +104,10 @@ impl Phases<'_> {
 }
 
 fn build(req: &Request, result: &mut BuildResult, warn: &Warnings) -> Result<()> {
+    refuse_unbuildable(req, warn)?;
     let plan = Plan::of(&req.kickstart);
     tools::check(req.image_type, req.arch, &plan)?;
-    let volumes = volumes_for(req.image_type, &plan, warn)?;
+    let volumes = volumes_for(req.image_type, &plan)?;
     let work = TempDir::new_in(req.tmpdir.as_deref().unwrap_or(&req.outdir), ".img-creator-")?;
     let root = work.path().join("root");
     let out = work.path().join("out");
@@ -161,25 +163,51 @@ fn build(req: &Request, result: &mut BuildResult, warn: &Warnings) -> Result<()>
     publish(&out, &req.outdir)
 }
 
-fn volumes_for(t: ImageType, plan: &Plan, warn: &Warnings) -> Result<Vec<Volume>> {
-    let needs_parts = matches!(t, ImageType::Loop | ImageType::Raw) || t.is_converted_disk();
-    if needs_parts && plan.partitions.is_empty() {
-        return Err(CreateError::Image(format!(
-            "{t} images are made from the kickstart's `part` lines and it has none \
-             (e.g. `part / --size=1024 --fstype=ext4 --label=root`)"
-        )));
+/// The one check ([`crate::check`]), before anything runs: its errors stop the build, its
+/// warnings are kept with the result.
+fn refuse_unbuildable(req: &Request, warn: &Warnings) -> Result<()> {
+    if let Some(why) = crate::check::target(req.image_type, req.arch) {
+        return Err(CreateError::Unsupported(why));
     }
+    let (errors, warnings): (Vec<Diagnostic>, Vec<Diagnostic>) =
+        crate::check::check(&req.kickstart, req.image_type).into_iter().partition(Diagnostic::is_error);
+    for w in warnings {
+        warn.warn(w.to_string());
+    }
+    for e in &errors {
+        tracing::error!("{e}");
+    }
+    match errors.first() {
+        Some(d) => {
+            let first = format!("{}:{}:{}: {}", d.file, d.line, d.column, d.message);
+            Err(CreateError::Refused { first, more: errors.len() - 1 })
+        }
+        None => Ok(()),
+    }
+}
+
+/// The volumes of a checked kickstart; for `fs`, only those its fstab can name (the check
+/// warned about the rest).
+fn volumes_for(t: ImageType, plan: &Plan) -> Result<Vec<Volume>> {
     let mut seeds = vec![[0u8; 16]; plan.partitions.len()];
     for seed in &mut seeds {
         fsio::random(seed)?;
     }
+    if t == ImageType::Fs {
+        let mut volumes: Vec<Volume> = Vec::new();
+        for (p, seed) in plan.partitions.iter().zip(seeds) {
+            match layout::volume(p, seed) {
+                Ok(v) if layout::clash(&volumes, &v).is_none() => volumes.push(v),
+                _ => {}
+            }
+        }
+        return Ok(volumes);
+    }
     let mut seeds = seeds.into_iter();
     let mut volumes =
         crate::layout::volumes(&plan.partitions, || seeds.next().unwrap_or_default()).map_err(CreateError::Image)?;
-    for w in crate::layout::attach_btrfs(&mut volumes, &plan.btrfs).map_err(CreateError::Image)? {
-        warn.warn(w);
-    }
-    if needs_parts {
+    crate::layout::attach_btrfs(&mut volumes, &plan.btrfs).map_err(|e| CreateError::Image(e.to_string()))?;
+    if matches!(t, ImageType::Loop | ImageType::Raw) || t.is_converted_disk() {
         disk::subvolumes_allowed(&volumes)?;
     }
     Ok(volumes)

@@ -5,9 +5,10 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CreateError {
-    /// The kickstart has errors (each diagnostic names its line).
-    #[error("{file}: the kickstart has {count} error(s); first: {first}")]
-    Kickstart { file: String, count: usize, first: String },
+    /// The build check ([`crate::check`]) refuses the kickstart for this image type: the
+    /// first problem at its `file:line:col`, and how many more the log lists.
+    #[error("{first}{}", if *more > 0 { format!(" (and {more} more problem(s), in the log)") } else { String::new() })]
+    Refused { first: String, more: usize },
     /// Asked for something IMG does not build (nand, a foreign arch without emulator, …).
     #[error("{0}")]
     Unsupported(String),

@@ -5,7 +5,7 @@ mod subvolumes;
 
 use img_core::kickstart::commands::Partition;
 pub(crate) use subvolumes::below;
-pub use subvolumes::{attach_btrfs, Snapshot, Subvolume, Subvolumes};
+pub use subvolumes::{attach_btrfs, LineError, Snapshot, Subvolume, Subvolumes};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Volume {
@@ -102,8 +102,31 @@ pub fn disk_file(name: &str, volumes: &[Volume], disk: &Disk, ext: &str) -> Stri
     }
 }
 
+/// Why a `part` line cannot be built, and which of its words says so (for the column).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartError {
+    /// The option at fault (`--fstype`), or `None` for the mount point.
+    pub option: Option<&'static str>,
+    pub message: String,
+}
+
+impl std::fmt::Display for PartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+fn part_error(p: &Partition, option: Option<&'static str>, why: String) -> PartError {
+    PartError { option, message: format!("part {}: {why}", p.mountpoint) }
+}
+
+/// Partitions larger than this are a typing mistake, not a disk (and would overflow offsets).
+pub const MAX_SIZE_MIB: u64 = 16 << 20;
+/// FAT volume labels are at most 11 bytes.
+pub const FAT_LABEL_MAX: usize = 11;
+
 /// `--ondisk=sda`, `--ondisk=/dev/mmcblk0`: the name goes into file names, so it must be plain.
-fn disk_name(p: &Partition) -> Result<Option<String>, String> {
+fn disk_name(p: &Partition) -> Result<Option<String>, PartError> {
     let Some(d) = p.ondisk.as_deref() else { return Ok(None) };
     let d = d.strip_prefix("/dev/").unwrap_or(d);
     let plain = !d.is_empty()
@@ -111,61 +134,112 @@ fn disk_name(p: &Partition) -> Result<Option<String>, String> {
         && !d.starts_with('.')
         && d.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
     if !plain {
-        return Err(format!("part {}: --ondisk={d} is not a disk name (like sda or mmcblk0)", p.mountpoint));
+        return Err(part_error(p, Some("--ondisk"), format!("--ondisk={d} is not a disk name (like sda or mmcblk0)")));
     }
     Ok(Some(d.to_owned()))
+}
+
+/// Layouts IMG cannot build yet (issue 19), refused with what to write instead.
+fn not_yet(p: &Partition, fstype: &str) -> Option<PartError> {
+    let mp = p.mountpoint.as_str();
+    let why = if mp.starts_with("pv.") || fstype == "lvmpv" {
+        "LVM is not supported yet: this makes a physical volume for `volgroup`/`logvol`; \
+         give each filesystem its own `part` line instead"
+    } else if mp.starts_with("raid.") || fstype == "mdmember" {
+        "software RAID is not supported yet: give each filesystem its own `part` line instead"
+    } else if mp == "biosboot" || fstype == "biosboot" {
+        "a BIOS boot partition (for GRUB on GPT) is not supported yet: IMG boots disks with extlinux, \
+         which needs none; drop this line"
+    } else if mp == "prepboot" || fstype == "prepboot" {
+        "a PReP boot partition (PowerPC) is not supported: drop this line"
+    } else if fstype == "xfs" {
+        return Some(part_error(
+            p,
+            Some("--fstype"),
+            format!("filesystem `xfs` is not supported yet (supported: {})", FILESYSTEMS.join(", ")),
+        ));
+    } else {
+        return None;
+    };
+    Some(part_error(p, None, why.to_owned()))
+}
+
+/// One `part` line as a volume; `uuid_bytes` are the fresh UUID's (unused if the line gives one).
+pub fn volume(p: &Partition, uuid_bytes: [u8; 16]) -> Result<Volume, PartError> {
+    let fstype = p.fstype.clone().unwrap_or_else(|| if p.mountpoint == "swap" { "swap".into() } else { "ext4".into() });
+    let fstype = if fstype == "efi" || fstype == "fat32" || fstype == "msdos" { "vfat".to_owned() } else { fstype };
+    if let Some(e) = not_yet(p, &fstype) {
+        return Err(e);
+    }
+    if !FILESYSTEMS.contains(&fstype.as_str()) {
+        let why = format!("filesystem `{fstype}` is not supported (supported: {})", FILESYSTEMS.join(", "));
+        return Err(part_error(p, Some("--fstype"), why));
+    }
+    if p.mountpoint != "swap" && !p.mountpoint.starts_with('/') {
+        return Err(part_error(p, None, "mount point must be absolute or `swap`".into()));
+    }
+    let size_mib = match p.size {
+        Some(s) if s > 0 && s as u64 <= MAX_SIZE_MIB => s as u64,
+        Some(s) if s > 0 => {
+            return Err(part_error(p, Some("--size"), format!("size {s} MiB is over the limit of {MAX_SIZE_MIB} MiB")))
+        }
+        Some(s) => return Err(part_error(p, Some("--size"), format!("size {s} MiB must be positive"))),
+        None => DEFAULT_SIZE_MIB,
+    };
+    if let (Some(l), "vfat") = (&p.label, fstype.as_str()) {
+        if l.len() > FAT_LABEL_MAX {
+            let why = format!("FAT label `{l}` is longer than {FAT_LABEL_MAX} characters");
+            return Err(part_error(p, Some("--label"), why));
+        }
+    }
+    let b = uuid_bytes;
+    let fs_uuid = match (&p.uuid, fstype.as_str()) {
+        (Some(u), _) => u.clone(),
+        (None, "vfat") => format!("{:02X}{:02X}-{:02X}{:02X}", b[0], b[1], b[2], b[3]),
+        (None, _) => format_uuid(b),
+    };
+    Ok(Volume {
+        mountpoint: p.mountpoint.clone(),
+        fstype,
+        size_mib,
+        label: p.label.clone(),
+        fs_uuid,
+        align_kib: p.align.filter(|a| *a > 0).map_or(1024, |a| a as u64),
+        active: p.active,
+        fsoptions: p.fsoptions.clone().unwrap_or_else(|| "defaults".into()),
+        extoptions: p.extoptions.clone(),
+        grow: p.grow,
+        disk: disk_name(p)?,
+        subvolumes: Subvolumes::default(),
+    })
+}
+
+/// A volume that cannot join the ones before it: its mount point is taken.
+pub fn clash(before: &[Volume], v: &Volume) -> Option<String> {
+    let taken = v.mountpoint != "swap" && before.iter().any(|o| o.mountpoint == v.mountpoint);
+    taken.then(|| format!("part {}: mount point given twice", v.mountpoint))
+}
+
+/// A layout (non-empty) must have a `/`.
+pub fn missing_root(volumes: &[Volume]) -> Option<&'static str> {
+    (!volumes.is_empty() && !volumes.iter().any(|v| v.mountpoint == "/"))
+        .then_some("the `part` lines have no `/` partition")
 }
 
 /// `uuid_seed` gives fresh UUIDs (random in production, fixed in tests).
 pub fn volumes(parts: &[Partition], mut uuid_seed: impl FnMut() -> [u8; 16]) -> Result<Vec<Volume>, String> {
     let mut out: Vec<Volume> = Vec::new();
     for p in parts {
-        let fstype =
-            p.fstype.clone().unwrap_or_else(|| if p.mountpoint == "swap" { "swap".into() } else { "ext4".into() });
-        let fstype = if fstype == "efi" || fstype == "fat32" || fstype == "msdos" { "vfat".to_owned() } else { fstype };
-        if !FILESYSTEMS.contains(&fstype.as_str()) {
-            return Err(format!(
-                "part {}: filesystem `{fstype}` is not supported (supported: {})",
-                p.mountpoint,
-                FILESYSTEMS.join(", ")
-            ));
+        let v = volume(p, uuid_seed()).map_err(|e| e.message)?;
+        if let Some(e) = clash(&out, &v) {
+            return Err(e);
         }
-        if p.mountpoint != "swap" && !p.mountpoint.starts_with('/') {
-            return Err(format!("part {}: mount point must be absolute or `swap`", p.mountpoint));
-        }
-        if out.iter().any(|v| v.mountpoint == p.mountpoint && p.mountpoint != "swap") {
-            return Err(format!("part {}: mount point given twice", p.mountpoint));
-        }
-        let size_mib = match p.size {
-            Some(s) if s > 0 => s as u64,
-            Some(s) => return Err(format!("part {}: size {s} MiB must be positive", p.mountpoint)),
-            None => DEFAULT_SIZE_MIB,
-        };
-        let bytes = uuid_seed();
-        let fs_uuid = match (&p.uuid, fstype.as_str()) {
-            (Some(u), _) => u.clone(),
-            (None, "vfat") => format!("{:02X}{:02X}-{:02X}{:02X}", bytes[0], bytes[1], bytes[2], bytes[3]),
-            (None, _) => format_uuid(bytes),
-        };
-        out.push(Volume {
-            mountpoint: p.mountpoint.clone(),
-            fstype,
-            size_mib,
-            label: p.label.clone(),
-            fs_uuid,
-            align_kib: p.align.filter(|a| *a > 0).map_or(1024, |a| a as u64),
-            active: p.active,
-            fsoptions: p.fsoptions.clone().unwrap_or_else(|| "defaults".into()),
-            extoptions: p.extoptions.clone(),
-            grow: p.grow,
-            disk: disk_name(p)?,
-            subvolumes: Subvolumes::default(),
-        });
+        out.push(v);
     }
-    if !out.is_empty() && !out.iter().any(|v| v.mountpoint == "/") {
-        return Err("the `part` lines have no `/` partition".into());
+    match missing_root(&out) {
+        Some(e) => Err(e.into()),
+        None => Ok(out),
     }
-    Ok(out)
 }
 
 fn format_uuid(mut b: [u8; 16]) -> String {
@@ -240,6 +314,18 @@ mod tests {
         assert!(e.contains("`xfs` is not supported"), "{e}");
         assert!(volumes(&[part("/boot", 10, None, None)], seq()).unwrap_err().contains("no `/`"));
         assert!(volumes(&[part("/", 0, None, None)], seq()).unwrap_err().contains("must be positive"));
+        assert!(volumes(&[part("/", 1 << 40, None, None)], seq()).unwrap_err().contains("over the limit"));
+        let fat = volume(&part("/boot", 10, Some("vfat"), Some("TWELVE_CHARS")), [0; 16]).unwrap_err();
+        assert_eq!(fat.option, Some("--label"));
+        for (mp, fstype, says) in [
+            ("pv.01", None, "LVM is not supported yet"),
+            ("raid.11", None, "software RAID is not supported yet"),
+            ("biosboot", Some("biosboot"), "BIOS boot partition"),
+            ("prepboot", Some("prepboot"), "PReP"),
+        ] {
+            let e = volume(&part(mp, 1, fstype, None), [0; 16]).unwrap_err();
+            assert!(e.message.contains(says), "{mp}: {e}");
+        }
     }
 
     #[test]

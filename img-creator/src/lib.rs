@@ -8,6 +8,7 @@
 pub mod attachments;
 pub mod boot;
 pub mod build;
+pub mod check;
 pub mod cmd;
 pub mod configure;
 pub mod disk;

@@ -56,10 +56,12 @@ pub fn check(t: ImageType, arch: Arch, plan: &Plan) -> Result<()> {
             }
         }
     }
-    if fs("vfat") || fs("efi") {
+    // An fs image is the tree: it makes no filesystem.
+    let makes_filesystems = t != ImageType::Fs;
+    if makes_filesystems && (fs("vfat") || fs("efi")) {
         needed.push(VFAT);
     }
-    if fs("btrfs") {
+    if makes_filesystems && fs("btrfs") {
         needed.push(BTRFS);
         let subvolumes = plan.btrfs.iter().any(|(_, b)| b.subvol || b.snapshot);
         if subvolumes && !matches!(t, ImageType::Fs | ImageType::Livecd | ImageType::Liveusb) {

@@ -66,3 +66,36 @@ fn an_unresolved_token_is_refused_before_any_work() {
     assert!(!dir.join("out").exists(), "nothing written");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_layout_the_builder_cannot_make_is_refused_before_pre_scripts() {
+    let dir = std::env::temp_dir().join(format!("img-cli-layout-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let marker = dir.join("pre-ran");
+    let ks = dir.join("x.ks");
+    let text = format!(
+        "part /boot --size=64\npart / --size=512 --fstype=xfs\nlogvol /home --vgname=vg --name=home --size=64\n\
+         %pre\ntouch {}\n%end\n%packages\nbusybox\n%end\n",
+        marker.display()
+    );
+    std::fs::write(&ks, text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_img-creator"))
+        .args(["create", "raw"])
+        .arg(&ks)
+        .arg("--outdir")
+        .arg(dir.join("out"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("x.ks:2:19: part /: filesystem `xfs` is not supported yet"), "{err}");
+    assert!(err.contains("(and 1 more problem(s), in the log)"), "{err}");
+    let log = std::fs::read_to_string(dir.join("out/x.log")).unwrap();
+    assert!(log.contains("x.ks:3:1: error: `logvol`: LVM is not supported yet"), "{log}");
+    let result: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("out/result.json")).unwrap()).unwrap();
+    assert_eq!(result["status"], "failed");
+    assert_eq!(result["phases"], serde_json::json!([]), "no phase ran");
+    assert!(!marker.exists(), "%pre did not run");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -248,6 +248,7 @@ pub fn prepare(
         Some(a) => a.trim().parse::<Arch>().map_err(|e| ApiError::invalid(format!("arch: {e}")))?,
         None => Arch::X86_64,
     };
+    let build_warnings = check_buildable(&built, &tokens, imagetype, arch)?;
     let max_name = limits.max_name_bytes as usize;
     let name = match sub.name.as_deref().map(str::trim).filter(|n| !n.is_empty()) {
         Some(n) => image_name(n, max_name)?,
@@ -258,7 +259,7 @@ pub fn prepare(
     let now = now_ms();
     // The key `GET /api/v1/jobs?kickstart_sha256=` finds jobs by (the same hex sha256 as tokens).
     let kickstart_sha256 = Some(crate::auth::hash(&built.kickstart));
-    let warnings = built.warnings;
+    let warnings = [built.warnings, build_warnings].concat();
     let job = Job {
         id: JobId::new().to_string(),
         kind: kind.into(),
@@ -294,6 +295,19 @@ pub fn prepare(
         builder_attempt: None,
     };
     Ok(Prepared { job, warnings })
+}
+
+/// The builder's own check (`img_creator::check`) for the chosen type and arch: what the build
+/// would refuse is a 422 now, with its line; what it would warn about joins the warnings.
+fn check_buildable(built: &Built, tokens: &TokenMap, t: ImageType, arch: Arch) -> Result<Vec<Diagnostic>, ApiError> {
+    if let Some(why) = img_creator::check::target(t, arch) {
+        return Err(ApiError::invalid(format!("imagetype: {why}")));
+    }
+    let opts = ParseOptions { file: &built.file, tokens, literal_tokens: true };
+    let parsed = kickstart::parse(&built.kickstart, &opts, &NoFiles);
+    let diagnostics = img_creator::check::check(&parsed.kickstart, t);
+    reject_errors(&diagnostics, &format!("{t} images cannot be built from this kickstart"))?;
+    Ok(diagnostics)
 }
 
 enum Source {
@@ -404,8 +418,8 @@ fn kickstart_job(
         ks.apply_overlay(o);
     }
     Ok(Built {
-        suggested_type: ks.mic_options.get("f").or_else(|| ks.mic_options.get("format")).cloned(),
-        suggested_arch: ks.mic_options.get("arch").cloned(),
+        suggested_type: ks.suggested_imagetype().map(str::to_owned),
+        suggested_arch: ks.suggested_arch().map(str::to_owned),
         kickstart: ks.to_text(),
         file: file.to_owned(),
         default_name: sanitize_name(file.trim_end_matches(".ks")),
@@ -468,8 +482,8 @@ fn render_template(
     let warnings = [loaded.diagnostics, rendered.diagnostics, parsed.diagnostics].concat();
     let k = parsed.kickstart;
     Ok(Built {
-        suggested_type: k.mic_options.get("f").cloned().or_else(|| k.headers.get("SuggestedImageType").cloned()),
-        suggested_arch: k.mic_options.get("arch").cloned(),
+        suggested_type: k.suggested_imagetype().map(str::to_owned),
+        suggested_arch: k.suggested_arch().map(str::to_owned),
         kickstart: ks.text.clone(),
         file: ks.file_name.clone(),
         default_name: sanitize_name(ks.file_name.trim_end_matches(".ks")),

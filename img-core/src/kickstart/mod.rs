@@ -57,4 +57,16 @@ impl Kickstart {
     pub fn summary(&self) -> Summary {
         Summary::of(self)
     }
+
+    /// The image type the kickstart asks for: the magic line's `-f`/`--format`, else the
+    /// kickstarter header `# SuggestedImageType:`.
+    pub fn suggested_imagetype(&self) -> Option<&str> {
+        let o = &self.mic_options;
+        o.get("f").or_else(|| o.get("format")).or_else(|| self.headers.get("SuggestedImageType")).map(String::as_str)
+    }
+
+    /// The arch the magic line's `--arch` gives.
+    pub fn suggested_arch(&self) -> Option<&str> {
+        self.mic_options.get("arch").map(String::as_str)
+    }
 }

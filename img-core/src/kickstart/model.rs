@@ -46,6 +46,8 @@ pub struct Command {
 pub struct Include {
     /// The path as written after `%include`.
     pub path: String,
+    /// The included file as its items' diagnostics name it (empty when it was not loaded).
+    pub file: String,
     pub line: usize,
     pub raw: Option<String>,
     /// Items of the included file; empty when it could not be loaded.
@@ -180,6 +182,17 @@ pub fn walk<'a>(items: &'a [Item], out: &mut Vec<&'a Item>) {
         match item {
             Item::Include(inc) => walk(&inc.items, out),
             other => out.push(other),
+        }
+    }
+}
+
+/// As [`walk`], each item with the name of the file it is in (`file` for the top level),
+/// for diagnostics that point into included files.
+pub fn walk_located<'a>(file: &'a str, items: &'a [Item], out: &mut Vec<(&'a str, &'a Item)>) {
+    for item in items {
+        match item {
+            Item::Include(inc) => walk_located(&inc.file, &inc.items, out),
+            other => out.push((file, other)),
         }
     }
 }

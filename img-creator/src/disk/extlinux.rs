@@ -42,9 +42,6 @@ pub(crate) fn wanted(b: &Bootloader) -> Result<bool> {
         tracing::info!("bootloader --location=none: no bootloader installed");
         return Ok(false);
     }
-    if b.password_set {
-        tracing::warn!("bootloader --password is ignored: the extlinux menu has no password");
-    }
     Ok(true)
 }
 

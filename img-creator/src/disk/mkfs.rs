@@ -143,10 +143,12 @@ fn vfat(v: &Volume, dir: &Path, target: Target) -> Result<()> {
     })
 }
 
-/// FAT labels are at most 11 bytes.
 pub(crate) fn fat_label(what: &str, label: &str) -> Result<String> {
-    if label.len() > 11 {
-        return Err(CreateError::Image(format!("{what}: FAT label `{label}` is longer than 11 characters")));
+    use crate::layout::FAT_LABEL_MAX;
+    if label.len() > FAT_LABEL_MAX {
+        return Err(CreateError::Image(format!(
+            "{what}: FAT label `{label}` is longer than {FAT_LABEL_MAX} characters"
+        )));
     }
     Ok(label.to_owned())
 }

@@ -26,9 +26,10 @@ use img_core::kickstart::commands::Bootloader;
 use std::path::{Path, PathBuf};
 
 pub use description::Description;
+pub(crate) use extlinux::wanted as wants_bootloader;
 pub use liveusb::build_liveusb;
 pub use stage::stage;
-pub use subvol::{subvolumes_allowed, IN_BUILD_VM};
+pub use subvol::{check_reachable, subvolumes_allowed, IN_BUILD_VM};
 pub use table::TableKind;
 
 /// What the bootloader starts. Paths are as seen in the installed root (`/boot/vmlinuz-X`);
@@ -113,7 +114,7 @@ pub fn build_raw_disks(
         };
     let boot_idx = holder(volumes, "/boot").ok_or_else(|| CreateError::Image("the volumes have no `/`".into()))?;
     if entry.is_some() {
-        subvol::check_reachable(&volumes[boot_idx], "/boot")?;
+        subvol::check_reachable(&volumes[boot_idx], "/boot").map_err(|e| CreateError::Unsupported(e.to_string()))?;
     }
     let tmp = TempDir::new_in(work, "stage-")?;
     let staged = stage::stage_into(root, volumes, tmp.path())?;
@@ -176,7 +177,7 @@ pub fn convert(raw: &Path, format: &str, out: &Path) -> Result<()> {
 }
 
 /// The volume whose filesystem holds `path`: the deepest mount point above it.
-fn holder(volumes: &[Volume], path: &str) -> Option<usize> {
+pub(crate) fn holder(volumes: &[Volume], path: &str) -> Option<usize> {
     let above = |mp: &str| mp == "/" || path == mp || path.starts_with(&format!("{mp}/"));
     volumes
         .iter()

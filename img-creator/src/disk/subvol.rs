@@ -6,7 +6,7 @@
 use super::stage::{copy_tree, split_off};
 use crate::cmd::Cmd;
 use crate::error::{CreateError, Result};
-use crate::layout::{below, Volume};
+use crate::layout::{below, LineError, Volume};
 use crate::workdir::TempDir;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -35,14 +35,17 @@ pub fn subvolumes_allowed(volumes: &[Volume]) -> Result<()> {
 
 /// extlinux is installed through the volume's default subvolume (what a plain mount shows):
 /// `path` (/boot) must not lie in another subvolume, or the boot files would not be there.
-pub(crate) fn check_reachable(v: &Volume, path: &str) -> Result<()> {
+pub fn check_reachable(v: &Volume, path: &str) -> std::result::Result<(), LineError> {
     let holder = v.subvolumes.list.iter().filter(|s| below(path, &s.mountpoint)).max_by_key(|s| s.mountpoint.len());
     match holder {
-        Some(s) if s.mountpoint != v.mountpoint => Err(CreateError::Unsupported(format!(
-            "line {}: {path} is in btrfs subvolume {} (not the default one), where extlinux cannot boot from; \
-             give {path} its own ext4 `part` (as Sailfish devices do)",
-            s.line, s.name
-        ))),
+        Some(s) if s.mountpoint != v.mountpoint => Err(LineError {
+            line: s.line,
+            message: format!(
+                "{path} is in btrfs subvolume {} (not the default one), where extlinux cannot boot from; \
+                 give {path} its own ext4 `part` (as Sailfish devices do)",
+                s.name
+            ),
+        }),
         _ => Ok(()),
     }
 }

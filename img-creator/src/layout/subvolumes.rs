@@ -49,9 +49,26 @@ impl Subvolumes {
     }
 }
 
+/// A problem with one kickstart line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineError {
+    pub line: usize,
+    pub message: String,
+}
+
+impl std::fmt::Display for LineError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "line {}: {}", self.line, self.message)
+    }
+}
+
+fn at(line: usize, message: String) -> LineError {
+    LineError { line, message }
+}
+
 /// Attaches the `btrfs` lines (with their kickstart line) to their parent volumes; returns
 /// warnings for lines mic also leaves unbuilt. Errors name the line.
-pub fn attach_btrfs(volumes: &mut [Volume], lines: &[(usize, Btrfs)]) -> Result<Vec<String>, String> {
+pub fn attach_btrfs(volumes: &mut [Volume], lines: &[(usize, Btrfs)]) -> Result<Vec<LineError>, LineError> {
     let mut warnings = Vec::new();
     // Subvolumes first: mic creates them all before any snapshot, whatever the order.
     for (line, b) in lines.iter().filter(|(_, b)| b.subvol) {
@@ -67,53 +84,62 @@ pub fn attach_btrfs(volumes: &mut [Volume], lines: &[(usize, Btrfs)]) -> Result<
         let sv = &mut volumes[idx].subvolumes;
         if !sv.has_name(&base) {
             let known: Vec<&str> = sv.list.iter().map(|s| s.name.as_str()).collect();
-            return Err(format!(
-                "line {line}: btrfs snapshot {name}: --base={base} is not a subvolume of {} (it has: {})",
-                volumes[idx].label.as_deref().unwrap_or_default(),
-                if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+            return Err(at(
+                *line,
+                format!(
+                    "btrfs snapshot {name}: --base={base} is not a subvolume of {} (it has: {})",
+                    volumes[idx].label.as_deref().unwrap_or_default(),
+                    if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+                ),
             ));
         }
         if let Some(mp) = &b.mountpoint {
-            warnings.push(format!("line {line}: btrfs snapshot {name} is not mounted (as in mic): {mp} is ignored"));
+            warnings.push(at(*line, format!("btrfs snapshot {name} is not mounted (as in mic): {mp} is ignored")));
         }
         sv.snapshots.push(Snapshot { name, base, line: *line });
     }
     for (line, b) in lines.iter().filter(|(_, b)| !b.subvol && !b.snapshot) {
-        warnings.push(format!(
-            "line {line}: `btrfs {}` (a btrfs volume over {}) is not built, as in mic: give the partition \
+        warnings.push(at(
+            *line,
+            format!(
+                "`btrfs {}` (a btrfs volume over {}) is not built, as in mic: give the partition \
              `part MP --fstype=btrfs --label=L` and its subvolumes `btrfs MP --subvol --name=N --parent=L`",
-            b.mountpoint.as_deref().unwrap_or("none"),
-            if b.devices.is_empty() { "no devices".to_owned() } else { b.devices.join(" ") }
+                b.mountpoint.as_deref().unwrap_or("none"),
+                if b.devices.is_empty() { "no devices".to_owned() } else { b.devices.join(" ") }
+            ),
         ));
     }
     Ok(warnings)
 }
 
 /// The parent volume's index and the checked, unused name.
-fn parent_and_name(volumes: &[Volume], line: usize, b: &Btrfs) -> Result<(usize, String), String> {
+fn parent_and_name(volumes: &[Volume], line: usize, b: &Btrfs) -> Result<(usize, String), LineError> {
     let name = b.name.clone().unwrap_or_default();
     if !plain_name(&name) {
-        return Err(format!(
-            "line {line}: btrfs --name={name}: a subvolume or snapshot name must be one plain path component \
+        return Err(at(
+            line,
+            format!(
+                "btrfs --name={name}: a subvolume or snapshot name must be one plain path component \
              (no `/`, not `.` or `..`, at most 255 bytes)"
+            ),
         ));
     }
     let Some(parent) = b.parent.as_deref().filter(|p| !p.is_empty()) else {
-        return Err(format!("line {line}: btrfs {name}: --parent=LABEL must name the `part --label` that holds it"));
+        return Err(at(line, format!("btrfs {name}: --parent=LABEL must name the `part --label` that holds it")));
     };
     let idx = volumes
         .iter()
         .position(|v| v.label.as_deref() == Some(parent))
-        .ok_or_else(|| format!("line {line}: btrfs {name}: --parent={parent}: no `part` has --label={parent}"))?;
+        .ok_or_else(|| at(line, format!("btrfs {name}: --parent={parent}: no `part` has --label={parent}")))?;
     let v = &volumes[idx];
     if v.fstype != "btrfs" {
-        return Err(format!(
-            "line {line}: btrfs {name}: --parent={parent} is part {}, which is {}, not btrfs",
-            v.mountpoint, v.fstype
+        return Err(at(
+            line,
+            format!("btrfs {name}: --parent={parent} is part {}, which is {}, not btrfs", v.mountpoint, v.fstype),
         ));
     }
     if v.subvolumes.has_name(&name) {
-        return Err(format!("line {line}: btrfs --name={name} is given twice in {parent}"));
+        return Err(at(line, format!("btrfs --name={name} is given twice in {parent}")));
     }
     Ok((idx, name))
 }
@@ -128,36 +154,41 @@ fn plain_name(name: &str) -> bool {
 }
 
 /// The mount point, normalised, checked to lie in the parent volume and to be used once.
-fn subvolume_mountpoint(volumes: &[Volume], idx: usize, line: usize, b: &Btrfs) -> Result<String, String> {
+fn subvolume_mountpoint(volumes: &[Volume], idx: usize, line: usize, b: &Btrfs) -> Result<String, LineError> {
     let given = b.mountpoint.as_deref().unwrap_or_default();
-    let mp = normalise(given).ok_or_else(|| {
-        format!("line {line}: btrfs {given}: a subvolume's mount point must be a plain absolute path")
-    })?;
+    let mp = normalise(given)
+        .ok_or_else(|| at(line, format!("btrfs {given}: a subvolume's mount point must be a plain absolute path")))?;
     let parent = &volumes[idx];
     if !below(&mp, &parent.mountpoint) {
-        return Err(format!(
-            "line {line}: btrfs {mp}: not below {}, where part --label={} is mounted",
-            parent.mountpoint,
-            parent.label.as_deref().unwrap_or_default()
+        return Err(at(
+            line,
+            format!(
+                "btrfs {mp}: not below {}, where part --label={} is mounted",
+                parent.mountpoint,
+                parent.label.as_deref().unwrap_or_default()
+            ),
         ));
     }
     for (i, v) in volumes.iter().enumerate() {
         if let Some(other) = v.subvolumes.list.iter().find(|s| s.mountpoint == mp) {
-            return Err(format!("line {line}: btrfs {mp}: mount point given twice (line {})", other.line));
+            return Err(at(line, format!("btrfs {mp}: mount point given twice (line {})", other.line)));
         }
         if i == idx {
             continue;
         }
         if v.mountpoint == mp {
-            return Err(format!("line {line}: btrfs {mp}: mount point given twice (a `part` has it)"));
+            return Err(at(line, format!("btrfs {mp}: mount point given twice (a `part` has it)")));
         }
         // A deeper partition in between would hold the folder instead.
         if below(&mp, &v.mountpoint) && below(&v.mountpoint, &parent.mountpoint) {
-            return Err(format!(
-                "line {line}: btrfs {mp} lies in part {}, not in part {} (--label={})",
-                v.mountpoint,
-                parent.mountpoint,
-                parent.label.as_deref().unwrap_or_default()
+            return Err(at(
+                line,
+                format!(
+                    "btrfs {mp} lies in part {}, not in part {} (--label={})",
+                    v.mountpoint,
+                    parent.mountpoint,
+                    parent.label.as_deref().unwrap_or_default()
+                ),
             ));
         }
     }
@@ -206,8 +237,8 @@ mod tests {
             n += 1;
             [n; 16]
         })?;
-        let warnings = attach_btrfs(&mut vols, &plan.btrfs)?;
-        Ok((vols, warnings))
+        let warnings = attach_btrfs(&mut vols, &plan.btrfs).map_err(|e| e.to_string())?;
+        Ok((vols, warnings.iter().map(ToString::to_string).collect()))
     }
 
     const SAILFISH: &str = "part /boot --fstype=ext4 --size=64 --label=boot
