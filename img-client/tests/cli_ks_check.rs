@@ -137,3 +137,48 @@ fn a_closed_stdout_keeps_the_verdict() {
         assert_eq!(out.status.code(), Some(verdict), "{name}: {stderr}");
     }
 }
+
+fn creator_case(path: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../img-creator/tests/data/check").join(path)
+}
+
+/// `--type`/`--arch` (or the magic line) add the builder's own check, as the server runs it.
+#[test]
+fn the_build_check_runs_for_the_type_given_or_the_magic_line() {
+    let out = check(&[creator_case("err/included.ks").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let expected = std::fs::read_to_string(creator_case("err/included.diag")).unwrap();
+    assert!(text(&out.stderr).ends_with(&expected), "the error is in the included file:\n{}", text(&out.stderr));
+
+    let dir = std::env::temp_dir().join(format!("img-client-typecheck-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ks = dir.join("plain.ks");
+    std::fs::write(&ks, "part / --size=512 --fstype=xfs\n").unwrap();
+    let ks = ks.to_str().unwrap();
+    let out = check(&[ks]);
+    assert_eq!(out.status.code(), Some(0), "no type, no build check: {}", text(&out.stderr));
+    let out = check(&["--type", "raw", ks]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains(":1:19: error: part /: filesystem `xfs` is not supported yet"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = check(&["--type", "fs", ks]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(text(&out.stderr).contains(":1:19: warning: part /: filesystem `xfs`"), "{}", text(&out.stderr));
+    let out = check(&["--type", "livecd", "--arch", "armv7hl", ks]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("isolinux, which runs only on x86"), "{}", text(&out.stderr));
+    let refused: [(&[&str], &str); 3] = [
+        (&["--type", "nand"], "vendor"),
+        (&["--type", "floppy"], "floppy"),
+        (&["--type", "raw", "--arch", "vax"], "vax"),
+    ];
+    for (args, says) in refused {
+        let out = check(&[args, &[ks]].concat());
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(text(&out.stderr).contains(says), "{args:?}: {}", text(&out.stderr));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

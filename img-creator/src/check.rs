@@ -15,6 +15,9 @@ use img_core::kickstart::{Item, Kickstart};
 /// Commands for layouts IMG does not build (yet): LVM and software RAID.
 const VOLUME_COMMANDS: &[&str] = &["volgroup", "logvol", "raid"];
 
+/// The installer's automatic layouts: IMG builds only what `part` lines give.
+const AUTOMATIC_COMMANDS: &[&str] = &["autopart", "reqpart"];
+
 /// A command and the file it is in.
 struct At<'a> {
     file: &'a str,
@@ -47,6 +50,7 @@ pub fn check(ks: &Kickstart, t: ImageType) -> Vec<Diagnostic> {
     let mut btrfs: Vec<(At, &Btrfs)> = Vec::new();
     let mut volume_commands: Vec<At> = Vec::new();
     let mut bootloader: Option<(At, &Bootloader)> = None;
+    let mut automatic: Vec<At> = Vec::new();
     for (file, item) in items {
         let Item::Command(cmd) = item else { continue };
         let at = At { file, cmd };
@@ -55,6 +59,7 @@ pub fn check(ks: &Kickstart, t: ImageType) -> Vec<Diagnostic> {
             CommandKind::Btrfs(b) => btrfs.push((at, b)),
             CommandKind::Bootloader(b) => bootloader = Some((at, b)),
             _ if VOLUME_COMMANDS.contains(&cmd.name.as_str()) => volume_commands.push(at),
+            _ if AUTOMATIC_COMMANDS.contains(&cmd.name.as_str()) => automatic.push(at),
             _ => {}
         }
     }
@@ -75,8 +80,16 @@ pub fn check(ks: &Kickstart, t: ImageType) -> Vec<Diagnostic> {
             );
         }
     }
+    let disk = !live;
+    for at in automatic.iter().filter(|_| disk) {
+        let name = &at.cmd.name;
+        out.push(match name.as_str() {
+            "autopart" if parts.is_empty() => at.error(1, AUTOPART),
+            _ => at.warning(1, format!("`{name}` is ignored: the disk has the partitions the `part` lines give")),
+        });
+    }
     let Some(mut volumes) = volumes(&parts, &mut out) else { return sorted(out) };
-    if volumes.is_empty() && !live {
+    if volumes.is_empty() && disk && !automatic.iter().any(|a| a.cmd.name == "autopart") {
         out.push(Diagnostic::error(
             &ks.file,
             1,
@@ -100,6 +113,9 @@ pub fn check(ks: &Kickstart, t: ImageType) -> Vec<Diagnostic> {
     }
     sorted(out)
 }
+
+const AUTOPART: &str = "`autopart` is not supported: give the layout as `part` lines \
+                        (e.g. `part / --size=1024 --fstype=ext4 --label=root`)";
 
 /// What no kickstart line changes: whether the type can be built for the arch.
 pub fn target(t: ImageType, arch: Arch) -> Option<String> {

@@ -723,7 +723,66 @@ fn warnings_reach_the_submitter_and_the_job_page(backend: Backend) {
     assert_eq!(quiet["warnings"], json!([]));
 }
 
+/// The builder's check runs at submit: every layout the builder refuses (img-creator's
+/// `tests/data/check/err`, type and arch from their magic lines) is a 422 with the builder's
+/// diagnostics, and nothing is stored; every buildable one is a 201 carrying its warnings.
+fn layouts_the_builder_refuses_are_a_422_with_their_line(backend: Backend) {
+    let store = Store::new(backend);
+    let s = Server::start(store.config());
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../img-creator/tests/data/check");
+    let mut accepted = 0;
+    for kind in ["err", "ok"] {
+        let mut cases: Vec<_> = std::fs::read_dir(data.join(kind)).unwrap().flatten().map(|e| e.path()).collect();
+        cases.retain(|p| p.extension().is_some_and(|e| e == "ks"));
+        cases.sort();
+        for case in cases {
+            let text = std::fs::read_to_string(&case).unwrap();
+            if text.contains("%include") {
+                continue; // the server takes one file: includes are the CLI's
+            }
+            let name = case.file_name().unwrap().to_string_lossy().into_owned();
+            let expected = std::fs::read_to_string(case.with_extension("diag")).unwrap();
+            let form = multipart::Form::new().part("ksfile", multipart::Part::text(text).file_name(name.clone()));
+            let r = s.http.post(s.api("/jobs")).multipart(form).send().unwrap();
+            let status = r.status().as_u16();
+            let body: serde_json::Value = r.json().unwrap();
+            let listed = if kind == "err" { &body["diagnostics"] } else { &body["warnings"] };
+            let got: Vec<String> = listed
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|d| {
+                            format!(
+                                "{}:{}:{}: {}: {}",
+                                d["file"].as_str().unwrap_or_default(),
+                                d["line"],
+                                d["column"],
+                                d["severity"].as_str().unwrap_or_default(),
+                                d["message"].as_str().unwrap_or_default()
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            match expected.strip_prefix("target: ") {
+                Some(why) => {
+                    assert_eq!(status, 422, "{name}: {body}");
+                    assert!(body["detail"].as_str().unwrap().contains(why.trim()), "{name}: {body}");
+                }
+                None => {
+                    assert_eq!(status, if kind == "err" { 422 } else { 201 }, "{name}: {body}");
+                    assert_eq!(got, expected.lines().collect::<Vec<_>>(), "{name}: {body}");
+                }
+            }
+            accepted += usize::from(kind == "ok");
+        }
+    }
+    assert!(accepted >= 3);
+    assert_eq!(s.get_json("/jobs")["total"], accepted, "only the buildable ones are stored");
+}
+
 both_backends!(
+    layouts_the_builder_refuses_are_a_422_with_their_line,
     warnings_reach_the_submitter_and_the_job_page,
     downloads_take_ranges_per_rfc_9110,
     job_files_that_are_links_are_not_served,
