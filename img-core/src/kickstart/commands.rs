@@ -191,8 +191,8 @@ struct Spec {
     note: Option<&'static str>,
 }
 
-/// Said of installer-only commands IMG passes through.
-const NOT_APPLIED: &str = "is an installer command IMG does not apply; its options are not checked";
+/// Said of the commands IMG passes through (mostly the installer's).
+const NOT_APPLIED: &str = "is not applied by IMG (passed through); its options are not checked";
 /// Said of commands current pykickstart no longer knows (mic-era kickstarts still have them).
 const OBSOLETE: &str = "is obsolete (removed from pykickstart); IMG ignores it";
 
