@@ -134,13 +134,19 @@ fn img_accepts_nothing_silently_that_pykickstart_rejects() {
                 case.expect,
                 img.join(" | ")
             )),
-            Class::Warns => report.push(format!("warns     {}\n    py: {message}\n    img: {}", case.line, img.join(" | "))),
+            Class::Warns => {
+                report.push(format!("warns     {}\n    py: {message}\n    img: {}", case.line, img.join(" | ")))
+            }
             Class::Silent => report.push(format!("SILENT    {}  [{}]\n    py: {message}", case.line, case.source)),
         }
     }
     for line in &report {
         eprintln!("{line}");
     }
+    // The recorded expectation is for the test's own handler version; the live verdict is for
+    // mic's handler on current pykickstart (removed and RHEL-only commands differ).
+    let changed = cases.iter().zip(&verdicts).filter(|(c, (rejects, _))| (c.expect == "error") != *rejects).count();
+    eprintln!("pykickstart cases: the live verdict differs from the recorded expectation on {changed}");
     let count = |c| counts.get(&c).copied().unwrap_or(0);
     eprintln!(
         "pykickstart cases: {} total; agree {}, IMG stricter {}, IMG warns {}, SILENT {}",

@@ -7,15 +7,11 @@ use super::options::Matched;
 /// Rules of a `Generic` command (`first` is its canonical name).
 pub fn check(first: &str, m: &mut Matched, name_col: usize) {
     match first {
-        "keyboard" => {
-            if m.positionals.is_empty() && m.get("vckeymap").is_none() && m.get("xlayouts").is_none() {
-                m.error(name_col, "keyboard requires a keymap, --vckeymap or --xlayouts");
-            }
+        "keyboard" if m.positionals.is_empty() && m.get("vckeymap").is_none() && m.get("xlayouts").is_none() => {
+            m.error(name_col, "keyboard requires a keymap, --vckeymap or --xlayouts");
         }
-        "services" => {
-            if m.get("enabled").is_none() && m.get("disabled").is_none() {
-                m.error(name_col, "services requires --enabled or --disabled");
-            }
+        "services" if m.get("enabled").is_none() && m.get("disabled").is_none() => {
+            m.error(name_col, "services requires --enabled or --disabled");
         }
         "logging" => requires(m, "logging", "port", "host"),
         "url" => {
@@ -35,7 +31,7 @@ pub fn check(first: &str, m: &mut Matched, name_col: usize) {
 fn autopart(m: &mut Matched, name_col: usize) {
     choice_folded(m, "autopart", "type", &["lvm", "btrfs", "plain", "partition", "thinp"]);
     match (m.get("type").map(|(t, _)| t.to_ascii_lowercase()), m.get("fstype")) {
-        (None, Some((f, c))) if f == "btrfs" => m.error(c, "autopart --fstype=btrfs is not valid; use --type=btrfs"),
+        (None, Some(("btrfs", c))) => m.error(c, "autopart --fstype=btrfs is not valid; use --type=btrfs"),
         (Some(t), Some(_)) if t == "btrfs" => m.error(name_col, "autopart --fstype cannot be used with --type=btrfs"),
         _ => {}
     }
@@ -106,7 +102,10 @@ fn raid(m: &mut Matched, name_col: usize) {
     let levels = ["0", "1", "4", "5", "6", "10"];
     if let Some((level, column)) = m.get("level").map(|(l, c)| (l.to_ascii_lowercase(), c)) {
         if !levels.contains(&level.strip_prefix("raid").unwrap_or(&level)) {
-            m.error(column, format!("raid --level must be one of RAID0, RAID1, RAID4, RAID5, RAID6, RAID10, not `{level}`"));
+            m.error(
+                column,
+                format!("raid --level must be one of RAID0, RAID1, RAID4, RAID5, RAID6, RAID10, not `{level}`"),
+            );
         }
     }
     if m.positionals.is_empty() {
