@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Creates .build/venv (under the repo root) with pykickstart for the differential
-# test and the benchmark comparison. Idempotent: quick when already done.
+# Creates .build/venv (under the repo root) with pykickstart for the differential tests
+# (corpus and pykickstart-cases) and the benchmark comparison. Idempotent: quick when already done.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 scripts/venv .build/venv tests/pykickstart/requirements.txt

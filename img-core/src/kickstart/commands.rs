@@ -187,7 +187,14 @@ struct Spec {
     args: Args,
     /// Accept unknown options silently (commands with large option sets IMG ignores).
     open: bool,
+    /// A warning on every use: the command is not applied (said with the line, not hidden).
+    note: Option<&'static str>,
 }
+
+/// Said of the commands IMG passes through (mostly the installer's).
+const NOT_APPLIED: &str = "is not applied by IMG (passed through); its options are not checked";
+/// Said of commands current pykickstart no longer knows (mic-era kickstarts still have them).
+const OBSOLETE: &str = "is obsolete (removed from pykickstart); IMG ignores it";
 
 const REPO: &[OptSpec] = &[
     value(&["name"]),
@@ -215,6 +222,7 @@ const REPO: &[OptSpec] = &[
     flag(&["install"]),
 ];
 
+// What `Partition` does not hold, IMG does not apply.
 const PART: &[OptSpec] = &[
     value(&["size"]),
     value(&["fstype"]),
@@ -228,27 +236,28 @@ const PART: &[OptSpec] = &[
     value(&["uuid"]),
     flag(&["grow"]),
     flag(&["asprimary"]),
-    value(&["maxsize"]),
-    flag(&["noformat"]),
-    value(&["onpart", "usepart"]),
-    flag(&["recommended"]),
-    flag(&["encrypted"]),
-    value(&["passphrase"]),
-    value(&["start"]),
-    value(&["end"]),
-    value(&["bytes-per-inode"]),
-    value(&["onbiosdisk"]),
-    value(&["fsprofile"]),
-    value(&["mkfsoptions"]),
-    flag(&["resize"]),
-    flag(&["hibernation"]),
-    value(&["system-id"]),
-    flag(&["exclude-image"]),
-    flag(&["no-cpio"]),
-    value(&["cipher"]),
-    value(&["luks-version"]),
+    value(&["maxsize"]).ignored(),
+    flag(&["noformat"]).ignored(),
+    value(&["onpart", "usepart"]).ignored(),
+    flag(&["recommended"]).ignored(),
+    flag(&["encrypted"]).ignored(),
+    value(&["passphrase"]).ignored(),
+    value(&["start"]).ignored(),
+    value(&["end"]).ignored(),
+    value(&["bytes-per-inode"]).ignored(),
+    value(&["onbiosdisk"]).ignored(),
+    value(&["fsprofile"]).ignored(),
+    value(&["mkfsoptions"]).ignored(),
+    flag(&["resize"]).ignored(),
+    flag(&["hibernation"]).ignored(),
+    value(&["system-id"]).ignored(),
+    flag(&["exclude-image"]).ignored(),
+    flag(&["no-cpio"]).ignored(),
+    value(&["cipher"]).ignored(),
+    value(&["luks-version"]).ignored(),
 ];
 
+// What `Bootloader` does not hold, IMG does not apply.
 const BOOTLOADER: &[OptSpec] = &[
     value(&["append"]),
     value(&["timeout"]),
@@ -256,21 +265,21 @@ const BOOTLOADER: &[OptSpec] = &[
     value(&["ptable"]),
     value(&["menus"]),
     value(&["password"]),
-    flag(&["iscrypted"]),
+    flag(&["iscrypted"]).ignored(),
     value(&["md5pass"]),
-    value(&["driveorder"]),
-    value(&["boot-drive"]),
-    flag(&["leavebootorder"]),
+    value(&["driveorder"]).ignored(),
+    value(&["boot-drive"]).ignored(),
+    flag(&["leavebootorder"]).ignored(),
     flag(&["disabled", "disable"]),
-    flag(&["extlinux"]),
-    flag(&["upgrade"]),
-    flag(&["nombr"]),
-    flag(&["lba32"]),
-    flag(&["useLilo"]),
-    flag(&["linear"]),
-    flag(&["nolinear"]),
-    value(&["default"]),
-    flag(&["noefi"]),
+    flag(&["extlinux"]).ignored(),
+    flag(&["upgrade"]).ignored(),
+    flag(&["nombr"]).ignored(),
+    flag(&["lba32"]).ignored(),
+    flag(&["useLilo"]).ignored(),
+    flag(&["linear"]).ignored(),
+    flag(&["nolinear"]).ignored(),
+    value(&["default"]).ignored(),
+    flag(&["noefi"]).ignored(),
 ];
 
 const BTRFS: &[OptSpec] = &[
@@ -385,6 +394,77 @@ const FIREWALL: &[OptSpec] = &[
     flag(&["telnet"]),
 ];
 const SERVICES: &[OptSpec] = &[value(&["enabled"]), value(&["disabled"])];
+/// pykickstart's logvol, volgroup and raid options (IMG builds no LVM or RAID; the rules
+/// are checked so a kickstart meant for the installer is still told its mistakes).
+const LOGVOL: &[OptSpec] = &[
+    value(&["fstype"]),
+    flag(&["grow"]),
+    value(&["maxsize"]),
+    value(&["name"]),
+    flag(&["noformat"]),
+    value(&["percent"]),
+    flag(&["recommended"]),
+    value(&["size"]),
+    flag(&["useexisting"]),
+    value(&["vgname"]),
+    value(&["fsoptions"]),
+    value(&["fsprofile"]),
+    flag(&["encrypted"]),
+    value(&["passphrase"]),
+    value(&["escrowcert"]),
+    flag(&["backuppassphrase"]),
+    value(&["label"]),
+    flag(&["resize"]),
+    flag(&["hibernation"]),
+    value(&["cipher"]),
+    flag(&["thinpool"]),
+    flag(&["thin"]),
+    value(&["poolname"]),
+    value(&["chunksize"]),
+    value(&["metadatasize"]),
+    value(&["profile"]),
+    value(&["cachesize"]),
+    value(&["cachemode"]),
+    value(&["cachepvs"]),
+    value(&["mkfsoptions"]),
+    value(&["luks-version"]),
+    value(&["pbkdf"]),
+    value(&["pbkdf-memory"]),
+    value(&["pbkdf-time"]),
+    value(&["pbkdf-iterations"]),
+    value(&["bytes-per-inode"]),
+];
+const VOLGROUP: &[OptSpec] = &[
+    flag(&["noformat"]),
+    flag(&["useexisting"]),
+    value(&["reserved-space"]),
+    value(&["reserved-percent"]),
+    value(&["pesize"]),
+];
+const RAID: &[OptSpec] = &[
+    value(&["device"]),
+    value(&["fstype"]),
+    value(&["level"]),
+    flag(&["noformat"]),
+    value(&["spares"]),
+    flag(&["useexisting"]),
+    value(&["fsoptions"]),
+    value(&["fsprofile"]),
+    flag(&["encrypted"]),
+    value(&["passphrase"]),
+    value(&["escrowcert"]),
+    flag(&["backuppassphrase"]),
+    value(&["label"]),
+    value(&["cipher"]),
+    value(&["mkfsoptions"]),
+    value(&["chunksize"]),
+    value(&["luks-version"]),
+    value(&["pbkdf"]),
+    value(&["pbkdf-memory"]),
+    value(&["pbkdf-time"]),
+    value(&["pbkdf-iterations"]),
+    value(&["bytes-per-inode"]),
+];
 const XCONFIG: &[OptSpec] = &[
     flag(&["startxonboot"]),
     value(&["defaultdesktop"]),
@@ -426,33 +506,66 @@ const AUTOPART: &[OptSpec] = &[
 ];
 
 const SPECS: &[Spec] = &[
-    Spec { names: &["repo", "micrepo"], opts: REPO, args: NONE, open: false },
-    Spec { names: &["part", "partition"], opts: PART, args: OPT, open: false },
-    Spec { names: &["bootloader", "micboot"], opts: BOOTLOADER, args: ANY, open: false },
-    Spec { names: &["btrfs"], opts: BTRFS, args: ANY, open: false },
-    Spec { names: &["timezone"], opts: TIMEZONE, args: OPT, open: false },
-    Spec { names: &["rootpw"], opts: ROOTPW, args: OPT, open: false },
-    Spec { names: &["user"], opts: USER, args: NONE, open: false },
-    Spec { names: &["group"], opts: GROUP, args: NONE, open: false },
-    // Open: options newer than this list pass as before; `Network::other` names the known rest.
-    Spec { names: &["network"], opts: NETWORK, args: NONE, open: true },
-    Spec { names: &["desktop"], opts: DESKTOP, args: NONE, open: false },
-    Spec { names: &["lang"], opts: LANG, args: ONE, open: false },
-    Spec { names: &["keyboard"], opts: KEYBOARD, args: OPT, open: false },
-    Spec { names: &["selinux"], opts: SELINUX, args: NONE, open: false },
-    Spec { names: &["firewall"], opts: FIREWALL, args: NONE, open: false },
-    Spec { names: &["services"], opts: SERVICES, args: NONE, open: false },
-    Spec { names: &["xconfig"], opts: XCONFIG, args: NONE, open: false },
-    Spec { names: &["clearpart"], opts: CLEARPART, args: NONE, open: false },
-    Spec { names: &["logging"], opts: LOGGING, args: NONE, open: false },
-    Spec { names: &["url"], opts: URL, args: NONE, open: false },
-    Spec { names: &["firstboot"], opts: FIRSTBOOT, args: NONE, open: false },
-    Spec { names: &["autopart"], opts: AUTOPART, args: NONE, open: false },
+    Spec { names: &["repo", "micrepo"], opts: REPO, args: NONE, open: false, note: None },
+    Spec { names: &["part", "partition"], opts: PART, args: OPT, open: false, note: None },
+    Spec { names: &["bootloader", "micboot"], opts: BOOTLOADER, args: ANY, open: false, note: None },
+    Spec { names: &["btrfs"], opts: BTRFS, args: ANY, open: false, note: None },
+    Spec { names: &["timezone"], opts: TIMEZONE, args: OPT, open: false, note: None },
+    Spec { names: &["rootpw"], opts: ROOTPW, args: OPT, open: false, note: None },
+    Spec { names: &["user"], opts: USER, args: NONE, open: false, note: None },
+    Spec { names: &["group"], opts: GROUP, args: NONE, open: false, note: None },
+    // `Network::other` names the known options the image does not get (each a warning too).
+    Spec { names: &["network"], opts: NETWORK, args: NONE, open: false, note: None },
+    Spec { names: &["desktop"], opts: DESKTOP, args: NONE, open: false, note: None },
+    Spec { names: &["lang"], opts: LANG, args: ONE, open: false, note: None },
+    Spec { names: &["keyboard"], opts: KEYBOARD, args: OPT, open: false, note: None },
+    Spec { names: &["selinux"], opts: SELINUX, args: NONE, open: false, note: None },
+    Spec { names: &["firewall"], opts: FIREWALL, args: NONE, open: false, note: None },
+    Spec { names: &["services"], opts: SERVICES, args: NONE, open: false, note: None },
+    Spec { names: &["xconfig"], opts: XCONFIG, args: NONE, open: false, note: None },
+    Spec { names: &["clearpart"], opts: CLEARPART, args: NONE, open: false, note: None },
+    Spec { names: &["logging"], opts: LOGGING, args: NONE, open: false, note: None },
+    Spec { names: &["url"], opts: URL, args: NONE, open: false, note: None },
+    Spec { names: &["firstboot"], opts: FIRSTBOOT, args: NONE, open: false, note: None },
+    Spec { names: &["autopart"], opts: AUTOPART, args: NONE, open: false, note: None },
+    Spec { names: &["logvol"], opts: LOGVOL, args: ONE, open: false, note: None },
+    Spec { names: &["volgroup"], opts: VOLGROUP, args: ANY, open: false, note: None },
+    Spec { names: &["raid"], opts: RAID, args: ANY, open: false, note: None },
+    // Gone from current pykickstart (removed, or kept by old versions only); mic-era
+    // kickstarts still have them, so they pass with a warning.
+    Spec {
+        names: &[
+            "install",
+            "upgrade",
+            "interactive",
+            "lilo",
+            "lilocheck",
+            "langsupport",
+            "mouse",
+            "deviceprobe",
+            "auth",
+            "authconfig",
+            "device",
+            "module",
+            "vnc",
+            "monitor",
+            "method",
+            "key",
+            "multipath",
+            "dmraid",
+            "nvdimm",
+            "pwpolicy",
+        ],
+        opts: &[],
+        args: ANY,
+        open: true,
+        note: Some(OBSOLETE),
+    },
+    // mic's: one comma-separated list of features (mic refused anything else).
+    Spec { names: &["installerfw_plugins", "installerfw"], opts: &[], args: ONE, open: false, note: Some(NOT_APPLIED) },
     Spec {
         names: &[
             "zerombr",
-            "install",
-            "upgrade",
             "text",
             "graphical",
             "cmdline",
@@ -461,39 +574,29 @@ const SPECS: &[Spec] = &[
             "poweroff",
             "halt",
             "skipx",
-            "interactive",
             "mediacheck",
             "rescue",
         ],
         opts: &[flag(&["eject"]), flag(&["kexec"])],
         args: NONE,
         open: false,
+        note: None,
     },
     // Large option sets IMG only passes through.
     Spec {
         names: &[
-            "auth",
-            "authconfig",
             "authselect",
-            "installerfw",
-            "installerfw_plugins",
             "sshpw",
             "sshkey",
             "reqpart",
             "ostreesetup",
             "eula",
-            "device",
             "driverdisk",
             "iscsi",
             "iscsiname",
             "ignoredisk",
-            "volgroup",
-            "logvol",
-            "raid",
-            "module",
             "realm",
             "liveimg",
-            "vnc",
             "timesource",
             "snapshot",
             "zfcp",
@@ -503,20 +606,8 @@ const SPECS: &[Spec] = &[
             "harddrive",
             "cdrom",
             "fcoe",
-            "monitor",
-            "mouse",
-            "deviceprobe",
-            "lilo",
-            "lilocheck",
-            "method",
-            "langsupport",
-            "key",
-            "multipath",
-            "dmraid",
             "updates",
             "hmc",
-            "nvdimm",
-            "pwpolicy",
             "ostreecontainer",
             "bootc",
             "xconfig_",
@@ -525,6 +616,7 @@ const SPECS: &[Spec] = &[
         opts: &[],
         args: ANY,
         open: true,
+        note: Some(NOT_APPLIED),
     },
 ];
 
@@ -542,21 +634,20 @@ pub fn interpret(name: &str, args: &[Word], name_col: usize) -> Interpreted {
         return Interpreted { kind: CommandKind::Unknown, problems };
     };
     let mut m = match_options(name, args, spec.opts, spec.open);
+    if let Some(note) = spec.note {
+        m.warn(name_col, format!("`{name}` {note}"));
+    }
     check_arg_count(name, name_col, spec.args, &mut m);
     let kind = match spec.names.first().copied().unwrap_or("") {
         "repo" => CommandKind::Repo(repo(&mut m, name_col)),
         "part" => CommandKind::Partition(partition(&mut m, name_col)),
         "bootloader" => CommandKind::Bootloader(bootloader(&mut m)),
         "btrfs" => CommandKind::Btrfs(btrfs(&mut m, name_col)),
-        "timezone" => CommandKind::Timezone(Timezone {
-            timezone: m.positionals.first().map(|w| w.text.clone()),
-            utc: m.flag("utc") || m.flag("isUTC"),
-            nontp: m.flag("nontp"),
-        }),
+        "timezone" => CommandKind::Timezone(timezone(&mut m, name_col)),
         "rootpw" => CommandKind::Rootpw(rootpw(&mut m, name_col)),
         "user" => CommandKind::User(user(&mut m, name_col)),
         "group" => CommandKind::Group(group(&mut m, name_col)),
-        "network" => CommandKind::Network(network(&m)),
+        "network" => CommandKind::Network(network(&mut m)),
         "desktop" => CommandKind::Desktop(Desktop {
             defaultdesktop: m.string("defaultdesktop"),
             autologinuser: m.string("autologinuser"),
@@ -564,7 +655,10 @@ pub fn interpret(name: &str, args: &[Word], name_col: usize) -> Interpreted {
             session: m.string("session"),
         }),
         "lang" => CommandKind::Lang(m.positionals.first().map(|w| w.text.clone()).unwrap_or_default()),
-        _ => CommandKind::Generic,
+        first => {
+            super::rules::check(first, &mut m, name_col);
+            CommandKind::Generic
+        }
     };
     Interpreted { kind, problems: m.problems }
 }
@@ -596,6 +690,7 @@ fn repo(m: &mut Matched, name_col: usize) -> Repo {
     if baseurl.is_none() && mirrorlist.is_none() && m.string("metalink").is_none() {
         m.error(name_col, "repo requires --baseurl or --mirrorlist");
     }
+    super::rules::only_one(m, "repo", &["baseurl", "mirrorlist", "metalink"]);
     Repo {
         name: name.unwrap_or_default(),
         baseurl,
@@ -624,6 +719,9 @@ fn partition(m: &mut Matched, name_col: usize) -> Partition {
     if mountpoint.is_none() {
         m.error(name_col, "part requires a mountpoint");
     }
+    if m.get("fstype").is_some_and(|(f, _)| f == "tmpfs") && (m.flag("grow") || m.flag("maxsize")) {
+        m.error(name_col, "part --fstype=tmpfs cannot be used with --grow or --maxsize");
+    }
     Partition {
         mountpoint: mountpoint.unwrap_or_default(),
         size: m.int("size", "size in MiB"),
@@ -642,6 +740,7 @@ fn partition(m: &mut Matched, name_col: usize) -> Partition {
 }
 
 fn bootloader(m: &mut Matched) -> Bootloader {
+    super::rules::choice(m, "bootloader", "location", &["mbr", "partition", "none", "boot"]);
     Bootloader {
         append: m.string("append"),
         timeout: m.int("timeout", "seconds"),
@@ -654,6 +753,9 @@ fn bootloader(m: &mut Matched) -> Bootloader {
 }
 
 fn btrfs(m: &mut Matched, name_col: usize) -> Btrfs {
+    for level in ["data", "metadata"] {
+        super::rules::choice_folded(m, "btrfs", level, &["raid0", "0", "raid1", "1", "raid10", "10", "single"]);
+    }
     let b = Btrfs {
         mountpoint: m.positionals.first().map(|w| w.text.clone()),
         devices: m.positionals.iter().skip(1).map(|w| w.text.clone()).collect(),
@@ -687,6 +789,15 @@ fn btrfs(m: &mut Matched, name_col: usize) -> Btrfs {
         m.error(name_col, message);
     }
     b
+}
+
+fn timezone(m: &mut Matched, name_col: usize) -> Timezone {
+    let timezone = m.positionals.first().map(|w| w.text.clone());
+    if timezone.is_none() && m.values.is_empty() {
+        m.error(name_col, "timezone requires a time zone or an option");
+    }
+    super::rules::conflict(m, "timezone", "nontp", "ntpservers");
+    Timezone { timezone, utc: m.flag("utc") || m.flag("isUTC"), nontp: m.flag("nontp") }
 }
 
 fn rootpw(m: &mut Matched, name_col: usize) -> Rootpw {
@@ -738,13 +849,19 @@ fn id(m: &mut Matched, name: &str, what: &str) -> Option<u32> {
     }
 }
 
-fn network(m: &Matched) -> Network {
+fn network(m: &mut Matched) -> Network {
     let yes = |v: String| !matches!(v.to_ascii_lowercase().as_str(), "no" | "off" | "0" | "false");
+    super::rules::choice(m, "network", "bootproto", &["dhcp", "bootp", "static", "query", "ibft"]);
     let mut other: Vec<String> = Vec::new();
-    for (name, _, _) in &m.values {
+    let mut unapplied = Vec::new();
+    for (name, _, column) in &m.values {
         if !NETWORK_HELD.contains(name) && !other.iter().any(|o| o == name) {
             other.push((*name).to_owned());
+            unapplied.push((*name, *column));
         }
+    }
+    for (name, column) in unapplied {
+        m.warn(column, format!("option --{name} of network is not applied by IMG, ignored"));
     }
     Network {
         device: m.string("device"),

@@ -10,6 +10,7 @@ pub mod lexer;
 pub mod model;
 pub mod options;
 mod parser;
+mod rules;
 pub mod sections;
 pub mod summary;
 pub mod tokens;

@@ -15,14 +15,23 @@ pub enum Arity {
 pub struct OptSpec {
     pub names: &'static [&'static str],
     pub arity: Arity,
+    /// Known but not applied by IMG: using it is a warning, so the user knows.
+    pub ignored: bool,
 }
 
 pub const fn flag(names: &'static [&'static str]) -> OptSpec {
-    OptSpec { names, arity: Arity::Flag }
+    OptSpec { names, arity: Arity::Flag, ignored: false }
 }
 
 pub const fn value(names: &'static [&'static str]) -> OptSpec {
-    OptSpec { names, arity: Arity::Value }
+    OptSpec { names, arity: Arity::Value, ignored: false }
+}
+
+impl OptSpec {
+    /// This option, marked as one IMG does not apply.
+    pub const fn ignored(self) -> Self {
+        OptSpec { ignored: true, ..self }
+    }
 }
 
 /// A problem found while matching options; the caller turns it into a diagnostic.
@@ -99,6 +108,9 @@ pub fn match_options(what: &str, words: &[Word], specs: &[OptSpec], open: bool) 
             continue;
         };
         let canonical = spec.names.first().copied().unwrap_or("");
+        if spec.ignored {
+            m.warn(word.column, format!("option --{canonical} of {what} is not applied by IMG, ignored"));
+        }
         match spec.arity {
             Arity::Flag => {
                 if inline.is_some() {
