@@ -12,11 +12,9 @@ use img_core::kickstart::commands::{Bootloader, Btrfs, CommandKind, Partition};
 use img_core::kickstart::model::{walk_located, Command};
 use img_core::kickstart::{Item, Kickstart};
 
-/// Commands for layouts IMG does not build (yet): LVM and software RAID.
-const VOLUME_COMMANDS: &[&str] = &["volgroup", "logvol", "raid"];
-
-/// The installer's automatic layouts: IMG builds only what `part` lines give.
-const AUTOMATIC_COMMANDS: &[&str] = &["autopart", "reqpart"];
+/// Commands for layouts IMG does not build (yet): LVM, software RAID, the installer's
+/// automatic layout (`reqpart` the parser already warns about: it is passed through).
+const VOLUME_COMMANDS: &[&str] = &["volgroup", "logvol", "raid", "autopart"];
 
 /// A command and the file it is in.
 struct At<'a> {
@@ -50,7 +48,6 @@ pub fn check(ks: &Kickstart, t: ImageType) -> Vec<Diagnostic> {
     let mut btrfs: Vec<(At, &Btrfs)> = Vec::new();
     let mut volume_commands: Vec<At> = Vec::new();
     let mut bootloader: Option<(At, &Bootloader)> = None;
-    let mut automatic: Vec<At> = Vec::new();
     for (file, item) in items {
         let Item::Command(cmd) = item else { continue };
         let at = At { file, cmd };
@@ -59,7 +56,6 @@ pub fn check(ks: &Kickstart, t: ImageType) -> Vec<Diagnostic> {
             CommandKind::Btrfs(b) => btrfs.push((at, b)),
             CommandKind::Bootloader(b) => bootloader = Some((at, b)),
             _ if VOLUME_COMMANDS.contains(&cmd.name.as_str()) => volume_commands.push(at),
-            _ if AUTOMATIC_COMMANDS.contains(&cmd.name.as_str()) => automatic.push(at),
             _ => {}
         }
     }
@@ -69,27 +65,21 @@ pub fn check(ks: &Kickstart, t: ImageType) -> Vec<Diagnostic> {
         return out;
     }
     let live = matches!(t, ImageType::Livecd | ImageType::Liveusb);
+    let autopart = volume_commands.iter().any(|at| at.cmd.name == "autopart");
     for at in &volume_commands {
         let name = &at.cmd.name;
-        let what = if name == "raid" { "software RAID" } else { "LVM" };
-        if live {
-            out.push(at.warning(1, format!("`{name}` is ignored for {t} images: their root is one filesystem")));
-        } else {
-            out.push(
-                at.error(1, format!("`{name}`: {what} is not supported yet; give each filesystem its own `part` line")),
-            );
-        }
-    }
-    let disk = !live;
-    for at in automatic.iter().filter(|_| disk) {
-        let name = &at.cmd.name;
         out.push(match name.as_str() {
+            _ if live => at.warning(1, format!("`{name}` is ignored for {t} images: their root is one filesystem")),
             "autopart" if parts.is_empty() => at.error(1, AUTOPART),
-            _ => at.warning(1, format!("`{name}` is ignored: the disk has the partitions the `part` lines give")),
+            "autopart" => at.warning(1, "`autopart` is ignored: the disk has the partitions the `part` lines give"),
+            "raid" => {
+                at.error(1, "`raid`: software RAID is not supported yet; give each filesystem its own `part` line")
+            }
+            _ => at.error(1, format!("`{name}`: LVM is not supported yet; give each filesystem its own `part` line")),
         });
     }
     let Some(mut volumes) = volumes(&parts, &mut out) else { return sorted(out) };
-    if volumes.is_empty() && disk && !automatic.iter().any(|a| a.cmd.name == "autopart") {
+    if volumes.is_empty() && !live && !autopart {
         out.push(Diagnostic::error(
             &ks.file,
             1,

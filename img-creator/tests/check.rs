@@ -1,6 +1,7 @@
 //! Data-driven tests of the one build check (`img_creator::check`): `data/check/err/*.ks`
 //! must be refused and `ok/*.ks` accepted (warnings allowed), each matching `NAME.diag`
-//! (`target: …` for a type/arch refusal, then one diagnostic per line). The image type
+//! (`target: …` for a type/arch refusal, then one diagnostic per line: the parser's
+//! warnings, then the check's, as the server answers). The image type
 //! and arch come from the case's magic line, as `ks check` and the server take them.
 //! `inc/` is offered to `%include`. `IMG_BLESS=1` rewrites the expected files.
 
@@ -38,7 +39,7 @@ fn run(path: &Path) -> (bool, String) {
     let opts = ParseOptions { file: &name, tokens: &TokenMap::new(), literal_tokens: false };
     let parsed = parse(&text, &opts, &files);
     assert!(!has_errors(&parsed.diagnostics), "{name} must parse clean: {:?}", parsed.diagnostics);
-    let ks = parsed.kickstart;
+    let ks = &parsed.kickstart;
     let t: ImageType = ks.suggested_imagetype().expect("a magic line with -f").parse().unwrap();
     let arch: Arch = ks.suggested_arch().unwrap_or("x86_64").parse().unwrap();
     let mut out = String::new();
@@ -46,8 +47,8 @@ fn run(path: &Path) -> (bool, String) {
     if let Some(why) = &target {
         out.push_str(&format!("target: {why}\n"));
     }
-    let diags = img_creator::check::check(&ks, t);
-    for d in &diags {
+    let diags = img_creator::check::check(ks, t);
+    for d in parsed.diagnostics.iter().chain(&diags) {
         out.push_str(&format!("{d}\n"));
     }
     (target.is_some() || has_errors(&diags), out)
