@@ -45,20 +45,25 @@ fn a_name_that_is_a_path_is_refused_before_any_work() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-#[test]
-fn an_unresolved_token_is_refused_before_any_work() {
-    let dir = std::env::temp_dir().join(format!("img-cli-token-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+/// `img-creator create TYPE DIR/x.ks --outdir DIR/out` with `text` as x.ks.
+fn create_in(dir: &std::path::Path, image_type: &str, text: &str) -> std::process::Output {
+    std::fs::create_dir_all(dir).unwrap();
     let ks = dir.join("x.ks");
-    let text = "part / --size=8\nrepo --name=f --baseurl=file:///srv/@ARCH@/@NOPE@/\n%packages\nbusybox\n%end\n";
     std::fs::write(&ks, text).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_img-creator"))
-        .args(["create", "fs"])
+    Command::new(env!("CARGO_BIN_EXE_img-creator"))
+        .args(["create", image_type])
         .arg(&ks)
         .arg("--outdir")
         .arg(dir.join("out"))
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn an_unresolved_token_is_refused_before_any_work() {
+    let dir = std::env::temp_dir().join(format!("img-cli-token-{}", std::process::id()));
+    let text = "part / --size=8\nrepo --name=f --baseurl=file:///srv/@ARCH@/@NOPE@/\n%packages\nbusybox\n%end\n";
+    let out = create_in(&dir, "fs", text);
     assert_ne!(out.status.code(), Some(0));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("x.ks:2:44: error: unresolved token @NOPE@"), "{err}");
@@ -70,22 +75,13 @@ fn an_unresolved_token_is_refused_before_any_work() {
 #[test]
 fn a_layout_the_builder_cannot_make_is_refused_before_pre_scripts() {
     let dir = std::env::temp_dir().join(format!("img-cli-layout-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
     let marker = dir.join("pre-ran");
-    let ks = dir.join("x.ks");
     let text = format!(
         "part /boot --size=64\npart / --size=512 --fstype=xfs\nlogvol /home --vgname=vg --name=home --size=64\n\
          %pre\ntouch {}\n%end\n%packages\nbusybox\n%end\n",
         marker.display()
     );
-    std::fs::write(&ks, text).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_img-creator"))
-        .args(["create", "raw"])
-        .arg(&ks)
-        .arg("--outdir")
-        .arg(dir.join("out"))
-        .output()
-        .unwrap();
+    let out = create_in(&dir, "raw", &text);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("x.ks:2:19: part /: filesystem `xfs` is not supported yet"), "{err}");
