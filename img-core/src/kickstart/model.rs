@@ -46,6 +46,8 @@ pub struct Command {
 pub struct Include {
     /// The path as written after `%include`.
     pub path: String,
+    /// The path the included items' diagnostics name (the loader's); empty when not loaded.
+    pub file: String,
     pub line: usize,
     pub raw: Option<String>,
     /// Items of the included file; empty when it could not be loaded.

@@ -308,7 +308,13 @@ fn command(ctx: &mut Ctx, file: &str, line_no: usize, raw: &str, line: &str) -> 
 }
 
 fn include(ctx: &mut Ctx, file: &str, line_no: usize, raw: &str, line: &str, depth: usize) -> Include {
-    let mut inc = Include { path: String::new(), line: line_no, raw: Some(raw.to_owned()), items: Vec::new() };
+    let mut inc = Include {
+        path: String::new(),
+        file: String::new(),
+        line: line_no,
+        raw: Some(raw.to_owned()),
+        items: Vec::new(),
+    };
     let Some(words) = words(ctx, file, line_no, line) else { return inc };
     let Some(target) = words.get(1) else {
         ctx.error(file, line_no, column_of(line), "%include requires a file name");
@@ -342,6 +348,7 @@ fn include(ctx: &mut Ctx, file: &str, line_no: usize, raw: &str, line: &str, dep
         return inc;
     }
     let text = prepare(ctx, &loaded.path, &loaded.text);
+    inc.file = loaded.path.clone();
     ctx.stack.push(loaded.path.clone());
     inc.items = parse_text(ctx, &loaded.path, &text, depth + 1);
     ctx.stack.pop();
