@@ -24,6 +24,7 @@ pub mod plan;
 pub mod qemu;
 pub mod record;
 pub mod release;
+pub mod resolve;
 pub mod scripts;
 pub mod tools;
 pub mod warnings;
