@@ -19,6 +19,10 @@ pub struct CheckArgs {
     /// Print the normalised model as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Also resolve the package set with this machine's dnf against the kickstart's own
+    /// repositories: each package or group none of them has is an error at its line.
+    #[arg(long)]
+    pub resolve: bool,
 }
 
 pub fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
@@ -42,12 +46,23 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
         &ParseOptions { file: &loaded.path, tokens: &tokens, literal_tokens: args.literal_tokens },
         &loader,
     );
-    for diag in &parsed.diagnostics {
+    let mut diagnostics = parsed.diagnostics;
+    // A kickstart with errors may not say what it means to install: no resolve then.
+    if args.resolve && !has_errors(&diagnostics) {
+        match crate::ks_resolve::resolve(&parsed.kickstart) {
+            Ok(misses) => diagnostics.extend(misses),
+            Err(e) => {
+                eprintln!("img-client: error: --resolve: {e:#}");
+                return Ok(ExitCode::from(1));
+            }
+        }
+    }
+    for diag in &diagnostics {
         eprintln!("{diag}");
     }
     if args.json {
         let json = serde_json::to_string_pretty(&parsed.kickstart.summary())?;
         writeln!(crate::output::stdout(), "{json}")?;
     }
-    Ok(if has_errors(&parsed.diagnostics) { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if has_errors(&diagnostics) { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }

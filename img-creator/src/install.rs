@@ -117,7 +117,15 @@ impl Install<'_> {
     }
 
     pub(crate) fn dnf_cmd(&self, dnf: &DnfSetup) -> Cmd {
-        Cmd::new("dnf")
+        // dnf refuses `install` to non-root users, even with --assumeno (`ks check --resolve`
+        // on a user's machine): a user namespace makes the user root for dnf alone.
+        // SAFETY: geteuid has no preconditions.
+        let dnf_as_root = if unsafe { libc::geteuid() } == 0 {
+            Cmd::new("dnf")
+        } else {
+            Cmd::new("unshare").args(["--map-root-user", "dnf"])
+        };
+        dnf_as_root
             .env("HOME", &dnf.home)
             .env("LC_ALL", "C.UTF-8")
             .arg("-c")
