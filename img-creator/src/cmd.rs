@@ -148,12 +148,12 @@ impl Cmd {
 
     /// Runs to completion; stdout and stderr go to the build log.
     pub fn run(&self) -> Result<Output, CmdError> {
-        self.exec(false, TAIL_LINES).and_then(|f| f.into_output(&self.program_name()))
+        self.exec(false, TAIL_LINES).and_then(Finished::into_output)
     }
 
     /// Runs to completion and returns stdout (stderr goes to the log).
     pub fn capture(&self) -> Result<String, CmdError> {
-        self.exec(true, TAIL_LINES).and_then(|f| f.into_output(&self.program_name())).map(|o| o.stdout)
+        self.exec(true, TAIL_LINES).and_then(Finished::into_output).map(|o| o.stdout)
     }
 
     /// Runs to completion and returns stdout and all of stderr whatever the exit status, for
@@ -232,13 +232,14 @@ impl Cmd {
         if !status.success() && is_cancelled() {
             return Err(CmdError::Cancelled);
         }
-        Ok(Finished { status, stdout, stderr: tail })
+        Ok(Finished { program: program.to_owned(), status, stdout, stderr: tail })
     }
 }
 
 /// A run that ended by itself, successful or not.
 #[derive(Debug, Clone)]
 pub struct Finished {
+    pub program: String,
     pub status: ExitStatus,
     /// Stdout, when captured.
     pub stdout: String,
@@ -247,11 +248,12 @@ pub struct Finished {
 }
 
 impl Finished {
-    fn into_output(self, program: &str) -> Result<Output, CmdError> {
+    /// As `run` would have answered: the output, or the failure with stderr.
+    pub fn into_output(self) -> Result<Output, CmdError> {
         if self.status.success() {
             return Ok(Output { stdout: self.stdout, stderr_tail: self.stderr });
         }
-        Err(CmdError::Failed { program: program.to_owned(), status: describe(self.status), tail: self.stderr })
+        Err(CmdError::Failed { program: self.program, status: describe(self.status), tail: self.stderr })
     }
 }
 

@@ -3,7 +3,7 @@
 //! the build at once, each named with its kickstart line and the repos searched.
 //! The same code serves `img-client ks check --resolve` on the user's machine.
 
-use crate::cmd::CmdError;
+use crate::cmd::Finished;
 use crate::error::{CreateError, Result};
 use crate::install::{dnf_error, exclude_args, Install};
 use crate::warnings::Warnings;
@@ -83,37 +83,37 @@ pub fn resolve(install: &Install) -> Result<Unresolved> {
     let mut specs = install.plan.prepackages.clone();
     specs.extend(install.specs()?);
     let dnf = install.setup()?;
-    let cmd = install.dnf_cmd(&dnf).args(exclude_args(&install.plan.excludes));
-    let out = cmd
-        .clone()
-        .args(["--setopt=strict=False", "--assumeno", "install"])
-        .args(&specs)
-        .output()
-        .map_err(CreateError::in_phase("resolving packages"))?;
+    let ask = |strict: bool| {
+        let cmd = install.dnf_cmd(&dnf).args(exclude_args(&install.plan.excludes));
+        let cmd = if strict { cmd } else { cmd.arg("--setopt=strict=False") };
+        let out = cmd.args(["--assumeno", "install"]).args(&specs).output();
+        out.map_err(CreateError::in_phase("resolving packages"))
+    };
+    let out = ask(false)?;
     for line in out.stdout.lines() {
         tracing::debug!(target: "img::cmd::out", "{line}");
     }
-    let misses = Misses::read(&out.stdout, &out.stderr);
-    let missing = misses.entries(&install.plan.package_entries);
+    let missing = Misses::read(&out.stdout, &out.stderr).entries(&install.plan.package_entries);
     let repos = searched(install);
     if !missing.is_empty() {
         return Ok(Unresolved { missing, repos });
     }
-    // `--assumeno` ends a good resolve with "Operation aborted" and status 1.
-    let aborted = out.stderr.iter().any(|l| l.trim() == "Operation aborted.");
-    if !out.status.success() && !aborted {
-        return Err(dnf_error(CmdError::Failed {
-            program: "dnf".into(),
-            status: format!("exited with {}", out.status),
-            tail: out.stderr,
-        }));
-    }
-    if out.stdout.contains("Skipping packages with broken dependencies") && !install.plan.packages_options.ignoremissing
-    {
+    let broken = out.stdout.contains("Skipping packages with broken dependencies");
+    resolved(out)?;
+    if broken && !install.plan.packages_options.ignoremissing {
         // Found but not installable together: dnf's strict answer names the problem.
-        cmd.args(["--assumeno", "install"]).args(&specs).run().map_err(dnf_error)?;
+        resolved(ask(true)?)?;
     }
     Ok(Unresolved { missing, repos })
+}
+
+/// `--assumeno` ends a good resolve with "Operation aborted" and status 1; other failures
+/// (an unreachable repo, a conflict) are dnf's errors.
+fn resolved(out: Finished) -> Result<()> {
+    if out.stderr.iter().any(|l| l.trim().starts_with("Operation aborted")) {
+        return Ok(());
+    }
+    out.into_output().map(|_| ()).map_err(dnf_error)
 }
 
 /// The names dnf reported missing, as it spells them (dnf 4 and dnf 5).
@@ -158,9 +158,7 @@ impl Misses {
 /// `Module or Group 'x' is not available.` / `… does not exist.` (dnf 4), `No match for group 'x'`.
 /// (Not dnf 4's `No match for group package "x"`: a group member the kickstart excluded.)
 fn group_miss(line: &str) -> Option<&str> {
-    let rest = ["Module or Group '", "Group '", "No match for group '"]
-        .iter()
-        .find_map(|p| line.strip_prefix(p))?;
+    let rest = ["Module or Group '", "Group '", "No match for group '"].iter().find_map(|p| line.strip_prefix(p))?;
     let (name, tail) = rest.rsplit_once('\'')?;
     let tail = tail.trim();
     (tail.is_empty() || tail.contains("not available") || tail.contains("does not exist")).then_some(name)
