@@ -27,6 +27,10 @@ pub struct CheckArgs {
     /// Print the normalised model as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Also resolve the package set with this machine's dnf against the kickstart's own
+    /// repositories: each package or group none of them has is an error at its line.
+    #[arg(long)]
+    pub resolve: bool,
 }
 
 pub fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
@@ -56,6 +60,16 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
             Ok(found) => diagnostics.extend(found),
             Err(e) => {
                 eprintln!("img-client: error: {e}");
+                return Ok(ExitCode::from(1));
+            }
+        }
+    }
+    // A kickstart with errors may not say what it means to install: no resolve then.
+    if args.resolve && !has_errors(&diagnostics) {
+        match crate::ks_resolve::resolve(&parsed.kickstart) {
+            Ok(misses) => diagnostics.extend(misses),
+            Err(e) => {
+                eprintln!("img-client: error: --resolve: {e:#}");
                 return Ok(ExitCode::from(1));
             }
         }

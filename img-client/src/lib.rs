@@ -14,4 +14,5 @@ pub mod follow;
 pub mod jobs_cmd;
 pub mod ks_check;
 pub mod ks_render;
+pub mod ks_resolve;
 pub mod output;

@@ -1,4 +1,4 @@
-//! One build, phase by phase: check → %pre → install → configure → %post → image →
+//! One build, phase by phase: check → resolve → %pre → install → configure → %post → image →
 //! extras → %pack → checksums. Work happens in a temporary folder; only a finished
 //! build's files move into `--outdir`, so a failed one leaves nothing half-written.
 
@@ -117,21 +117,22 @@ fn build(req: &Request, result: &mut BuildResult, warn: &Warnings) -> Result<()>
     let env = ScriptEnv { root: &root, name: &req.name, out_dir: &out, tokens: &req.tokens, warn };
     let mut phases = Phases { list: &mut result.phases };
 
+    let releasever = req.release.clone().unwrap_or_else(|| install::DEFAULT_RELEASEVER.to_owned());
+    let install = install::Install {
+        root: &root,
+        plan: &plan,
+        arch: req.arch.as_str(),
+        releasever: &releasever,
+        cachedir: req.cachedir.as_deref(),
+        work: work.path(),
+        proxy: req.proxy.as_deref(),
+        record_urls: req.record.url,
+    };
+    // In a root of its own: the image's root stays empty for %pre.
+    let resolve_root = work.path().join("resolve-root");
+    phases.run("resolve", || crate::resolve::check(&install::Install { root: &resolve_root, ..install }, warn))?;
     phases.run("pre-scripts", || run_scripts(&plan, ScriptKind::Pre, &env))?;
-    let releasever = req.release.clone().unwrap_or_else(|| "1".to_owned());
-    let urls = phases.run("install", || {
-        install::Install {
-            root: &root,
-            plan: &plan,
-            arch: req.arch.as_str(),
-            releasever: &releasever,
-            cachedir: req.cachedir.as_deref(),
-            work: work.path(),
-            proxy: req.proxy.as_deref(),
-            record_urls: req.record.url,
-        }
-        .run()
-    })?;
+    let urls = phases.run("install", || install.run())?;
     phases.run("configure", || crate::configure::apply(&root, &plan, &volumes, warn))?;
     phases.run("post-scripts", || run_scripts(&plan, ScriptKind::Post, &env))?;
     let packages = phases.run("manifest", || crate::record::write(&root, &out, &req.name, req.record, &urls, warn))?;

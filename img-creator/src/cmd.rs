@@ -14,6 +14,8 @@ use std::time::Duration;
 
 /// Lines of stderr kept for the error message and the caller.
 const TAIL_LINES: usize = 30;
+/// Lines of stderr `output` keeps: all of any sane run, bounded for a runaway one.
+const MAX_STDERR_LINES: usize = 20_000;
 
 static CANCELLED: AtomicBool = AtomicBool::new(false);
 /// Process groups of running children, so cancelling reaches grandchildren (rpm scriptlets).
@@ -146,15 +148,21 @@ impl Cmd {
 
     /// Runs to completion; stdout and stderr go to the build log.
     pub fn run(&self) -> Result<Output, CmdError> {
-        self.exec(false)
+        self.exec(false, TAIL_LINES).and_then(Finished::into_output)
     }
 
     /// Runs to completion and returns stdout (stderr goes to the log).
     pub fn capture(&self) -> Result<String, CmdError> {
-        self.exec(true).map(|o| o.stdout)
+        self.exec(true, TAIL_LINES).and_then(Finished::into_output).map(|o| o.stdout)
     }
 
-    fn exec(&self, capture: bool) -> Result<Output, CmdError> {
+    /// Runs to completion and returns stdout and all of stderr whatever the exit status, for
+    /// programs whose status is no verdict (`dnf --assumeno` exits 1 after a good resolve).
+    pub fn output(&self) -> Result<Finished, CmdError> {
+        self.exec(true, MAX_STDERR_LINES)
+    }
+
+    fn exec(&self, capture: bool, stderr_lines: usize) -> Result<Finished, CmdError> {
         if is_cancelled() {
             return Err(CmdError::Cancelled);
         }
@@ -163,7 +171,7 @@ impl Cmd {
         let mut child = self.spawn().map_err(|source| CmdError::Spawn { program: program.clone(), source })?;
         let pgid = child.id() as i32;
         register(pgid, true);
-        let result = self.supervise(&mut child, capture, &program);
+        let result = self.supervise(&mut child, capture, stderr_lines, &program);
         register(pgid, false);
         result
     }
@@ -191,7 +199,13 @@ impl Cmd {
         c.spawn()
     }
 
-    fn supervise(&self, child: &mut Child, capture: bool, program: &str) -> Result<Output, CmdError> {
+    fn supervise(
+        &self,
+        child: &mut Child,
+        capture: bool,
+        stderr_lines: usize,
+        program: &str,
+    ) -> Result<Finished, CmdError> {
         if let (Some(bytes), Some(mut stdin)) = (self.stdin.clone(), child.stdin.take()) {
             // A writer thread: a child that fills its stdout before reading stdin must not deadlock us.
             std::thread::spawn(move || {
@@ -199,7 +213,7 @@ impl Cmd {
             });
         }
         let out = child.stdout.take().map(|s| std::thread::spawn(move || read_stdout(s, capture)));
-        let err = child.stderr.take().map(|s| std::thread::spawn(move || read_stderr(s)));
+        let err = child.stderr.take().map(|s| std::thread::spawn(move || read_stderr(s, stderr_lines)));
 
         let status = match self.timeout {
             None => child.wait().map(Some),
@@ -215,13 +229,31 @@ impl Cmd {
             }
             Err(e) => return Err(CmdError::Spawn { program: program.to_owned(), source: e }),
         };
-        if status.success() {
-            return Ok(Output { stdout, stderr_tail: tail });
-        }
-        if is_cancelled() {
+        if !status.success() && is_cancelled() {
             return Err(CmdError::Cancelled);
         }
-        Err(CmdError::Failed { program: program.to_owned(), status: describe(status), tail })
+        Ok(Finished { program: program.to_owned(), status, stdout, stderr: tail })
+    }
+}
+
+/// A run that ended by itself, successful or not.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    pub program: String,
+    pub status: ExitStatus,
+    /// Stdout, when captured.
+    pub stdout: String,
+    /// Stderr's lines (the last ones, for a very talkative program).
+    pub stderr: Vec<String>,
+}
+
+impl Finished {
+    /// As `run` would have answered: the output, or the failure with stderr.
+    pub fn into_output(self) -> Result<Output, CmdError> {
+        if self.status.success() {
+            return Ok(Output { stdout: self.stdout, stderr_tail: self.stderr });
+        }
+        Err(CmdError::Failed { program: self.program, status: describe(self.status), tail: self.stderr })
     }
 }
 
@@ -284,8 +316,8 @@ fn read_stdout(s: impl Read, capture: bool) -> String {
     captured
 }
 
-fn read_stderr(s: impl Read) -> VecDeque<String> {
-    let mut tail = VecDeque::with_capacity(TAIL_LINES);
+fn read_stderr(s: impl Read, keep: usize) -> VecDeque<String> {
+    let mut tail = VecDeque::with_capacity(keep.min(TAIL_LINES));
     let mut reader = BufReader::new(s);
     let mut buf = Vec::new();
     while let Ok(n) = reader.read_until(b'\n', &mut buf) {
@@ -294,7 +326,7 @@ fn read_stderr(s: impl Read) -> VecDeque<String> {
         }
         let line = String::from_utf8_lossy(&buf).trim_end().to_owned();
         tracing::debug!(target: "img::cmd::err", "{line}");
-        if tail.len() == TAIL_LINES {
+        if tail.len() == keep {
             tail.pop_front();
         }
         tail.push_back(line);
@@ -347,6 +379,17 @@ mod tests {
             Cmd::new("sh").args(["-c", "sleep 30 & sleep 30"]).timeout(Duration::from_millis(200)).run().unwrap_err();
         assert!(matches!(e, CmdError::TimedOut { .. }), "{e}");
         assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn output_keeps_both_streams_whatever_the_status() {
+        let f = Cmd::new("sh")
+            .args(["-c", "echo out; for i in $(seq 100); do echo e$i >&2; done; exit 1"])
+            .output()
+            .unwrap();
+        assert!(!f.status.success());
+        assert_eq!(f.stdout, "out\n");
+        assert_eq!((f.stderr.len(), f.stderr[0].as_str()), (100, "e1"), "all of stderr, not the tail");
     }
 
     #[test]

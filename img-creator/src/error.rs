@@ -21,6 +21,9 @@ pub enum CreateError {
     /// The package manager could not do what the kickstart asked.
     #[error("{0}")]
     Packages(String),
+    /// Packages or groups the kickstart names are in none of its repos (resolve phase).
+    #[error("{0}")]
+    Unresolved(crate::resolve::Unresolved),
     /// A `%pre`/`%post`/`%pack` script failed with --erroronfail.
     #[error("{0}")]
     Script(String),

@@ -13,9 +13,12 @@ use std::path::{Path, PathBuf};
 
 /// Where rpm keeps its database inside the image (Debian's rpm defaults to ~/.rpmdb).
 pub const RPM_DBPATH: &str = "/var/lib/rpm";
+/// dnf's `$releasever` when the build names no `--release`.
+pub const DEFAULT_RELEASEVER: &str = "1";
 /// dnf's cache as seen inside the root (its default); a link to the shared cache while dnf runs.
 const ROOT_CACHE: &str = "var/cache/dnf";
 
+#[derive(Clone, Copy)]
 pub struct Install<'a> {
     pub root: &'a Path,
     pub plan: &'a Plan,
@@ -32,9 +35,47 @@ pub struct Install<'a> {
     pub record_urls: bool,
 }
 
+/// dnf's setup in one root: our dnf.conf, rpm's home, the shared cache linked in (until dropped).
+pub(crate) struct DnfSetup {
+    conf: PathBuf,
+    home: PathBuf,
+    _link: CacheLink,
+}
+
 impl Install<'_> {
     /// Installs; returns each package's URL (mic's name → URL) when `record_urls`.
     pub fn run(&self) -> Result<BTreeMap<String, String>> {
+        let specs = self.specs()?;
+        let dnf = self.setup()?;
+        if !self.plan.prepackages.is_empty() {
+            tracing::info!("installing {} prepackage(s)", self.plan.prepackages.len());
+            self.dnf(&dnf, &self.plan.prepackages, &[])?;
+        }
+        tracing::info!(
+            "installing {} package(s) and {} group(s) from {} repo(s)",
+            self.plan.packages.len(),
+            self.plan.groups.len(),
+            self.plan.repos.iter().filter(|r| !r.disable).count()
+        );
+        self.dnf(&dnf, &specs, &self.plan.excludes)?;
+        let urls = if self.record_urls { self.package_urls(&dnf)? } else { BTreeMap::new() };
+        drop(dnf);
+        clean_root(self.root)?;
+        run_depmod(self.root)?;
+        Ok(urls)
+    }
+
+    /// What `dnf install` is given: the packages and `@groups`.
+    pub(crate) fn specs(&self) -> Result<Vec<String>> {
+        let mut specs: Vec<String> = self.plan.packages.clone();
+        specs.extend(self.plan.groups.iter().map(|g| format!("@{g}")));
+        if specs.is_empty() {
+            return Err(CreateError::Packages("the kickstart's %packages section names no packages".into()));
+        }
+        Ok(specs)
+    }
+
+    pub(crate) fn setup(&self) -> Result<DnfSetup> {
         let conf = self.work.join("dnf.conf");
         fsio::write(&conf, dnf_conf(self.plan, self.cachedir.is_some(), self.proxy))?;
         let home = self.work.join("rpm-home");
@@ -43,45 +84,20 @@ impl Install<'_> {
         fsio::write(&home.join(".rpmmacros"), rpm_macros(self.plan))?;
         let cache = self.cachedir.map(Path::to_owned).unwrap_or_else(|| self.work.join("dnf-cache"));
         let _link = CacheLink::new(self.root, &cache)?;
-
-        if !self.plan.prepackages.is_empty() {
-            tracing::info!("installing {} prepackage(s)", self.plan.prepackages.len());
-            self.dnf(&conf, &home, &self.plan.prepackages, &[])?;
-        }
-        let mut specs: Vec<String> = self.plan.packages.clone();
-        specs.extend(self.plan.groups.iter().map(|g| format!("@{g}")));
-        if specs.is_empty() {
-            return Err(CreateError::Packages("the kickstart's %packages section names no packages".into()));
-        }
-        tracing::info!(
-            "installing {} package(s) and {} group(s) from {} repo(s)",
-            self.plan.packages.len(),
-            self.plan.groups.len(),
-            self.plan.repos.iter().filter(|r| !r.disable).count()
-        );
-        self.dnf(&conf, &home, &specs, &self.plan.excludes)?;
-        let urls = if self.record_urls { self.package_urls(&conf, &home)? } else { BTreeMap::new() };
-        drop(_link);
-        clean_root(self.root)?;
-        run_depmod(self.root)?;
-        Ok(urls)
+        Ok(DnfSetup { conf, home, _link })
     }
 
-    fn dnf(&self, conf: &Path, home: &Path, specs: &[String], excludes: &[String]) -> Result<()> {
-        let mut cmd = self.dnf_cmd(conf, home);
-        for x in excludes {
-            cmd = cmd.arg(format!("--exclude={x}"));
-        }
-        cmd.arg("install").args(specs).run().map_err(dnf_error)?;
+    fn dnf(&self, dnf: &DnfSetup, specs: &[String], excludes: &[String]) -> Result<()> {
+        self.dnf_cmd(dnf).args(exclude_args(excludes)).arg("install").args(specs).run().map_err(dnf_error)?;
         Ok(())
     }
 
     /// Two queries of the metadata dnf just used: which repo each installed package came
     /// from, and where each repo keeps its packages.
-    fn package_urls(&self, conf: &Path, home: &Path) -> Result<BTreeMap<String, String>> {
+    fn package_urls(&self, dnf: &DnfSetup) -> Result<BTreeMap<String, String>> {
         const NEVRA: &str = "%{name}\t%{arch}\t%{epoch}\t%{version}\t%{release}";
         let query = |extra: &[&str], qf: String| {
-            self.dnf_cmd(conf, home)
+            self.dnf_cmd(dnf)
                 .args(["-q", "repoquery"])
                 .args(extra)
                 .args(["--qf", &qf])
@@ -100,20 +116,32 @@ impl Install<'_> {
         Ok(crate::record::urls_from(&installed, &available, baseurl))
     }
 
-    fn dnf_cmd(&self, conf: &Path, home: &Path) -> Cmd {
-        Cmd::new("dnf")
-            .env("HOME", home)
+    pub(crate) fn dnf_cmd(&self, dnf: &DnfSetup) -> Cmd {
+        // dnf refuses `install` to non-root users, even with --assumeno (`ks check --resolve`
+        // on a user's machine): a user namespace makes the user root for dnf alone.
+        // SAFETY: geteuid has no preconditions.
+        let dnf_as_root = if unsafe { libc::geteuid() } == 0 {
+            Cmd::new("dnf")
+        } else {
+            Cmd::new("unshare").args(["--map-root-user", "dnf"])
+        };
+        dnf_as_root
+            .env("HOME", &dnf.home)
             .env("LC_ALL", "C.UTF-8")
             .arg("-c")
-            .arg(conf)
+            .arg(&dnf.conf)
             .arg("--installroot")
             .arg(self.root)
             .args(["--releasever", self.releasever, "--forcearch", self.arch, "-y", "--noplugins"])
     }
 }
 
+pub(crate) fn exclude_args(excludes: &[String]) -> impl Iterator<Item = String> + '_ {
+    excludes.iter().map(|x| format!("--exclude={x}"))
+}
+
 /// dnf's own message is in the log; the error names the cause in one line.
-fn dnf_error(e: CmdError) -> CreateError {
+pub(crate) fn dnf_error(e: CmdError) -> CreateError {
     let tail = e.tail().to_vec();
     let find = |needle: &str| tail.iter().find(|l| l.contains(needle)).map(|l| l.trim().to_owned());
     if let Some(l) = find("Unable to find a match:").or_else(|| find("No match for argument:")) {

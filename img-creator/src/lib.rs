@@ -2,7 +2,7 @@
 //! The `img-creator` binary gives it mic's command line; the worker runs that binary
 //! inside the throwaway build VM.
 //!
-//! A build: parse → plan → install packages (dnf) → configure → scripts → image type →
+//! A build: parse → plan → resolve and install packages (dnf) → configure → scripts → image type →
 //! outputs (manifest, checksums, result.json). See ARCHITECTURE.md.
 
 pub mod attachments;
@@ -25,6 +25,7 @@ pub mod plan;
 pub mod qemu;
 pub mod record;
 pub mod release;
+pub mod resolve;
 pub mod scripts;
 pub mod tools;
 pub mod warnings;

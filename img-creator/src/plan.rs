@@ -5,7 +5,7 @@ use img_core::kickstart::commands::{
     Bootloader, Btrfs, CommandKind, Desktop, Group, Network, Partition, Repo, Rootpw, Timezone, User,
 };
 use img_core::kickstart::model::{walk, PackagesOptions, ScriptKind};
-use img_core::kickstart::{Item, Kickstart, SectionKind};
+use img_core::kickstart::{Item, Kickstart, PackageEntry, SectionKind};
 
 #[derive(Debug, Clone, Default)]
 pub struct Plan {
@@ -14,6 +14,8 @@ pub struct Plan {
     pub packages: Vec<String>,
     pub groups: Vec<String>,
     pub excludes: Vec<String>,
+    /// Every %packages/%prepackages line with its file and line, for messages.
+    pub package_entries: Vec<PackageEntry>,
     pub packages_options: PackagesOptions,
     pub partitions: Vec<Partition>,
     pub bootloader: Bootloader,
@@ -82,6 +84,7 @@ impl Plan {
             packages: summary.packages,
             groups: summary.groups,
             excludes: summary.exclusions,
+            package_entries: ks.package_entries(),
             packages_options: summary.packages_options,
             partitions: summary.partitions,
             bootloader: summary.bootloader.unwrap_or_default(),

@@ -123,7 +123,7 @@ fn loop_makes_one_filesystem_per_partition() {
 fn failures_name_their_cause_and_leave_nothing() {
     let cases: &[(&str, &str, &str)] = &[
         ("bad-repo", "repo --name=gone --baseurl=file:///nonexistent/img-repo\n%packages\nbusybox\n%end\n", "repo `gone` is unreachable"),
-        ("missing-pkg", "repo --name=f --baseurl=file://@FIXTURE_REPO@\n%packages\nbusybox\nno-such-package\n%end\n", "package `no-such-package` is not in any enabled repo"),
+        ("missing-pkg", "repo --name=f --baseurl=file://@FIXTURE_REPO@\n%packages\nbusybox\nno-such-package\n%end\n", "package `no-such-package` (missing-pkg.ks:4)"),
         (
             "erroronfail",
             "repo --name=f --baseurl=file://@FIXTURE_REPO@\n%packages\n@core\n%end\n%post --erroronfail\necho post-broke >&2\nexit 1\n%end\n",

@@ -1,5 +1,5 @@
 //! Builds in the throwaway VM (real qemu, TCG here): a fixture `loop` image, and the ways a
-//! build ends badly — a failing `%post --erroronfail`, the wall-clock limit, a stalled build,
+//! build ends badly — a failing `%post --erroronfail`, a missing package, the wall-clock limit, a stalled build,
 //! a cancel. After each: the job ends as it should, no qemu of ours runs, no overlay is left.
 
 use img_worker::build::{BuildError, LOG_FILE, OUT_DIR};
@@ -51,7 +51,7 @@ fn a_loop_image_is_built_inside_the_vm() {
 }
 
 #[test]
-fn a_failing_post_script_or_a_missing_package_fails_the_job() {
+fn a_failing_post_script_fails_the_job() {
     let c = Case::new("post", Duration::from_secs(300), Duration::from_secs(120));
     let ks = format!("{LOOP_KS}%post --erroronfail\necho about to fail\nexit 3\n%end\n");
     match c.build(ks, no_cancel()) {
@@ -59,13 +59,26 @@ fn a_failing_post_script_or_a_missing_package_fails_the_job() {
         other => panic!("expected a failure, got {other:?}"),
     }
     c.assert_gone();
+}
 
+/// The resolve phase in the VM: a missing package ends the job before %pre or the install,
+/// named with its kickstart line; the phases the guest logged stop at `resolve`.
+#[test]
+fn a_missing_package_ends_the_job_in_its_resolve_phase() {
     let c = Case::new("missing", Duration::from_secs(300), Duration::from_secs(120));
-    let ks = LOOP_KS.replace("-bloat", "-bloat\nno-such-package");
+    // Line 6 of the kickstart; a %pre that would show if it ran.
+    let ks = format!("{}%pre\necho pre-ran\n%end\n", LOOP_KS.replace("-bloat", "-bloat\nno-such-package"));
     match c.build(ks, no_cancel()) {
-        Err(BuildError::Failed(why)) => assert!(why.contains("no-such-package"), "{why}"),
+        Err(BuildError::Failed(why)) => {
+            assert!(why.contains("package `no-such-package` (fixture.ks:6)"), "{why}");
+            assert!(why.contains("not in any of the repositories (fixture: file://"), "{why}");
+        }
         other => panic!("expected a failure, got {other:?}"),
     }
+    let log = std::fs::read_to_string(c.dir.join("job").join(LOG_FILE)).expect("log");
+    let phases: Vec<&str> = log.lines().filter_map(|l| l.split_once("phase: ").map(|(_, p)| p.trim())).collect();
+    assert_eq!(phases, ["resolve"], "{log}");
+    assert!(!log.contains("pre-ran"), "%pre did not run");
     c.assert_gone();
 }
 

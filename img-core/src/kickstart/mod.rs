@@ -9,6 +9,7 @@ pub mod headers;
 pub mod lexer;
 pub mod model;
 pub mod options;
+pub mod package_entries;
 mod parser;
 mod rules;
 pub mod sections;
@@ -18,6 +19,7 @@ mod writer;
 
 pub use edit::{append_extra_repos, BadRepoUrl};
 pub use model::{Entry, Item, Kickstart, Section, SectionKind};
+pub use package_entries::{PackageEntry, PackageKind};
 pub use parser::{MAX_DIAGNOSTICS, MAX_INCLUDE_DEPTH, MAX_INPUT, MAX_LINE};
 pub use summary::Summary;
 pub use tokens::{is_token_name, parse_token_map, substitute, TokenMapError, BUILDER_TOKENS};
