@@ -52,11 +52,21 @@ fn main() {
     );
     println!("| measure | median | target |");
     println!("|---|---|---|");
+    let bench = Bench {
+        rt: &rt,
+        image: &image,
+        limits: &limits,
+        cancel: &cancel,
+        scratch: &scratch,
+        job: &job,
+        repo: &repo,
+        creator: &creator,
+    };
     let mut ok = true;
     if !only_resolve {
-        ok &= build_figures(&rt, &image, &limits, &cancel, &scratch, &job, &repo, &creator, rounds, kvm);
+        ok &= build_figures(&bench, rounds, kvm);
     }
-    ok &= resolve_figures(&rt, &image, &limits, &cancel, &scratch, &job, &repo, &creator, rounds.clamp(1, 3));
+    ok &= resolve_figures(&bench, rounds.clamp(1, 3));
     let left = std::fs::read_dir(scratch.join("vm-run")).map(|d| d.count()).unwrap_or(0);
     println!("\noverlays left behind: {left}");
     let _ = std::fs::remove_dir_all(&scratch);
@@ -65,20 +75,21 @@ fn main() {
     }
 }
 
+/// What every measure runs with.
+struct Bench<'a> {
+    rt: &'a tokio::runtime::Runtime,
+    image: &'a VmImage,
+    limits: &'a VmLimits,
+    cancel: &'a watch::Receiver<bool>,
+    scratch: &'a Path,
+    job: &'a Path,
+    repo: &'a Path,
+    creator: &'a Path,
+}
+
 /// The fixed overhead and the fixture build, in the VM and on the host; whether both met their targets.
-#[allow(clippy::too_many_arguments)]
-fn build_figures(
-    rt: &tokio::runtime::Runtime,
-    image: &VmImage,
-    limits: &VmLimits,
-    cancel: &watch::Receiver<bool>,
-    scratch: &Path,
-    job: &Path,
-    repo: &Path,
-    creator: &Path,
-    rounds: usize,
-    kvm: bool,
-) -> bool {
+fn build_figures(b: &Bench, rounds: usize, kvm: bool) -> bool {
+    let Bench { rt, image, limits, cancel, scratch, job, repo, creator } = *b;
     // Fixed overhead: an empty job.
     std::fs::write(job.join(vm::RUN), "#!/bin/sh\nexit 0\n").expect("run script");
     std::process::Command::new("chmod").arg("+x").arg(job.join(vm::RUN)).status().expect("chmod");
@@ -132,18 +143,8 @@ fn build_figures(
 }
 
 /// A missing package through the VM to its failure, and `ks check --resolve` on the host.
-#[allow(clippy::too_many_arguments)]
-fn resolve_figures(
-    rt: &tokio::runtime::Runtime,
-    image: &VmImage,
-    limits: &VmLimits,
-    cancel: &watch::Receiver<bool>,
-    scratch: &Path,
-    job: &Path,
-    repo: &Path,
-    creator: &Path,
-    rounds: usize,
-) -> bool {
+fn resolve_figures(b: &Bench, rounds: usize) -> bool {
+    let Bench { rt, image, limits, cancel, scratch, job, repo, creator } = *b;
     let verdict = |ok: bool| if ok { "PASS" } else { "FAIL" };
     let ks = LOOP_KS.replace("-bloat", "-bloat\nno-such-package");
     let spec = fixture_spec(ks.clone(), repo);
