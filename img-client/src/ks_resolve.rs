@@ -37,11 +37,10 @@ pub fn resolve(ks: &Kickstart) -> anyhow::Result<Vec<Diagnostic>> {
         .missing
         .iter()
         .map(|e| {
-            let message = unresolved.message(e);
             if ignore {
-                Diagnostic::warning(&e.file, e.line, e.column, format!("{message}; skipped (--ignoremissing)"))
+                Diagnostic::warning(&e.file, e.line, e.column, unresolved.skipped(e))
             } else {
-                Diagnostic::error(&e.file, e.line, e.column, message)
+                Diagnostic::error(&e.file, e.line, e.column, unresolved.message(e))
             }
         })
         .collect())

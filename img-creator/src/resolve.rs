@@ -30,6 +30,11 @@ impl Unresolved {
         format!("{} `{}` is not in any of the repositories ({})", noun(e.kind), e.name, self.searched())
     }
 
+    /// The warning for a miss `%packages --ignoremissing` lets the build skip.
+    pub fn skipped(&self, e: &PackageEntry) -> String {
+        format!("{}; skipped (--ignoremissing)", self.message(e))
+    }
+
     fn searched(&self) -> String {
         if self.repos.is_empty() {
             return "the kickstart enables none".to_owned();
@@ -72,7 +77,7 @@ pub fn check(install: &Install, warn: &Warnings) -> Result<()> {
         return Err(CreateError::Unresolved(unresolved));
     }
     for e in &unresolved.missing {
-        warn.warn(format!("{}:{}: {}; skipped (--ignoremissing)", e.file, e.line, unresolved.message(e)));
+        warn.warn(format!("{}:{}: {}", e.file, e.line, unresolved.skipped(e)));
     }
     Ok(())
 }

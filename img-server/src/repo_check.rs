@@ -8,18 +8,17 @@
 use img_core::diag::Diagnostic;
 use img_core::kickstart::commands::CommandKind;
 use img_core::kickstart::model::walk;
-use img_core::kickstart::{self, Item, ParseOptions, TokenMap};
+use img_core::kickstart::{Item, Kickstart};
 use img_core::repo_policy::RepoPolicy;
-use img_core::source::NoFiles;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 
-/// One diagnostic per refused repository URL of `text` (as the worker will parse it), named
-/// by `file` and the `repo` line.
-pub fn check(text: &str, file: &str, tokens: &TokenMap, policy: &RepoPolicy) -> Vec<Diagnostic> {
-    let parsed = kickstart::parse(text, &ParseOptions { file, tokens, literal_tokens: true }, &NoFiles);
+/// One diagnostic per refused repository URL of `ks` (parsed as the worker will parse it:
+/// [`crate::submit`]'s `as_worker_parses`), named by its file and the `repo` line.
+pub fn check(ks: &Kickstart, policy: &RepoPolicy) -> Vec<Diagnostic> {
+    let file = ks.file.as_str();
     let mut items = Vec::new();
-    walk(&parsed.kickstart.items, &mut items);
+    walk(&ks.items, &mut items);
     let local = resolved_roots(policy);
     let mut out = Vec::new();
     for item in items {
@@ -152,6 +151,8 @@ fn inet_aton(s: &str) -> Option<Ipv4Addr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use img_core::kickstart::{self, ParseOptions, TokenMap};
+    use img_core::source::NoFiles;
 
     fn refused(url: &str) -> String {
         check_host(url.split_once("://").unwrap().1, &RepoPolicy::default()).unwrap_err()
@@ -199,7 +200,8 @@ mod tests {
         let ks = "part / --size=64\nrepo --name=a --baseurl=ftp://x/\nrepo --name=b --mirrorlist=http://[::1]/m\n\
                   repo --name=c --baseurl=file:///etc --disable\nrepo --name=d --baseurl=@R@\n";
         let tokens = TokenMap::from([("R".to_owned(), "file:///etc".to_owned())]);
-        let d = check(ks, "job.ks", &tokens, &RepoPolicy::default());
+        let opts = ParseOptions { file: "job.ks", tokens: &tokens, literal_tokens: true };
+        let d = check(&kickstart::parse(ks, &opts, &NoFiles).kickstart, &RepoPolicy::default());
         let got: Vec<(usize, &str)> = d.iter().map(|d| (d.line, d.message.as_str())).collect();
         assert_eq!(got.len(), 3, "{got:?}");
         assert_eq!((got[0].0, got[1].0, got[2].0), (2, 3, 5));

@@ -10,7 +10,7 @@ use crate::db::now_ms;
 use img_core::config::{LimitsConfig, MAX_LIST_ENTRIES};
 use img_core::diag::{has_errors, Diagnostic};
 use img_core::job::{Arch, ImageType, JobId, JobState};
-use img_core::kickstart::{self, is_token_name, ParseOptions, TokenMap};
+use img_core::kickstart::{self, is_token_name, Kickstart, ParseOptions, TokenMap};
 use img_core::kickstarter::{self, RenderRequest, Select};
 use img_core::overlay::Overlay;
 use img_core::repo_policy::RepoPolicy;
@@ -229,8 +229,9 @@ pub fn prepare(
         }
     };
 
-    // What the worker will reach: the kickstart as built, with the job's tokens.
-    let refused = crate::repo_check::check(&built.kickstart, &built.file, &tokens, repos);
+    // What the worker will reach and build: the kickstart as built, with the job's tokens.
+    let as_built = as_worker_parses(&built, &tokens);
+    let refused = crate::repo_check::check(&as_built, repos);
     if let Some(first) = refused.first() {
         let message = format!("{}:{}: {}", first.file, first.line, first.message);
         return Err(ApiError::Invalid { message, diagnostics: refused });
@@ -248,7 +249,7 @@ pub fn prepare(
         Some(a) => a.trim().parse::<Arch>().map_err(|e| ApiError::invalid(format!("arch: {e}")))?,
         None => Arch::X86_64,
     };
-    let build_warnings = check_buildable(&built, &tokens, imagetype, arch)?;
+    let build_warnings = check_buildable(&as_built, imagetype, arch)?;
     let max_name = limits.max_name_bytes as usize;
     let name = match sub.name.as_deref().map(str::trim).filter(|n| !n.is_empty()) {
         Some(n) => image_name(n, max_name)?,
@@ -297,15 +298,20 @@ pub fn prepare(
     Ok(Prepared { job, warnings })
 }
 
+/// The stored kickstart as the worker parses it (its tokens substituted, the rest literal,
+/// as it runs img-creator with `--literal-tokens`); the checks below read this one parse.
+fn as_worker_parses(built: &Built, tokens: &TokenMap) -> Kickstart {
+    let opts = ParseOptions { file: &built.file, tokens, literal_tokens: true };
+    kickstart::parse(&built.kickstart, &opts, &NoFiles).kickstart
+}
+
 /// The builder's own check (`img_creator::check`) for the chosen type and arch: what the build
 /// would refuse is a 422 now, with its line; what it would warn about joins the warnings.
-fn check_buildable(built: &Built, tokens: &TokenMap, t: ImageType, arch: Arch) -> Result<Vec<Diagnostic>, ApiError> {
+fn check_buildable(ks: &Kickstart, t: ImageType, arch: Arch) -> Result<Vec<Diagnostic>, ApiError> {
     if let Some(why) = img_creator::check::target(t, arch) {
         return Err(ApiError::invalid(format!("imagetype: {why}")));
     }
-    let opts = ParseOptions { file: &built.file, tokens, literal_tokens: true };
-    let parsed = kickstart::parse(&built.kickstart, &opts, &NoFiles);
-    let diagnostics = img_creator::check::check(&parsed.kickstart, t);
+    let diagnostics = img_creator::check::check(ks, t);
     reject_errors(&diagnostics, &format!("{t} images cannot be built from this kickstart"))?;
     Ok(diagnostics)
 }
