@@ -21,9 +21,13 @@ pub struct CheckArgs {
     /// boot loader), as the server does at submit; default: the magic line's `-f`.
     #[arg(long = "type", value_name = "TYPE")]
     pub image_type: Option<String>,
-    /// The target arch for that check; default: the magic line's `--arch`, else x86_64.
+    /// The target arch for that check and for `--resolve`; default: the magic line's
+    /// `--arch`, else x86_64.
     #[arg(long)]
     pub arch: Option<String>,
+    /// dnf's `$releasever` for `--resolve`, as a job's `release` sets it; default: 1.
+    #[arg(long, value_name = "RELEASE")]
+    pub release: Option<String>,
     /// Print the normalised model as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -55,8 +59,15 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
         &loader,
     );
     let mut diagnostics = parsed.diagnostics.clone();
+    let arch = match target_arch(&parsed.kickstart, args) {
+        Ok(arch) => arch,
+        Err(e) => {
+            eprintln!("img-client: error: {e}");
+            return Ok(ExitCode::from(1));
+        }
+    };
     if !has_errors(&diagnostics) {
-        match build_check(&parsed.kickstart, args) {
+        match build_check(&parsed.kickstart, args.image_type.as_deref(), arch) {
             Ok(found) => diagnostics.extend(found),
             Err(e) => {
                 eprintln!("img-client: error: {e}");
@@ -66,7 +77,7 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     }
     // A kickstart with errors may not say what it means to install: no resolve then.
     if args.resolve && !has_errors(&diagnostics) {
-        match crate::ks_resolve::resolve(&parsed.kickstart) {
+        match crate::ks_resolve::resolve(&parsed.kickstart, arch, args.release.as_deref()) {
             Ok(misses) => diagnostics.extend(misses),
             Err(e) => {
                 eprintln!("img-client: error: --resolve: {e:#}");
@@ -84,15 +95,19 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     Ok(if has_errors(&diagnostics) { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
+/// `--arch`, else the magic line's, else x86_64 (a job's default).
+fn target_arch(ks: &Kickstart, args: &CheckArgs) -> anyhow::Result<Arch> {
+    match args.arch.as_deref().or(ks.suggested_arch()) {
+        Some(a) => a.parse::<Arch>().map_err(|e| anyhow::anyhow!("--arch: {e}")),
+        None => Ok(Arch::X86_64),
+    }
+}
+
 /// The builder's check for the type asked for (or the magic line's); none without a type.
-fn build_check(ks: &Kickstart, args: &CheckArgs) -> anyhow::Result<Vec<Diagnostic>> {
-    let Some(t) = args.image_type.as_deref().or(ks.suggested_imagetype()) else { return Ok(Vec::new()) };
+fn build_check(ks: &Kickstart, image_type: Option<&str>, arch: Arch) -> anyhow::Result<Vec<Diagnostic>> {
+    let Some(t) = image_type.or(ks.suggested_imagetype()) else { return Ok(Vec::new()) };
     let t: ImageType = t.parse().map_err(|e| anyhow::anyhow!("--type: {e}"))?;
     let t = t.check_supported().map_err(|e| anyhow::anyhow!("--type: {e}"))?;
-    let arch = match args.arch.as_deref().or(ks.suggested_arch()) {
-        Some(a) => a.parse::<Arch>().map_err(|e| anyhow::anyhow!("--arch: {e}"))?,
-        None => Arch::X86_64,
-    };
     if let Some(why) = img_creator::check::target(t, arch) {
         anyhow::bail!("--type {t} --arch {arch}: {why}");
     }

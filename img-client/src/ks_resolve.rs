@@ -3,6 +3,7 @@
 //! as a diagnostic at its kickstart line; metadata is cached between runs.
 
 use img_core::diag::Diagnostic;
+use img_core::job::Arch;
 use img_core::kickstart::Kickstart;
 use img_creator::install::{Install, DEFAULT_RELEASEVER};
 use img_creator::plan::Plan;
@@ -10,8 +11,8 @@ use img_creator::workdir::TempDir;
 use std::path::PathBuf;
 
 /// What the resolve found: one diagnostic per miss (errors, or warnings with
-/// `%packages --ignoremissing`).
-pub fn resolve(ks: &Kickstart) -> anyhow::Result<Vec<Diagnostic>> {
+/// `%packages --ignoremissing`). `arch` and `release` are dnf's, as a job's would be.
+pub fn resolve(ks: &Kickstart, arch: Arch, release: Option<&str>) -> anyhow::Result<Vec<Diagnostic>> {
     if !img_creator::cmd::exists("dnf") {
         anyhow::bail!(
             "dnf is not installed; it resolves the packages on this machine (Debian/Ubuntu: `apt install dnf`)"
@@ -24,8 +25,8 @@ pub fn resolve(ks: &Kickstart) -> anyhow::Result<Vec<Diagnostic>> {
     let install = Install {
         root: &root,
         plan: &plan,
-        arch: std::env::consts::ARCH,
-        releasever: DEFAULT_RELEASEVER,
+        arch: arch.as_str(),
+        releasever: release.unwrap_or(DEFAULT_RELEASEVER),
         cachedir: Some(&cache),
         work: work.path(),
         proxy: None,

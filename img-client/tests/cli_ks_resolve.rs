@@ -122,3 +122,32 @@ fn without_dnf_the_error_says_so() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// dnf resolves for the job's arch and release, not the machine's: the fixture's busybox is
+/// x86_64, so an aarch64 build has none; `$releasever` in a repo URL is `--release`.
+#[test]
+fn the_target_arch_and_release_reach_dnf() {
+    let dir = scratch("target");
+    let ks = write_ks(&dir, "\nbusybox\n");
+    let o = resolve_cmd(&dir, &ks).args(["--arch", "aarch64"]).output().expect("img-client");
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).starts_with("t.ks:3:1: error: package `busybox` is not in any"), "{}", stderr(&o));
+    let magic = dir.join("magic.ks");
+    let text = std::fs::read_to_string(&ks).expect("ks");
+    std::fs::write(&magic, format!("# -*-mic2-options-*- --arch=aarch64 -*-mic2-options-*-\n{text}")).expect("ks");
+    let o = resolve_cmd(&dir, &magic).output().expect("img-client");
+    assert_eq!(o.status.code(), Some(1), "the magic line's arch: {}", stderr(&o));
+    assert!(stderr(&o).starts_with("magic.ks:4:1: error: package `busybox`"), "{}", stderr(&o));
+
+    let releases = dir.join("releases");
+    std::fs::create_dir_all(&releases).expect("releases");
+    std::os::unix::fs::symlink(fixture_repo(), releases.join("7")).expect("symlink");
+    let ks = dir.join("rel.ks");
+    let repo = format!("file://{}/$releasever", releases.display());
+    std::fs::write(&ks, format!("repo --name=fixture --baseurl={repo}\n%packages\nbusybox\n%end\n")).expect("ks");
+    let o = resolve_cmd(&dir, &ks).args(["--release", "7"]).output().expect("img-client");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = resolve_cmd(&dir, &ks).output().expect("img-client");
+    assert_eq!(o.status.code(), Some(1), "release 1 has no repository: {}", stderr(&o));
+    let _ = std::fs::remove_dir_all(&dir);
+}

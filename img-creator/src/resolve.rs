@@ -142,6 +142,9 @@ impl Misses {
                 m.packages.extend(names.split_whitespace().map(str::to_owned));
             } else if let Some(name) = group_miss(line) {
                 m.groups.push(name.to_owned());
+            } else if let Some(name) = wrong_arch(line) {
+                // Only builds for other arches: for this one it is missing.
+                m.packages.push(name.to_owned());
             }
         }
         m
@@ -167,6 +170,14 @@ fn group_miss(line: &str) -> Option<&str> {
     let (name, tail) = rest.rsplit_once('\'')?;
     let tail = tail.trim();
     (tail.is_empty() || tail.contains("not available") || tail.contains("does not exist")).then_some(name)
+}
+
+/// `- package busybox-1.0-1.x86_64 does not have a compatible architecture` → `busybox`.
+fn wrong_arch(line: &str) -> Option<&str> {
+    let nevra = line.strip_prefix("- package ")?.strip_suffix(" does not have a compatible architecture")?;
+    let (nevr, _arch) = nevra.rsplit_once('.')?;
+    let (nev, _release) = nevr.rsplit_once('-')?;
+    Some(nev.rsplit_once('-')?.0)
 }
 
 fn searched(install: &Install) -> Vec<Searched> {
@@ -216,11 +227,15 @@ mod tests {
                 "Module or Group 'gone' does not exist.".to_owned(),
                 "Error: Unable to find a match: a b".to_owned(),
                 "No match for group package \"bloat\"".to_owned(),
+                "  - package my-tool-1:2.0-3.x86_64 does not have a compatible architecture".to_owned(),
             ],
         );
         assert_eq!(
             m,
-            Misses { packages: vec!["a".into(), "b".into()], groups: vec!["No Group".into(), "gone".into()] }
+            Misses {
+                packages: vec!["a".into(), "b".into(), "my-tool".into()],
+                groups: vec!["No Group".into(), "gone".into()]
+            }
         );
     }
 
