@@ -59,7 +59,11 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
         &loader,
     );
     let mut diagnostics = parsed.diagnostics.clone();
-    let arch = match target_arch(&parsed.kickstart, args) {
+    // The arch matters only to the build check and the resolve: a magic line's arch IMG does
+    // not know fails only those.
+    let ks = &parsed.kickstart;
+    let uses_arch = args.resolve || args.image_type.is_some() || ks.suggested_imagetype().is_some();
+    let arch = match if uses_arch { target_arch(ks, args) } else { Ok(Arch::X86_64) } {
         Ok(arch) => arch,
         Err(e) => {
             eprintln!("img-client: error: {e}");
