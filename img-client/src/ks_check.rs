@@ -59,19 +59,8 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
         &loader,
     );
     let mut diagnostics = parsed.diagnostics.clone();
-    // The arch matters only to the build check and the resolve: a magic line's arch IMG does
-    // not know fails only those.
-    let ks = &parsed.kickstart;
-    let uses_arch = args.resolve || args.image_type.is_some() || ks.suggested_imagetype().is_some();
-    let arch = match if uses_arch { target_arch(ks, args) } else { Ok(Arch::X86_64) } {
-        Ok(arch) => arch,
-        Err(e) => {
-            eprintln!("img-client: error: {e}");
-            return Ok(ExitCode::from(1));
-        }
-    };
     if !has_errors(&diagnostics) {
-        match build_check(&parsed.kickstart, args.image_type.as_deref(), arch) {
+        match build_check(&parsed.kickstart, args) {
             Ok(found) => diagnostics.extend(found),
             Err(e) => {
                 eprintln!("img-client: error: {e}");
@@ -81,7 +70,8 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     }
     // A kickstart with errors may not say what it means to install: no resolve then.
     if args.resolve && !has_errors(&diagnostics) {
-        match crate::ks_resolve::resolve(&parsed.kickstart, arch, args.release.as_deref()) {
+        let ks = &parsed.kickstart;
+        match target_arch(ks, args).and_then(|arch| crate::ks_resolve::resolve(ks, arch, args.release.as_deref())) {
             Ok(misses) => diagnostics.extend(misses),
             Err(e) => {
                 eprintln!("img-client: error: --resolve: {e:#}");
@@ -108,10 +98,11 @@ fn target_arch(ks: &Kickstart, args: &CheckArgs) -> anyhow::Result<Arch> {
 }
 
 /// The builder's check for the type asked for (or the magic line's); none without a type.
-fn build_check(ks: &Kickstart, image_type: Option<&str>, arch: Arch) -> anyhow::Result<Vec<Diagnostic>> {
-    let Some(t) = image_type.or(ks.suggested_imagetype()) else { return Ok(Vec::new()) };
+fn build_check(ks: &Kickstart, args: &CheckArgs) -> anyhow::Result<Vec<Diagnostic>> {
+    let Some(t) = args.image_type.as_deref().or(ks.suggested_imagetype()) else { return Ok(Vec::new()) };
     let t: ImageType = t.parse().map_err(|e| anyhow::anyhow!("--type: {e}"))?;
     let t = t.check_supported().map_err(|e| anyhow::anyhow!("--type: {e}"))?;
+    let arch = target_arch(ks, args)?;
     if let Some(why) = img_creator::check::target(t, arch) {
         anyhow::bail!("--type {t} --arch {arch}: {why}");
     }
