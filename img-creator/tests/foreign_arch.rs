@@ -1,0 +1,98 @@
+//! Foreign arches on this host: the real binary builds ARM images from the ARM fixture repos
+//! (`tests/fixtures/make-repo --arch aarch64|armv7hl`, Debian's arm64/armhf busybox and kernel),
+//! running their scriptlets and `%post` through qemu-user (binfmt_misc handlers that
+//! `scripts/setup` registers); real tools read what it made.
+
+mod support;
+
+use std::path::Path;
+use std::time::Instant;
+use support::*;
+
+/// Whether the host runs `handler`'s binaries (e.g. qemu-aarch64). Not registered: the test is
+/// skipped (scripts/setup registers it). Registered without fix-binary (F) and preserve-argv0 (P):
+/// a failure, since busybox applets would run as the wrong applet in the chroot.
+fn binfmt_ready(handler: &str) -> bool {
+    let p = Path::new("/proc/sys/fs/binfmt_misc").join(handler);
+    let Ok(text) = std::fs::read_to_string(&p) else {
+        eprintln!("SKIPPED: no binfmt_misc handler {} on this host; scripts/setup registers it", p.display());
+        return false;
+    };
+    let flags = text.lines().find_map(|l| l.strip_prefix("flags: ")).unwrap_or_default();
+    assert!(
+        text.lines().next() == Some("enabled") && flags.contains('F') && flags.contains('P'),
+        "{} is not enabled with flags F and P (run scripts/setup):\n{text}",
+        p.display()
+    );
+    true
+}
+
+/// `file`'s description of `path` inside the ext filesystem `image`.
+fn file_type_in(image: &Path, path: &str, scratch: &Scratch) -> String {
+    let copy = scratch.dir.join("file-type-copy");
+    let _ = std::fs::remove_file(&copy);
+    debugfs(&image.to_string_lossy(), &format!("dump {path} {}", copy.display()));
+    assert!(copy.exists(), "{path} not in {}", image.display());
+    tool("file", &["-b", &copy.to_string_lossy()])
+}
+
+/// Builds `image_type` of `tests/fixtures/arm.ks` for `arch` from its fixture repo.
+fn build(s: &Scratch, image_type: &str, arch: &str) -> f64 {
+    let repo = fixture_repo_for(arch);
+    let started = Instant::now();
+    let o = s.create_with_repo(image_type, &fixture_ks("arm.ks"), &repo, &["--arch", arch]);
+    let secs = started.elapsed().as_secs_f64();
+    assert_ok(&o);
+    eprintln!("built the {arch} {image_type} image in {secs:.1} s");
+    secs
+}
+
+/// What the image's own scriptlets and %post left, run as `uname_m`.
+fn assert_ran_as_target(fs: &Path, uname_m: &str) {
+    let fs = fs.to_string_lossy();
+    assert_eq!(cat_in(&fs, "/etc/img-arch").trim(), uname_m, "%post ran as another arch");
+    assert_eq!(cat_in(&fs, "/etc/img-applet").trim(), "cat ran as cat", "an applet symlink ran as another applet");
+    assert_eq!(cat_in(&fs, "/var/lib/hello-post/installed").trim(), "hello-post scriptlet ran");
+}
+
+#[test]
+fn aarch64_raw_disk_runs_its_scripts_as_aarch64() {
+    if !binfmt_ready("qemu-aarch64") {
+        return;
+    }
+    let s = Scratch::new("arm-aarch64-raw");
+    build(&s, "raw", "aarch64");
+    let manifest = std::fs::read_to_string(s.file("arm.packages")).expect("arm.packages");
+    assert!(manifest.lines().any(|l| l == "busybox.aarch64 1.0-1"), "{manifest}");
+    assert!(manifest.lines().any(|l| l.starts_with("kernel.aarch64 6.")), "{manifest}");
+    assert!(manifest.lines().any(|l| l == "hello-post.noarch 1.0-1"), "{manifest}");
+
+    let root = s.dir.join("p1.img");
+    extract_partition(&s.file("arm.raw"), 1, &root);
+    tool("e2fsck", &["-fn", &root.to_string_lossy()]);
+    assert_ran_as_target(&root, "aarch64");
+    let busybox = file_type_in(&root, "/bin/busybox", &s);
+    assert!(busybox.contains("ELF 64-bit") && busybox.contains("ARM aarch64"), "{busybox}");
+    let boot = debugfs(&root.to_string_lossy(), "ls /boot");
+    assert!(boot.contains("vmlinuz-") && boot.contains("-arm64") && boot.contains("initramfs-"), "{boot}");
+    s.assert_clean();
+}
+
+#[test]
+fn armv7hl_loop_image_runs_its_scripts_as_armv7l() {
+    if !binfmt_ready("qemu-arm") {
+        return;
+    }
+    let s = Scratch::new("arm-armv7hl-loop");
+    build(&s, "loop", "armv7hl");
+    let manifest = std::fs::read_to_string(s.file("arm.packages")).expect("arm.packages");
+    assert!(manifest.lines().any(|l| l == "busybox.armv7hl 1.0-1"), "{manifest}");
+    assert!(manifest.lines().any(|l| l.starts_with("kernel.armv7hl 6.")), "{manifest}");
+
+    let fs = s.file("armroot.img");
+    tool("e2fsck", &["-fn", &fs.to_string_lossy()]);
+    assert_ran_as_target(&fs, "armv7l");
+    let busybox = file_type_in(&fs, "/bin/busybox", &s);
+    assert!(busybox.contains("ELF 32-bit") && busybox.contains("ARM, EABI5"), "{busybox}");
+    s.assert_clean();
+}
