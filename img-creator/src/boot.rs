@@ -267,19 +267,24 @@ fn static_busybox(root: &Path) -> Result<Vec<u8>> {
     }
 }
 
-/// Whether a 64-bit little-endian ELF has a PT_INTERP header (is dynamically linked).
+/// Whether a little-endian ELF (64-bit, or 32-bit: i686, armv7hl, mipsel images) has a
+/// PT_INTERP header (is dynamically linked).
 fn elf_interpreter(b: &[u8]) -> Option<bool> {
-    if b.get(..4)? != b"\x7fELF" || *b.get(4)? != 2 || *b.get(5)? != 1 {
+    if b.get(..4)? != b"\x7fELF" || *b.get(5)? != 1 {
         return None;
     }
     let u16_at = |o: usize| Some(u16::from_le_bytes(b.get(o..o + 2)?.try_into().ok()?) as usize);
+    let u32_at = |o: usize| Some(u32::from_le_bytes(b.get(o..o + 4)?.try_into().ok()?) as usize);
     let u64_at = |o: usize| Some(u64::from_le_bytes(b.get(o..o + 8)?.try_into().ok()?) as usize);
-    let (phoff, phentsize, phnum) = (u64_at(0x20)?, u16_at(0x36)?, u16_at(0x38)?);
-    const PT_INTERP: u32 = 3;
+    let (phoff, phentsize, phnum) = match *b.get(4)? {
+        1 => (u32_at(0x1c)?, u16_at(0x2a)?, u16_at(0x2c)?),
+        2 => (u64_at(0x20)?, u16_at(0x36)?, u16_at(0x38)?),
+        _ => return None,
+    };
+    const PT_INTERP: usize = 3;
     for i in 0..phnum {
         let at = phoff.checked_add(i.checked_mul(phentsize)?)?;
-        let kind = u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?);
-        if kind == PT_INTERP {
+        if u32_at(at)? == PT_INTERP {
             return Some(true);
         }
     }
@@ -435,6 +440,19 @@ mod tests {
         if let Ok(b) = std::fs::read("/bin/ls") {
             assert_eq!(elf_interpreter(&b), Some(true));
         }
+        // 32-bit (armhf, i686): the header's fields sit elsewhere.
+        let elf32 = |p_type: u32| {
+            let mut b = vec![0u8; 52 + 32];
+            b[..6].copy_from_slice(b"\x7fELF\x01\x01");
+            b[0x1c..0x20].copy_from_slice(&52u32.to_le_bytes());
+            b[0x2a..0x2c].copy_from_slice(&32u16.to_le_bytes());
+            b[0x2c..0x2e].copy_from_slice(&1u16.to_le_bytes());
+            b[52..56].copy_from_slice(&p_type.to_le_bytes());
+            b
+        };
+        assert_eq!(elf_interpreter(&elf32(1)), Some(false));
+        assert_eq!(elf_interpreter(&elf32(3)), Some(true));
+        assert_eq!(elf_interpreter(&elf32(3)[..54]), None, "cut short");
     }
 
     #[test]
