@@ -508,7 +508,8 @@ fn run_script(spec: &BuildSpec, shares: &[Share], proxy: bool) -> String {
     // the VM's own kernel (img-creator checks it, and never registers one itself). An arch
     // the server let through but this worker cannot parse is img-creator's to refuse.
     if let Some(qemu) = spec.arch.parse::<Arch>().ok().and_then(|a| a.qemu_user(vm::GUEST_ARCH)) {
-        s.push_str(&format!("{} {}\n", vm::GUEST_BINFMT, q(qemu)));
+        // A name from img-core's table (`qemu-aarch64`): nothing to quote.
+        s.push_str(&format!("{} {qemu}\n", vm::GUEST_BINFMT));
     }
     let mut args = vec![
         format!("/job/{GUEST_CREATOR}"),
