@@ -317,6 +317,34 @@ fn raw_mbr_with_separate_boot_installs_extlinux_and_boots() {
     boots_to(&out, KERNEL_LOADED);
 }
 
+/// An ARM disk (MBR and GPT, /boot separate or not) carries only the extlinux.conf U-Boot's
+/// distro boot reads: no syslinux boot code in the first 440 bytes, no ldlinux, no modules.
+#[test]
+fn raw_for_arm_has_no_x86_boot_code() {
+    let s = Scratch::new();
+    let separate = [vol("/boot", "ext4", 16, Some("boot"), BOOT_UUID), vol("/", "ext4", 32, Some("root"), ROOT_UUID)];
+    let single = [vol("/", "ext4", 32, Some("root"), ROOT_UUID)];
+    let gpt = Bootloader { ptable: Some("gpt".into()), ..serial_boot() };
+    for (name, volumes, b, dir) in [
+        ("arm-boot.raw", &separate[..], serial_boot(), "/extlinux"),
+        ("arm-gpt.raw", &single[..], gpt, "/boot/extlinux"),
+    ] {
+        let out = s.out(name);
+        disk::build_raw(Arch::Aarch64, &s.root(), volumes, &b, Some(&entry()), &s.work(), &out).unwrap();
+        assert!(read_head(&out, 440).iter().all(|&b| b == 0), "{name}: boot code in the MBR");
+        let t = partitions(&out);
+        let (boot, _) = offset_spec(&out, &t, 0);
+        fsck_clean(&boot);
+        let ext = debugfs(&boot, &format!("ls -l {dir}"));
+        assert!(ext.contains("extlinux.conf"), "{name}: {ext}");
+        assert!(!ext.contains("ldlinux") && !ext.contains(".c32"), "{name}: syslinux files on an ARM disk: {ext}");
+        let conf = debugfs(&boot, &format!("cat {dir}/extlinux.conf"));
+        assert!(conf.contains("LINUX /") && conf.contains("INITRD /") && conf.contains("APPEND root=UUID="), "{conf}");
+        assert!(!conf.contains("SERIAL") && !conf.contains("UI "), "{name}: {conf}");
+    }
+    s.assert_clean();
+}
+
 #[test]
 fn raw_gpt_aligns_to_4k_and_marks_legacy_bios_bootable() {
     let s = Scratch::new();

@@ -675,4 +675,16 @@ mod tests {
             assert!(!script(arch).contains("img-binfmt"), "{arch} runs natively");
         }
     }
+
+    #[test]
+    fn the_base_vm_keeps_every_emulator_a_job_may_need() {
+        let recipe = std::fs::read_to_string(vm::recipe_dir().join("build")).unwrap();
+        let kept = recipe.lines().find_map(|l| l.strip_prefix("QEMU_USER=")).expect("vm/build's QEMU_USER line");
+        let kept: Vec<&str> = kept.trim_matches('"').split_whitespace().collect();
+        for arch in Arch::ALL {
+            if let Some(qemu) = arch.qemu_user(vm::GUEST_ARCH) {
+                assert!(kept.contains(&qemu), "vm/build drops {qemu}, which {arch} jobs need: {kept:?}");
+            }
+        }
+    }
 }
