@@ -127,7 +127,7 @@ pub fn emulation_problem(qemu: &str, binfmt: &Path, installed: bool) -> Option<S
     let register =
         format!("`cat {conf} >{dir}/register` (or `update-binfmts --enable {qemu}`, package binfmt-support)");
     Some(if !installed && entry.is_none() {
-        format!("it is not installed (Debian package qemu-user-static: `apt-get install qemu-user-static`)")
+        "it is not installed (Debian package qemu-user-static: `apt-get install qemu-user-static`)".to_owned()
     } else if !binfmt.join("register").exists() {
         format!(
             "qemu-user-static is installed but binfmt_misc is not mounted at {dir}: \
