@@ -116,3 +116,61 @@ fn armv7hl_loop_image_ran_its_scripts_as_armv7l() {
     assert!(std::fs::read_to_string(s.file("a32.packages")).expect("packages").contains("busybox.armv7hl"));
     s.assert_clean();
 }
+
+/// i686 on x86_64 needs no emulator but the 32-bit personality, as mic's `setarch`: rpm's
+/// scriptlets and %post see `uname -m` = i686. The x86 fixture's busybox is an x86_64 package,
+/// which dnf will not install for i686, so the test wraps the host's static busybox (it runs
+/// either way) in an i686 package of its own, with a scriptlet.
+#[test]
+fn i686_scriptlets_and_post_run_under_the_32_bit_personality() {
+    if img_creator::tools::host_arch() != Some(Arch::X86_64) || !Path::new("/bin/busybox").is_file() {
+        eprintln!("skipped: needs an x86_64 host with a static /bin/busybox");
+        return;
+    }
+    let s = Scratch::new("i686-loop");
+    let top = s.dir.join("rpmbuild");
+    for d in ["SPECS", "SOURCES", "BUILD", "BUILDROOT", "RPMS", "SRPMS"] {
+        std::fs::create_dir_all(top.join(d)).expect("rpmbuild tree");
+    }
+    std::fs::copy("/bin/busybox", top.join("SOURCES/busybox")).expect("busybox");
+    let spec = top.join("SPECS/sh32.spec");
+    std::fs::write(
+        &spec,
+        "Name: sh32\nVersion: 1.0\nRelease: 1\nSummary: busybox as /bin/sh\nLicense: GPL-2.0-only\n\
+         AutoReqProv: no\nProvides: /bin/sh\n%description\nThe host's static busybox, packaged for i686.\n\
+         %install\ninstall -D -m 0755 %{_sourcedir}/busybox %{buildroot}/bin/busybox\n\
+         for a in sh uname mkdir; do ln -s busybox %{buildroot}/bin/$a; done\n\
+         %post\nmkdir -p /var/lib && uname -m > /var/lib/scriptlet-arch\n%files\n/bin/*\n",
+    )
+    .expect("spec");
+    let out = std::process::Command::new("rpmbuild")
+        .arg("--define")
+        .arg(format!("_topdir {}", top.display()))
+        .args(["--target", "i686", "-bb"])
+        .arg(&spec)
+        .env("HOME", &s.dir)
+        .output()
+        .expect("rpmbuild runs");
+    assert!(out.status.success(), "rpmbuild: {}", String::from_utf8_lossy(&out.stderr));
+    let repo = s.dir.join("repo");
+    std::fs::create_dir_all(&repo).expect("repo");
+    std::fs::copy(top.join("RPMS/i686/sh32-1.0-1.i686.rpm"), repo.join("sh32-1.0-1.i686.rpm")).expect("rpm");
+    tool("createrepo_c", &["-q", &repo.to_string_lossy()]);
+    let ks = s.dir.join("i.ks");
+    std::fs::write(
+        &ks,
+        format!(
+            "part / --size=32 --fstype=ext4 --label=root\nrepo --name=r --baseurl=file://{}\n\
+             %packages\nsh32\n%end\n%post\nuname -m > /etc/img-arch\n%end\n",
+            repo.display()
+        ),
+    )
+    .expect("kickstart");
+    let o = s.create("loop", &ks, &["--arch", "i686", "--name", "i"]);
+    assert_ok(&o);
+    let img = s.file("root.img");
+    let p = img.to_string_lossy();
+    assert_eq!(cat_in(&p, "/var/lib/scriptlet-arch"), "i686\n", "rpm's scriptlet");
+    assert_eq!(cat_in(&p, "/etc/img-arch"), "i686\n", "%post");
+    s.assert_clean();
+}
