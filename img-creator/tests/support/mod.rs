@@ -5,9 +5,10 @@
 pub mod repo;
 pub mod synthetic;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace").to_owned()
@@ -23,6 +24,26 @@ pub fn fixture_repo() -> &'static Path {
         assert!(st.success(), "tests/fixtures/make-repo failed");
         out
     })
+}
+
+/// The fixture repository of a foreign arch (`make-repo --arch aarch64|armv7hl`: the same
+/// packages made from Debian's arm64/armhf binaries), built once per test process and arch.
+pub fn fixture_repo_for(arch: &str) -> PathBuf {
+    static REPOS: Mutex<BTreeMap<String, PathBuf>> = Mutex::new(BTreeMap::new());
+    let mut repos = REPOS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(p) = repos.get(arch) {
+        return p.clone();
+    }
+    let root = workspace();
+    let out = root.join(format!(".build/fixtures/repo-{arch}"));
+    let st = Command::new(root.join("tests/fixtures/make-repo"))
+        .args(["--arch", arch])
+        .arg(&out)
+        .status()
+        .expect("make-repo runs");
+    assert!(st.success(), "tests/fixtures/make-repo --arch {arch} failed");
+    repos.insert(arch.to_owned(), out.clone());
+    out
 }
 
 pub fn fixture_ks(name: &str) -> PathBuf {
@@ -60,7 +81,17 @@ impl Scratch {
 
     /// The `create` command line, to run some other way (spawned, signalled).
     pub fn command(&self, image_type: &str, ks: &Path, extra: &[&str]) -> Command {
-        let repo = fixture_repo();
+        self.command_with_repo(image_type, ks, fixture_repo(), extra)
+    }
+
+    /// [`Scratch::create`] with another repository as @FIXTURE_REPO@ (a foreign arch's).
+    pub fn create_with_repo(&self, image_type: &str, ks: &Path, repo: &Path, extra: &[&str]) -> Output {
+        let out = self.command_with_repo(image_type, ks, repo, extra).output().expect("img-creator runs");
+        eprintln!("--- img-creator stderr ---\n{}", String::from_utf8_lossy(&out.stderr));
+        out
+    }
+
+    pub fn command_with_repo(&self, image_type: &str, ks: &Path, repo: &Path, extra: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_img-creator"));
         cmd.args(["create", image_type])
             .arg(ks)
