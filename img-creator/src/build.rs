@@ -133,7 +133,7 @@ fn build(req: &Request, result: &mut BuildResult, warn: &Warnings) -> Result<()>
     phases.run("resolve", || crate::resolve::check(&install::Install { root: &resolve_root, ..install }, warn))?;
     phases.run("pre-scripts", || run_scripts(&plan, ScriptKind::Pre, &env))?;
     let urls = phases.run("install", || install.run())?;
-    phases.run("configure", || crate::configure::apply(&root, &plan, &volumes, warn))?;
+    phases.run("configure", || crate::configure::apply(&root, &plan, &volumes, req.arch, warn))?;
     phases.run("post-scripts", || run_scripts(&plan, ScriptKind::Post, &env))?;
     let packages = phases.run("manifest", || crate::record::write(&root, &out, &req.name, req.record, &urls, warn))?;
     result.packages = packages;
