@@ -337,6 +337,42 @@ impl Arch {
         }
     }
 
+    /// The qemu user-mode emulator (`qemu-NAME`: Debian's `qemu-NAME-static`, registered with
+    /// binfmt_misc as `qemu-NAME`) that runs this arch's binaries on a `host`; `None` when the
+    /// host runs them itself.
+    pub fn qemu_user(self, host: Arch) -> Option<&'static str> {
+        if self.runs_natively_on(host) {
+            return None;
+        }
+        Some(match self {
+            Arch::X86_64 => "qemu-x86_64",
+            Arch::I686 | Arch::I586 | Arch::I486 | Arch::I386 => "qemu-i386",
+            Arch::Aarch64 => "qemu-aarch64",
+            Arch::Armv8l
+            | Arch::Armv7hl
+            | Arch::Armv7nhl
+            | Arch::Armv7tnhl
+            | Arch::Armv7thl
+            | Arch::Armv7l
+            | Arch::Armv6l
+            | Arch::Armv5tel => "qemu-arm",
+            Arch::Mipsel => "qemu-mipsel",
+            Arch::Riscv64 => "qemu-riscv64",
+        })
+    }
+
+    /// True when this arch is the 32-bit side of a 64-bit `host` that runs it natively
+    /// (i686 on x86_64, armv7hl on aarch64): its scriptlets and scripts run under the 32-bit
+    /// personality (`setarch linux32`), so `uname -m` says i686/armv8l as on the real thing.
+    pub fn needs_linux32_on(self, host: Arch) -> bool {
+        self != host && self.runs_natively_on(host) && matches!(host, Arch::X86_64 | Arch::Aarch64)
+    }
+
+    /// True when this arch is x86 (its disks can carry syslinux's BIOS boot code).
+    pub fn is_x86(self) -> bool {
+        self.family() == CpuFamily::X86
+    }
+
     /// True when a host of `host` arch runs this arch's binaries natively
     /// (x86_64 runs the 32-bit x86 arches, aarch64 the 32-bit arm ones we name).
     pub fn runs_natively_on(self, host: Arch) -> bool {
@@ -425,6 +461,17 @@ mod tests {
         assert!(Arch::I586.runs_natively_on(Arch::X86_64));
         assert!(!Arch::Aarch64.runs_natively_on(Arch::X86_64));
         assert!("sparc".parse::<Arch>().unwrap_err().to_string().contains("x86_64"));
+        assert_eq!(Arch::Aarch64.qemu_user(Arch::X86_64), Some("qemu-aarch64"));
+        assert_eq!(Arch::Armv7tnhl.qemu_user(Arch::X86_64), Some("qemu-arm"));
+        assert_eq!(Arch::Mipsel.qemu_user(Arch::X86_64), Some("qemu-mipsel"));
+        assert_eq!(Arch::Riscv64.qemu_user(Arch::X86_64), Some("qemu-riscv64"));
+        assert_eq!(Arch::I586.qemu_user(Arch::X86_64), None);
+        assert_eq!(Arch::X86_64.qemu_user(Arch::X86_64), None);
+        assert_eq!(Arch::Armv7hl.qemu_user(Arch::Aarch64), None);
+        assert_eq!(Arch::X86_64.qemu_user(Arch::Aarch64), Some("qemu-x86_64"));
+        assert!(Arch::I686.needs_linux32_on(Arch::X86_64) && Arch::I386.needs_linux32_on(Arch::X86_64));
+        assert!(Arch::Armv7hl.needs_linux32_on(Arch::Aarch64));
+        assert!(!Arch::X86_64.needs_linux32_on(Arch::X86_64) && !Arch::Aarch64.needs_linux32_on(Arch::X86_64));
     }
 
     #[test]

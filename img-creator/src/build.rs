@@ -114,7 +114,7 @@ fn build(req: &Request, result: &mut BuildResult, warn: &Warnings) -> Result<()>
     for d in [&root, &out] {
         fsio::create_dir_all(d)?;
     }
-    let env = ScriptEnv { root: &root, name: &req.name, out_dir: &out, tokens: &req.tokens, warn };
+    let env = ScriptEnv { root: &root, name: &req.name, out_dir: &out, tokens: &req.tokens, warn, arch: req.arch };
     let mut phases = Phases { list: &mut result.phases };
 
     let releasever = req.release.clone().unwrap_or_else(|| install::DEFAULT_RELEASEVER.to_owned());
@@ -133,7 +133,7 @@ fn build(req: &Request, result: &mut BuildResult, warn: &Warnings) -> Result<()>
     phases.run("resolve", || crate::resolve::check(&install::Install { root: &resolve_root, ..install }, warn))?;
     phases.run("pre-scripts", || run_scripts(&plan, ScriptKind::Pre, &env))?;
     let urls = phases.run("install", || install.run())?;
-    phases.run("configure", || crate::configure::apply(&root, &plan, &volumes, warn))?;
+    phases.run("configure", || crate::configure::apply(&root, &plan, &volumes, req.arch, warn))?;
     phases.run("post-scripts", || run_scripts(&plan, ScriptKind::Post, &env))?;
     let packages = phases.run("manifest", || crate::record::write(&root, &out, &req.name, req.record, &urls, warn))?;
     result.packages = packages;
@@ -305,7 +305,15 @@ fn make_image(
                 })
                 .collect();
             let raws: Vec<disk::RawDisk> = disks.iter().map(|(_, r)| r.clone()).collect();
-            disk::build_raw_disks(root, volumes, &plan.bootloader, entry.as_ref().map(|e| &e.0), work, &raws)?;
+            disk::build_raw_disks(
+                req.arch,
+                root,
+                volumes,
+                &plan.bootloader,
+                entry.as_ref().map(|e| &e.0),
+                work,
+                &raws,
+            )?;
             if t != ImageType::Raw {
                 for (d, raw) in &disks {
                     disk::convert(&raw.path, t.as_str(), &out.join(layout::disk_file(name, volumes, d, t.as_str())))?;

@@ -74,7 +74,12 @@ pub struct Cmd {
     cwd: Option<PathBuf>,
     stdin: Option<Vec<u8>>,
     timeout: Option<Duration>,
+    linux32: bool,
 }
+
+/// `<sys/personality.h>`'s PER_LINUX32 (libc does not name it): `uname -m` answers the 32-bit
+/// machine (i686 on x86_64, armv8l on aarch64).
+const PER_LINUX32: libc::c_ulong = 0x0008;
 
 /// What a successful run produced.
 #[derive(Debug, Clone, Default)]
@@ -94,6 +99,7 @@ impl Cmd {
             cwd: None,
             stdin: None,
             timeout: None,
+            linux32: false,
         }
     }
 
@@ -130,6 +136,14 @@ impl Cmd {
 
     pub fn timeout(mut self, t: Duration) -> Self {
         self.timeout = Some(t);
+        self
+    }
+
+    /// Runs as the target `arch`'s programs run on it: under the 32-bit personality when
+    /// that is the 32-bit side of this 64-bit host (i686 on x86_64), as mic's `setarch` did,
+    /// so scriptlets and %post see `uname -m` = i686, not x86_64. Inherited by every child.
+    pub fn for_target(mut self, arch: img_core::job::Arch) -> Self {
+        self.linux32 = crate::tools::host_arch().is_some_and(|host| arch.needs_linux32_on(host));
         self
     }
 
@@ -188,11 +202,15 @@ impl Cmd {
         }
         c.stdin(if self.stdin.is_some() { Stdio::piped() } else { Stdio::null() });
         c.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let linux32 = self.linux32;
         // SAFETY: only async-signal-safe calls between fork and exec.
         unsafe {
-            c.pre_exec(|| {
+            c.pre_exec(move || {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
                 libc::setpgid(0, 0);
+                if linux32 && libc::personality(PER_LINUX32) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
                 Ok(())
             });
         }
@@ -390,6 +408,21 @@ mod tests {
         assert!(!f.status.success());
         assert_eq!(f.stdout, "out\n");
         assert_eq!((f.stderr.len(), f.stderr[0].as_str()), (100, "e1"), "all of stderr, not the tail");
+    }
+
+    #[test]
+    fn a_32_bit_target_runs_under_the_32_bit_personality() {
+        use img_core::job::Arch;
+        let machine = |cmd: Cmd| cmd.capture().unwrap().trim().to_owned();
+        let native = machine(Cmd::new("uname").arg("-m"));
+        if native != "x86_64" {
+            return;
+        }
+        assert_eq!(machine(Cmd::new("uname").arg("-m").for_target(Arch::I686)), "i686");
+        // Inherited: a scriptlet's shell and what it starts.
+        assert_eq!(machine(Cmd::new("sh").args(["-c", "sh -c 'uname -m'"]).for_target(Arch::I586)), "i686");
+        assert_eq!(machine(Cmd::new("uname").arg("-m").for_target(Arch::X86_64)), "x86_64");
+        assert_eq!(machine(Cmd::new("uname").arg("-m").for_target(Arch::Aarch64)), "x86_64", "qemu's business");
     }
 
     #[test]

@@ -125,6 +125,11 @@ impl Install<'_> {
         } else {
             Cmd::new("unshare").args(["--map-root-user", "dnf"])
         };
+        // rpm's scriptlets run under the target's personality (i686 on x86_64: `uname -m`).
+        let dnf_as_root = match self.arch.parse::<img_core::job::Arch>() {
+            Ok(arch) => dnf_as_root.for_target(arch),
+            Err(_) => dnf_as_root,
+        };
         dnf_as_root
             .env("HOME", &dnf.home)
             .env("LC_ALL", "C.UTF-8")

@@ -19,6 +19,8 @@ pub struct ScriptEnv<'a> {
     pub out_dir: &'a Path,
     pub tokens: &'a TokenMap,
     pub warn: &'a crate::warnings::Warnings,
+    /// The target: chroot scripts run under its personality ([`Cmd::for_target`]).
+    pub arch: img_core::job::Arch,
 }
 
 const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -118,6 +120,7 @@ fn run_chrooted(script: &Script, env: &ScriptEnv) -> Result<()> {
     }
     fsio::write(&file, script_text(script))?;
     let r = with_env(chroot_cmd(env.root, &[&script.interpreter, &format!("/{rel}")]), env)
+        .for_target(env.arch)
         .env("INSTALL_ROOT", "/")
         .run()
         .map(drop)
@@ -154,6 +157,7 @@ exec chroot "$r" "$@""#;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use img_core::job::Arch;
     use img_core::kickstart::model::ScriptKind;
 
     fn script(body: &str, nochroot: bool, erroronfail: bool) -> Script {
@@ -185,7 +189,7 @@ mod tests {
         }
 
         fn env<'a>(&'a self, root: &'a Path, name: &'a str) -> ScriptEnv<'a> {
-            ScriptEnv { root, name, out_dir: &self.out, tokens: &self.tokens, warn: &self.warn }
+            ScriptEnv { root, name, out_dir: &self.out, tokens: &self.tokens, warn: &self.warn, arch: Arch::X86_64 }
         }
     }
 
@@ -195,6 +199,34 @@ mod tests {
         let (env, out) = (b.env(Path::new("/the/root"), "img1"), &b.out);
         run(&script("echo \"$INSTALL_ROOT $IMG_NAME $RELEASE\" > \"$IMG_OUT_DIR/seen\"\n", true, true), &env).unwrap();
         assert_eq!(std::fs::read_to_string(out.join("seen")).unwrap(), "/the/root img1 1.2\n");
+    }
+
+    #[test]
+    fn chroot_scripts_of_a_32_bit_x86_target_see_i686() {
+        // SAFETY: geteuid has no preconditions.
+        let root_user = unsafe { libc::geteuid() } == 0;
+        if !root_user || crate::tools::host_arch() != Some(Arch::X86_64) || !Path::new("/bin/busybox").is_file() {
+            return; // chroot needs root; the personality is x86_64's; the image is a static busybox
+        }
+        let b = Bench::new(TokenMap::new());
+        let root = b.dir.path().join("root");
+        std::fs::create_dir_all(root.join("bin")).unwrap();
+        std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
+        for applet in ["sh", "uname"] {
+            std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
+        }
+        let body = "PATH=/bin\nuname -m > /machine\nsh -c 'uname -m' >> /machine\n";
+        let seen = root.join("machine");
+        for (arch, machine) in [(Arch::I686, "i686"), (Arch::I386, "i686"), (Arch::X86_64, "x86_64")] {
+            let env = ScriptEnv { arch, ..b.env(&root, "x") };
+            run(&script(body, false, true), &env).unwrap();
+            assert_eq!(std::fs::read_to_string(&seen).unwrap(), format!("{machine}\n{machine}\n"), "{arch}");
+        }
+        // %pre, %post --nochroot and %pack run the host's tools as they are.
+        let env = ScriptEnv { arch: Arch::I686, ..b.env(&root, "x") };
+        let outside = format!("uname -m > {}\n", seen.display());
+        run(&script(&outside, true, true), &env).unwrap();
+        assert_eq!(std::fs::read_to_string(&seen).unwrap(), "x86_64\n");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! e2fsprogs, sfdisk, mtools, qemu-img and (for the bootable ones) a SeaBIOS boot under
 //! qemu up to the point where syslinux loads the kernel. Needs root (chown, loop mount).
 
+use img_core::job::Arch;
 use img_core::kickstart::commands::Bootloader;
 use img_creator::disk::{self, BootEntry};
 use img_creator::layout::Volume;
@@ -261,7 +262,7 @@ fn loop_makes_btrfs_and_swap() {
 
     // The same in a raw disk: built beside it, copied in at the offset, booted by extlinux.
     let raw = s.out("btrfs.raw");
-    disk::build_raw(&s.root(), &volumes, &serial_boot(), Some(&entry()), &s.work(), &raw).unwrap();
+    disk::build_raw(Arch::X86_64, &s.root(), &volumes, &serial_boot(), Some(&entry()), &s.work(), &raw).unwrap();
     let t = partitions(&raw);
     assert_eq!(
         (t["partitions"][0]["bootable"].as_bool(), t["partitions"][1]["type"].as_str()),
@@ -281,7 +282,7 @@ fn raw_mbr_with_separate_boot_installs_extlinux_and_boots() {
     let s = Scratch::new();
     let volumes = [vol("/boot", "ext4", 16, Some("boot"), BOOT_UUID), vol("/", "ext4", 32, Some("root"), ROOT_UUID)];
     let out = s.out("disk.raw");
-    disk::build_raw(&s.root(), &volumes, &serial_boot(), Some(&entry()), &s.work(), &out).unwrap();
+    disk::build_raw(Arch::X86_64, &s.root(), &volumes, &serial_boot(), Some(&entry()), &s.work(), &out).unwrap();
     assert_eq!(s.outputs(), ["disk.raw"]);
     assert_sparse(&out);
 
@@ -316,6 +317,34 @@ fn raw_mbr_with_separate_boot_installs_extlinux_and_boots() {
     boots_to(&out, KERNEL_LOADED);
 }
 
+/// An ARM disk (MBR and GPT, /boot separate or not) carries only the extlinux.conf U-Boot's
+/// distro boot reads: no syslinux boot code in the first 440 bytes, no ldlinux, no modules.
+#[test]
+fn raw_for_arm_has_no_x86_boot_code() {
+    let s = Scratch::new();
+    let separate = [vol("/boot", "ext4", 16, Some("boot"), BOOT_UUID), vol("/", "ext4", 32, Some("root"), ROOT_UUID)];
+    let single = [vol("/", "ext4", 32, Some("root"), ROOT_UUID)];
+    let gpt = Bootloader { ptable: Some("gpt".into()), ..serial_boot() };
+    for (name, volumes, b, dir) in [
+        ("arm-boot.raw", &separate[..], serial_boot(), "/extlinux"),
+        ("arm-gpt.raw", &single[..], gpt, "/boot/extlinux"),
+    ] {
+        let out = s.out(name);
+        disk::build_raw(Arch::Aarch64, &s.root(), volumes, &b, Some(&entry()), &s.work(), &out).unwrap();
+        assert!(read_head(&out, 440).iter().all(|&b| b == 0), "{name}: boot code in the MBR");
+        let t = partitions(&out);
+        let (boot, _) = offset_spec(&out, &t, 0);
+        fsck_clean(&boot);
+        let ext = debugfs(&boot, &format!("ls -l {dir}"));
+        assert!(ext.contains("extlinux.conf"), "{name}: {ext}");
+        assert!(!ext.contains("ldlinux") && !ext.contains(".c32"), "{name}: syslinux files on an ARM disk: {ext}");
+        let conf = debugfs(&boot, &format!("cat {dir}/extlinux.conf"));
+        assert!(conf.contains("LINUX /") && conf.contains("INITRD /") && conf.contains("APPEND root=UUID="), "{conf}");
+        assert!(!conf.contains("SERIAL") && !conf.contains("UI "), "{name}: {conf}");
+    }
+    s.assert_clean();
+}
+
 #[test]
 fn raw_gpt_aligns_to_4k_and_marks_legacy_bios_bootable() {
     let s = Scratch::new();
@@ -323,7 +352,7 @@ fn raw_gpt_aligns_to_4k_and_marks_legacy_bios_bootable() {
     root.align_kib = 4;
     let b = Bootloader { ptable: Some("gpt".into()), timeout: Some(0), ..serial_boot() };
     let out = s.out("gpt.raw");
-    disk::build_raw(&s.root(), &[root], &b, Some(&entry()), &s.work(), &out).unwrap();
+    disk::build_raw(Arch::X86_64, &s.root(), &[root], &b, Some(&entry()), &s.work(), &out).unwrap();
 
     let dump = run("sfdisk", &["-d", &out.to_string_lossy()]);
     assert!(dump.contains("label: gpt"), "{dump}");
@@ -349,7 +378,7 @@ fn raw_with_vfat_efi_partition() {
     let volumes = [vol("/", "ext4", 24, None, ROOT_UUID), vol("/boot/efi", "vfat", 16, Some("EFI"), "ABCD-1234")];
     let b = Bootloader { disabled: true, ..Default::default() };
     let out = s.out("efi.raw");
-    disk::build_raw(&s.root(), &volumes, &b, None, &s.work(), &out).unwrap();
+    disk::build_raw(Arch::X86_64, &s.root(), &volumes, &b, None, &s.work(), &out).unwrap();
     let t = partitions(&out);
     assert_eq!(t["partitions"][1]["type"], "ef");
     assert_eq!(t["partitions"][0]["bootable"], true, "/ holds /boot: flagged when nothing is --active");
@@ -371,7 +400,7 @@ fn raw_with_vfat_boot_uses_syslinux_without_mounting() {
     let s = Scratch::new();
     let volumes = [vol("/boot", "vfat", 16, Some("BOOT"), "1234-ABCD"), vol("/", "ext4", 24, None, ROOT_UUID)];
     let out = s.out("fatboot.raw");
-    disk::build_raw(&s.root(), &volumes, &serial_boot(), Some(&entry()), &s.work(), &out).unwrap();
+    disk::build_raw(Arch::X86_64, &s.root(), &volumes, &serial_boot(), Some(&entry()), &s.work(), &out).unwrap();
     let t = partitions(&out);
     assert_eq!(t["partitions"][0]["type"], "c");
     let (_, off) = offset_spec(&out, &t, 0);
@@ -389,7 +418,7 @@ fn contents_larger_than_the_partition_are_no_space() {
     let volumes = [vol("/", "ext4", 24, None, ROOT_UUID), vol("/boot", "ext4", 2, None, BOOT_UUID)];
     let b = Bootloader { disabled: true, ..Default::default() };
     let out = s.out("small.raw");
-    let e = disk::build_raw(&s.root(), &volumes, &b, None, &s.work(), &out).unwrap_err();
+    let e = disk::build_raw(Arch::X86_64, &s.root(), &volumes, &b, None, &s.work(), &out).unwrap_err();
     assert!(matches!(e, CreateError::NoSpace(_)), "{e}");
     let msg = e.to_string();
     assert!(msg.contains("partition /boot") && msg.contains("4 MiB") && msg.contains("2 MiB"), "{msg}");
@@ -415,8 +444,16 @@ fn grub_is_refused_up_front() {
     let s = Scratch::new();
     let b = Bootloader { location: Some("grub2".into()), ..Default::default() };
     let out = s.out("g.raw");
-    let e = disk::build_raw(&s.root(), &[vol("/", "ext4", 24, None, ROOT_UUID)], &b, Some(&entry()), &s.work(), &out)
-        .unwrap_err();
+    let e = disk::build_raw(
+        Arch::X86_64,
+        &s.root(),
+        &[vol("/", "ext4", 24, None, ROOT_UUID)],
+        &b,
+        Some(&entry()),
+        &s.work(),
+        &out,
+    )
+    .unwrap_err();
     assert!(matches!(e, CreateError::Unsupported(_)) && e.to_string().contains("GRUB"), "{e}");
     assert!(s.outputs().is_empty());
 }
@@ -426,7 +463,8 @@ fn convert_writes_qcow2_vdi_and_vmdk_with_the_same_contents() {
     let s = Scratch::new();
     let raw = s.path("work/disk.raw");
     let b = Bootloader { disabled: true, ..Default::default() };
-    disk::build_raw(&s.root(), &[vol("/", "ext4", 24, None, ROOT_UUID)], &b, None, &s.work(), &raw).unwrap();
+    disk::build_raw(Arch::X86_64, &s.root(), &[vol("/", "ext4", 24, None, ROOT_UUID)], &b, None, &s.work(), &raw)
+        .unwrap();
     for fmt in ["qcow2", "vdi", "vmdk"] {
         let out = s.out(&format!("disk.{fmt}"));
         disk::convert(&raw, fmt, &out).unwrap();

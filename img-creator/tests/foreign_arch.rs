@@ -8,6 +8,7 @@
 
 mod support;
 
+use img_core::job::Arch;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -18,22 +19,21 @@ const BOOT_LIMIT: Duration = Duration::from_secs(180);
 const U_BOOT_ARM64: &str = "/usr/lib/u-boot/qemu_arm64/u-boot.bin";
 const U_BOOT_ARM: &str = "/usr/lib/u-boot/qemu_arm/u-boot.bin";
 
-/// Whether the host runs `handler`'s binaries (e.g. qemu-aarch64). Not registered: the test is
-/// skipped (scripts/setup registers it). Registered without fix-binary (F) and preserve-argv0 (P):
-/// a failure, since busybox applets would run as the wrong applet in the chroot.
+/// Whether the host runs `handler`'s binaries (e.g. qemu-aarch64), as img-creator's own check
+/// sees it. Not registered: the test is skipped (scripts/setup registers it). Registered but
+/// unusable (disabled, without fix-binary F or preserve-argv0 P): a failure, since busybox
+/// applets would run as the wrong applet in the chroot.
 fn binfmt_ready(handler: &str) -> bool {
-    let p = Path::new("/proc/sys/fs/binfmt_misc").join(handler);
-    let Ok(text) = std::fs::read_to_string(&p) else {
-        eprintln!("SKIPPED: no binfmt_misc handler {} on this host; scripts/setup registers it", p.display());
-        return false;
-    };
-    let flags = text.lines().find_map(|l| l.strip_prefix("flags: ")).unwrap_or_default();
-    assert!(
-        text.lines().next() == Some("enabled") && flags.contains('F') && flags.contains('P'),
-        "{} is not enabled with flags F and P (run scripts/setup):\n{text}",
-        p.display()
-    );
-    true
+    let dir = Path::new(img_creator::tools::BINFMT_DIR);
+    let installed = img_creator::cmd::exists(&format!("{handler}-static"));
+    match img_creator::tools::emulation_problem(handler, dir, installed) {
+        None => true,
+        Some(why) if dir.join(handler).exists() => panic!("{why} (run scripts/setup)"),
+        Some(why) => {
+            eprintln!("SKIPPED: {why}; scripts/setup registers it");
+            false
+        }
+    }
 }
 
 /// `file`'s description of `path` inside the ext filesystem `image`.
@@ -47,9 +47,14 @@ fn file_type_in(image: &Path, path: &str, scratch: &Scratch) -> String {
 
 /// Builds `image_type` of `tests/fixtures/arm.ks` for `arch` from its fixture repo.
 fn build(s: &Scratch, image_type: &str, arch: &str) -> f64 {
+    build_with(s, image_type, arch, &[])
+}
+
+fn build_with(s: &Scratch, image_type: &str, arch: &str, extra: &[&str]) -> f64 {
     let repo = fixture_repo_for(arch);
     let started = Instant::now();
-    let o = s.create_with_repo(image_type, &fixture_ks("arm.ks"), &repo, &["--arch", arch]);
+    let args: Vec<&str> = ["--arch", arch].into_iter().chain(extra.iter().copied()).collect();
+    let o = s.create_with_repo(image_type, &fixture_ks("arm.ks"), &repo, &args);
     let secs = started.elapsed().as_secs_f64();
     assert_ok(&o);
     eprintln!("built the {arch} {image_type} image in {secs:.1} s");
@@ -70,7 +75,7 @@ fn aarch64_raw_disk_runs_its_scripts_as_aarch64() {
         return;
     }
     let s = Scratch::new("arm-aarch64-raw");
-    build(&s, "raw", "aarch64");
+    build_with(&s, "raw", "aarch64", &["--copy-kernel"]);
     let manifest = std::fs::read_to_string(s.file("arm.packages")).expect("arm.packages");
     assert!(manifest.lines().any(|l| l == "busybox.aarch64 1.0-1"), "{manifest}");
     assert!(manifest.lines().any(|l| l.starts_with("kernel.aarch64 6.")), "{manifest}");
@@ -84,6 +89,27 @@ fn aarch64_raw_disk_runs_its_scripts_as_aarch64() {
     assert!(busybox.contains("ELF 64-bit") && busybox.contains("ARM aarch64"), "{busybox}");
     let boot = debugfs(&root.to_string_lossy(), "ls /boot");
     assert!(boot.contains("vmlinuz-") && boot.contains("-arm64") && boot.contains("initramfs-"), "{boot}");
+
+    // No x86 boot code: zeros where syslinux's MBR code would be, no ldlinux, no modules; the
+    // extlinux.conf U-Boot's distro boot reads, in its syntax (no UI, no SERIAL).
+    let head = std::fs::read(s.file("arm.raw")).expect("disk");
+    assert!(head[..440].iter().all(|&b| b == 0), "x86 boot code in the MBR of an aarch64 disk");
+    assert_eq!(&head[510..512], &[0x55, 0xaa], "the partition table is there");
+    drop(head);
+    let dir = debugfs(&root.to_string_lossy(), "ls -l /boot/extlinux");
+    assert!(dir.contains("extlinux.conf"), "{dir}");
+    assert!(!dir.contains("ldlinux") && !dir.contains(".c32"), "syslinux's x86 files on an ARM disk: {dir}");
+    let conf = cat_in(&root.to_string_lossy(), "/boot/extlinux/extlinux.conf");
+    for line in ["DEFAULT linux\n", "TIMEOUT 10\n", "  LINUX /boot/vmlinuz-", "  INITRD /boot/initramfs-"] {
+        assert!(conf.contains(line), "{line:?} missing: {conf}");
+    }
+    assert!(conf.contains("  APPEND root=UUID=") && conf.contains(" console=ttyAMA0 panic=-1\n"), "{conf}");
+    assert!(!conf.contains("UI ") && !conf.contains("SERIAL"), "U-Boot reads neither: {conf}");
+    // --copy-kernel: the ARM kernel and the initramfs made from the image's busybox.
+    let names: Vec<String> =
+        std::fs::read_dir(s.out()).expect("out").flatten().map(|e| e.file_name().to_string_lossy().into()).collect();
+    assert!(names.iter().any(|n| n.starts_with("arm-vmlinuz-") && n.ends_with("-arm64")), "{names:?}");
+    assert!(names.iter().any(|n| n.starts_with("arm-initrd-")), "{names:?}");
     s.assert_clean();
 }
 
@@ -242,5 +268,63 @@ fn armv7hl_raw_disk_boots_directly_and_through_u_boot() {
     assert!(Path::new(U_BOOT_ARM).exists(), "{U_BOOT_ARM} missing (package u-boot-qemu; scripts/setup)");
     let secs = boot_arm(&s, "qemu-system-arm", &virt, &disk, &Firmware::Bios(U_BOOT_ARM), "IMG-ARM-BOOTED armv7l");
     eprintln!("armv7hl raw disk: U-Boot (extlinux.conf) to the marker in {secs:.1} s");
+    s.assert_clean();
+}
+
+/// i686 on x86_64 needs no emulator but the 32-bit personality, as mic's `setarch`: rpm's
+/// scriptlets and %post see `uname -m` = i686. The x86 fixture's busybox is an x86_64 package,
+/// which dnf will not install for i686, so the test wraps the host's static busybox (it runs
+/// either way) in an i686 package of its own, with a scriptlet.
+#[test]
+fn i686_scriptlets_and_post_run_under_the_32_bit_personality() {
+    if img_creator::tools::host_arch() != Some(Arch::X86_64) || !Path::new("/bin/busybox").is_file() {
+        eprintln!("skipped: needs an x86_64 host with a static /bin/busybox");
+        return;
+    }
+    let s = Scratch::new("i686-loop");
+    let top = s.dir.join("rpmbuild");
+    for d in ["SPECS", "SOURCES", "BUILD", "BUILDROOT", "RPMS", "SRPMS"] {
+        std::fs::create_dir_all(top.join(d)).expect("rpmbuild tree");
+    }
+    std::fs::copy("/bin/busybox", top.join("SOURCES/busybox")).expect("busybox");
+    let spec = top.join("SPECS/sh32.spec");
+    std::fs::write(
+        &spec,
+        "Name: sh32\nVersion: 1.0\nRelease: 1\nSummary: busybox as /bin/sh\nLicense: GPL-2.0-only\n\
+         AutoReqProv: no\nProvides: /bin/sh\n%description\nThe host's static busybox, packaged for i686.\n\
+         %install\ninstall -D -m 0755 %{_sourcedir}/busybox %{buildroot}/bin/busybox\n\
+         for a in sh uname mkdir; do ln -s busybox %{buildroot}/bin/$a; done\n\
+         %post\nmkdir -p /var/lib && uname -m > /var/lib/scriptlet-arch\n%files\n/bin/*\n",
+    )
+    .expect("spec");
+    let out = std::process::Command::new("rpmbuild")
+        .arg("--define")
+        .arg(format!("_topdir {}", top.display()))
+        .args(["--target", "i686", "-bb"])
+        .arg(&spec)
+        .env("HOME", &s.dir)
+        .output()
+        .expect("rpmbuild runs");
+    assert!(out.status.success(), "rpmbuild: {}", String::from_utf8_lossy(&out.stderr));
+    let repo = s.dir.join("repo");
+    std::fs::create_dir_all(&repo).expect("repo");
+    std::fs::copy(top.join("RPMS/i686/sh32-1.0-1.i686.rpm"), repo.join("sh32-1.0-1.i686.rpm")).expect("rpm");
+    tool("createrepo_c", &["-q", &repo.to_string_lossy()]);
+    let ks = s.dir.join("i.ks");
+    std::fs::write(
+        &ks,
+        format!(
+            "part / --size=32 --fstype=ext4 --label=root\nrepo --name=r --baseurl=file://{}\n\
+             %packages\nsh32\n%end\n%post\nuname -m > /etc/img-arch\n%end\n",
+            repo.display()
+        ),
+    )
+    .expect("kickstart");
+    let o = s.create("loop", &ks, &["--arch", "i686", "--name", "i"]);
+    assert_ok(&o);
+    let img = s.file("root.img");
+    let p = img.to_string_lossy();
+    assert_eq!(cat_in(&p, "/var/lib/scriptlet-arch"), "i686\n", "rpm's scriptlet");
+    assert_eq!(cat_in(&p, "/etc/img-arch"), "i686\n", "%post");
     s.assert_clean();
 }

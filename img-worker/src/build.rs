@@ -10,6 +10,7 @@ use crate::cache::PackageCache;
 use crate::guest_output::{self, OutputFile};
 use crate::repo_proxy::{AllowList, ProxyRules};
 use crate::vm::{self, Share, VmImage, VmLimits, VmRun};
+use img_core::job::Arch;
 use img_core::repo_policy::RepoPolicy;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -503,6 +504,13 @@ fn run_script(spec: &BuildSpec, shares: &[Share], proxy: bool) -> String {
             tag = q(&sh.tag)
         ));
     }
+    // A foreign arch's scriptlets and %post run through qemu-user: its handler registered in
+    // the VM's own kernel (img-creator checks it, and never registers one itself). An arch
+    // the server let through but this worker cannot parse is img-creator's to refuse.
+    if let Some(qemu) = spec.arch.parse::<Arch>().ok().and_then(|a| a.qemu_user(vm::GUEST_ARCH)) {
+        // A name from img-core's table (`qemu-aarch64`): nothing to quote.
+        s.push_str(&format!("{} {qemu}\n", vm::GUEST_BINFMT));
+    }
     let mut args = vec![
         format!("/job/{GUEST_CREATOR}"),
         "create".into(),
@@ -651,5 +659,32 @@ mod tests {
         let without = run_script(&spec("repo --name=c --baseurl=file:///srv\n"), &[], false);
         assert!(!without.contains("virtio_net") && !without.contains("--proxy"), "{without}");
         assert!(without.contains("export IMG_CREATOR_IN_BUILD_VM=1\nexec "), "mounts are allowed in the VM: {without}");
+        assert!(!without.contains("img-binfmt"), "x86_64 needs no emulator: {without}");
+    }
+
+    #[test]
+    fn foreign_arches_register_their_emulator_first() {
+        let script = |arch: &str| run_script(&BuildSpec { arch: arch.into(), ..spec("") }, &[], false);
+        for (arch, qemu) in [("aarch64", "qemu-aarch64"), ("armv7hl", "qemu-arm"), ("armv7tnhl", "qemu-arm")] {
+            let s = script(arch);
+            let register = format!("/usr/local/sbin/img-binfmt {qemu}\n");
+            let at = s.find(&register).unwrap_or_else(|| panic!("{arch}: {s}"));
+            assert!(at < s.find("exec /job/img-creator").unwrap(), "{s}");
+        }
+        for arch in ["x86_64", "i686", "i586"] {
+            assert!(!script(arch).contains("img-binfmt"), "{arch} runs natively");
+        }
+    }
+
+    #[test]
+    fn the_base_vm_keeps_every_emulator_a_job_may_need() {
+        let recipe = std::fs::read_to_string(vm::recipe_dir().join("build")).unwrap();
+        let kept = recipe.lines().find_map(|l| l.strip_prefix("QEMU_USER=")).expect("vm/build's QEMU_USER line");
+        let kept: Vec<&str> = kept.trim_matches('"').split_whitespace().collect();
+        for arch in Arch::ALL {
+            if let Some(qemu) = arch.qemu_user(vm::GUEST_ARCH) {
+                assert!(kept.contains(&qemu), "vm/build drops {qemu}, which {arch} jobs need: {kept:?}");
+            }
+        }
     }
 }

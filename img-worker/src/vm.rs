@@ -33,6 +33,11 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt};
 use tokio::sync::watch;
 
 pub const QEMU: &str = "qemu-system-x86_64";
+/// What the base VM (`vm/build`, Debian amd64, booted by [`QEMU`]) runs natively; other
+/// arches run through qemu-user there.
+pub const GUEST_ARCH: img_core::job::Arch = img_core::job::Arch::X86_64;
+/// The guest's script that registers qemu-user handlers with its binfmt_misc (`vm/img-binfmt`).
+pub const GUEST_BINFMT: &str = "/usr/local/sbin/img-binfmt";
 /// The minimal firmware Debian's qemu ships (qemu-system-data).
 const QBOOT: &str = "/usr/share/qemu/qboot.rom";
 /// Files `vm/build` leaves in the VM folder.

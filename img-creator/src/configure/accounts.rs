@@ -134,7 +134,8 @@ impl Editor<'_> {
         self.save()?;
         let args: Vec<&str> = argv.iter().map(String::as_str).collect();
         let program = argv.first().map(|p| p.rsplit('/').next().unwrap_or(p)).unwrap_or("");
-        crate::scripts::chroot_cmd(self.fs.path(), &args)
+        self.fs
+            .chroot(&args)
             .run()
             .map_err(|e| CreateError::Image(format!("{what}: the image's {program} failed: {e}")))?;
         self.db = Accounts::read(self.fs)?;

@@ -15,9 +15,9 @@ use img_core::kickstart::model::PackagesOptions;
 use rootfs::RootFs;
 use std::path::Path;
 
-pub fn apply(root: &Path, plan: &Plan, volumes: &[Volume], warn: &Warnings) -> Result<()> {
+pub fn apply(root: &Path, plan: &Plan, volumes: &[Volume], arch: img_core::job::Arch, warn: &Warnings) -> Result<()> {
     let s = &plan.settings;
-    let fs = RootFs::new(root);
+    let fs = RootFs::for_target(root, arch);
     fs.dir("etc")?;
     if let Some(lang) = &s.lang {
         fs.write("etc/locale.conf", &format!("LANG={lang}\n"), 0o644)?;
@@ -88,10 +88,7 @@ fn firewall(fs: &RootFs, enabled: bool) -> Result<()> {
         return Ok(());
     }
     let flag = if enabled { "--enabled" } else { "--disabled" };
-    crate::scripts::chroot_cmd(fs.path(), &[&format!("/{tool}"), flag])
-        .run()
-        .map(drop)
-        .map_err(CreateError::in_phase("firewall"))
+    fs.chroot(&[&format!("/{tool}"), flag]).run().map(drop).map_err(CreateError::in_phase("firewall"))
 }
 
 fn desktop(fs: &RootFs, s: &Settings) -> Result<()> {
@@ -138,7 +135,7 @@ fn services(fs: &RootFs, s: &Settings, warn: &Warnings) -> Result<()> {
     let tool = format!("/{systemctl}");
     for u in &s.services {
         let (verb, opt) = if u.enable { ("enable", "enabled") } else { ("disable", "disabled") };
-        match crate::scripts::chroot_cmd(fs.path(), &[&tool, verb, &u.unit]).run() {
+        match fs.chroot(&[&tool, verb, &u.unit]).run() {
             Ok(_) => {}
             Err(crate::cmd::CmdError::Cancelled) => return Err(CreateError::Cancelled),
             Err(e) => warn.warn(format!("services --{opt}={} (line {}): not {verb}d: {e}", u.unit, u.line)),
@@ -151,6 +148,7 @@ fn services(fs: &RootFs, s: &Settings, warn: &Warnings) -> Result<()> {
 mod tests {
     use super::*;
     use crate::workdir::TempDir;
+    use img_core::job::Arch;
     use img_core::kickstart::{parse, ParseOptions, TokenMap};
     use img_core::source::NoFiles;
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -171,7 +169,7 @@ mod tests {
         let parsed =
             parse(ks, &ParseOptions { file: "t.ks", tokens: &TokenMap::new(), literal_tokens: false }, &NoFiles);
         let warn = Warnings::default();
-        apply(dir.path(), &Plan::of(&parsed.kickstart), &[], &warn).unwrap();
+        apply(dir.path(), &Plan::of(&parsed.kickstart), &[], Arch::X86_64, &warn).unwrap();
         warn.take()
     }
 
@@ -323,7 +321,9 @@ esac
             &ParseOptions { file: "t.ks", tokens: &TokenMap::new(), literal_tokens: false },
             &NoFiles,
         );
-        let e = apply(d.path(), &Plan::of(&parsed.kickstart), &[], &Warnings::default()).unwrap_err().to_string();
+        let e = apply(d.path(), &Plan::of(&parsed.kickstart), &[], Arch::X86_64, &Warnings::default())
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("user --name=nemo (line 2): the image's useradd failed: "), "{e}");
         assert!(e.contains("cannot lock /etc/passwd"), "{e}");
     }
@@ -447,7 +447,7 @@ esac
             &ParseOptions { file: "t.ks", tokens: &TokenMap::new(), literal_tokens: false },
             &NoFiles,
         );
-        let e = apply(d.path(), &Plan::of(&parsed.kickstart), &[], &Warnings::default()).unwrap_err();
+        let e = apply(d.path(), &Plan::of(&parsed.kickstart), &[], Arch::X86_64, &Warnings::default()).unwrap_err();
         assert!(e.to_string().contains("/etc/rpm is a link"), "{e}");
         assert_eq!(std::fs::read_to_string(&host_file).unwrap(), "host's own\n");
         assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 1, "nothing written into the linked folder");

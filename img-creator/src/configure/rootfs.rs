@@ -3,6 +3,7 @@
 //! the root, the file itself is never followed when it is a link, and reads are bounded.
 
 use crate::error::{CreateError, Result};
+use img_core::job::Arch;
 use std::io::{Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
@@ -12,11 +13,24 @@ pub const MAX_READ: u64 = 16 << 20;
 
 pub struct RootFs {
     root: PathBuf,
+    /// The image's arch: its own programs run under its personality ([`RootFs::chroot`]).
+    arch: Arch,
 }
 
 impl RootFs {
+    /// A root of the host's own arch (tests, tools that never run the image's programs).
     pub fn new(root: &Path) -> RootFs {
-        RootFs { root: root.to_owned() }
+        RootFs::for_target(root, crate::tools::host_arch().unwrap_or(Arch::X86_64))
+    }
+
+    pub fn for_target(root: &Path, arch: Arch) -> RootFs {
+        RootFs { root: root.to_owned(), arch }
+    }
+
+    /// `argv`, one of the image's own programs, run chrooted in it ([`crate::scripts::chroot_cmd`])
+    /// as the target runs it (i686's `uname -m` under the 32-bit personality).
+    pub fn chroot(&self, argv: &[&str]) -> crate::cmd::Cmd {
+        crate::scripts::chroot_cmd(&self.root, argv).for_target(self.arch)
     }
 
     pub fn path(&self) -> &Path {

@@ -1,6 +1,9 @@
 //! extlinux for raw disks: the config and menu modules go into the staged /boot before
 //! mkfs; the boot record is installed after (extlinux needs a mount, taken in a private
 //! mount namespace; a FAT /boot uses `syslinux --offset` with no mount), then the MBR code.
+//! Disks for other arches than x86 get the config alone, in the place U-Boot's distro boot
+//! looks (`/extlinux/extlinux.conf` or `/boot/extlinux/extlinux.conf` of a partition):
+//! syslinux's boot code is x86 BIOS code.
 
 use super::table::TableKind;
 use crate::cmd::Cmd;
@@ -8,6 +11,7 @@ use crate::error::{CreateError, Result};
 use crate::fsio;
 use crate::layout::Volume;
 use crate::workdir::TempDir;
+use img_core::job::Arch;
 use img_core::kickstart::commands::Bootloader;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -45,6 +49,26 @@ pub(crate) fn wanted(b: &Bootloader) -> Result<bool> {
     Ok(true)
 }
 
+/// Who reads extlinux.conf at boot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reader {
+    /// syslinux's extlinux on x86 BIOS: MBR code, ldlinux and the menu modules on the disk.
+    Syslinux,
+    /// U-Boot's distro boot (ARM and the other arches): the config alone, in the subset of
+    /// the syslinux format U-Boot's parser reads (no `UI` modules, no `SERIAL`).
+    UBoot,
+}
+
+impl Reader {
+    pub(crate) fn for_arch(arch: Arch) -> Reader {
+        if arch.is_x86() {
+            Reader::Syslinux
+        } else {
+            Reader::UBoot
+        }
+    }
+}
+
 /// Where extlinux lives inside the filesystem holding /boot.
 fn install_dir(boot_vol: &Volume) -> &'static str {
     if boot_vol.mountpoint == "/" {
@@ -61,6 +85,7 @@ pub(crate) fn prepare(
     staged: &Path,
     entry: &super::BootEntry,
     b: &Bootloader,
+    reader: Reader,
 ) -> Result<()> {
     let bv = &volumes[boot_idx];
     let root =
@@ -68,12 +93,13 @@ pub(crate) fn prepare(
     let kernel = in_volume(bv, staged, &entry.kernel, "kernel")?;
     let initrd =
         if entry.initrd.is_empty() { String::new() } else { in_volume(bv, staged, &entry.initrd, "initramfs")? };
-    let conf = config(&Menu { kernel: &kernel, initrd: &initrd, label: &entry.label }, root, b);
+    let conf = config(&Menu { kernel: &kernel, initrd: &initrd, label: &entry.label }, root, b, reader);
     let dir = staged.join(install_dir(bv).trim_start_matches('/'));
     tracing::info!("extlinux: writing {}/extlinux.conf", install_dir(bv));
     fsio::create_dir_all(&dir)?;
     replace_file(&dir.join("extlinux.conf"), |p| std::fs::write(p, &conf))?;
-    for m in modules_for(&conf) {
+    // U-Boot loads no modules: syslinux's are x86 code.
+    for m in modules_for(&conf).into_iter().filter(|_| reader == Reader::Syslinux) {
         let src = find_file(MODULE_DIRS, &m)?;
         replace_file(&dir.join(&m), |p| std::fs::copy(&src, p).map(|_| ()))?;
     }
@@ -108,20 +134,25 @@ pub(crate) struct Menu<'a> {
 }
 
 /// extlinux.conf: the kernel with `root=` of the `/` volume and the kickstart's append;
-/// mic's `--menus="name:title:options;…"` add entries with extra options. A `console=ttyS`
-/// in append puts the menu on that serial port too. TIMEOUT 0 means "wait" to syslinux,
-/// so `--timeout=0` boots at once with no menu instead.
-pub(crate) fn config(m: &Menu, root: &Volume, b: &Bootloader) -> String {
+/// mic's `--menus="name:title:options;…"` add entries with extra options. For syslinux, a
+/// `console=ttyS` in append puts the menu on that serial port too, and the menu is
+/// menu.c32 (U-Boot shows its own from `MENU TITLE`/`MENU LABEL`). TIMEOUT 0 means "wait"
+/// to syslinux, so `--timeout=0` boots at once with no menu instead.
+pub(crate) fn config(m: &Menu, root: &Volume, b: &Bootloader, reader: Reader) -> String {
     let append = b.append.as_deref().unwrap_or("").trim();
     let join = |a: &str, b: &str| if b.is_empty() { a.to_owned() } else { format!("{a} {b}") };
     let base = join(&format!("root={} rootfstype={}", root.source(), root.fstype), append);
     let mut s = String::from("# Written by img-creator from the kickstart's bootloader line.\n");
-    if let Some((port, baud)) = serial_console(append) {
+    let syslinux = reader == Reader::Syslinux;
+    if let Some((port, baud)) = serial_console(append).filter(|_| syslinux) {
         s.push_str(&format!("SERIAL {port} {baud}\n"));
     }
     let secs = b.timeout.unwrap_or(1);
     if secs != 0 {
-        s.push_str("UI menu.c32\nMENU TITLE Boot menu\n");
+        if syslinux {
+            s.push_str("UI menu.c32\n");
+        }
+        s.push_str("MENU TITLE Boot menu\n");
         s.push_str(&format!("TIMEOUT {}\n", secs.max(0).saturating_mul(10).min(MAX_TIMEOUT)));
     }
     s.push_str("PROMPT 0\nDEFAULT linux\n");
@@ -292,7 +323,7 @@ mod tests {
     #[test]
     fn config_has_root_append_timeout_and_serial() {
         let b = Bootloader { append: Some("console=ttyS0,9600 quiet".into()), timeout: Some(5), ..Default::default() };
-        let c = config(&menu(), &root(), &b);
+        let c = config(&menu(), &root(), &b, Reader::Syslinux);
         assert!(c.contains("SERIAL 0 9600\n"), "{c}");
         assert!(c.contains("UI menu.c32\n") && c.contains("TIMEOUT 50\n"), "{c}");
         assert!(c.contains("  APPEND root=UUID=u-1 rootfstype=ext4 console=ttyS0,9600 quiet\n"), "{c}");
@@ -302,18 +333,45 @@ mod tests {
 
     #[test]
     fn zero_timeout_boots_at_once_and_default_is_one_second() {
-        let c = config(&menu(), &root(), &Bootloader { timeout: Some(0), ..Default::default() });
+        let c = config(&menu(), &root(), &Bootloader { timeout: Some(0), ..Default::default() }, Reader::Syslinux);
         assert!(!c.contains("UI ") && !c.contains("TIMEOUT") && c.contains("PROMPT 0"), "{c}");
         assert!(modules_for(&c).is_empty());
-        assert!(config(&menu(), &root(), &Bootloader::default()).contains("TIMEOUT 10\n"));
+        assert!(config(&menu(), &root(), &Bootloader::default(), Reader::Syslinux).contains("TIMEOUT 10\n"));
     }
 
     #[test]
     fn mic_menus_add_entries() {
         let b = Bootloader { menus: Some("install:Install it:inst=1;rescue::single".into()), ..Default::default() };
-        let c = config(&menu(), &root(), &b);
+        let c = config(&menu(), &root(), &b, Reader::Syslinux);
         assert!(c.contains("LABEL install\n  MENU LABEL Install it\n"), "{c}");
         assert!(c.contains("rootfstype=ext4 inst=1\n") && c.contains("LABEL rescue\n  MENU LABEL rescue\n"), "{c}");
+    }
+
+    #[test]
+    fn arm_config_is_what_u_boot_reads() {
+        assert_eq!(Reader::for_arch(Arch::Aarch64), Reader::UBoot);
+        assert_eq!(Reader::for_arch(Arch::Armv7hl), Reader::UBoot);
+        assert_eq!(Reader::for_arch(Arch::I586), Reader::Syslinux);
+        let b = Bootloader {
+            append: Some("console=ttyAMA0 console=ttyS0,9600 quiet".into()),
+            timeout: Some(3),
+            menus: Some("rescue:Rescue:single".into()),
+            ..Default::default()
+        };
+        let c = config(&menu(), &root(), &b, Reader::UBoot);
+        assert!(!c.contains("UI ") && !c.contains("SERIAL") && !c.contains(".c32"), "{c}");
+        assert!(c.contains("MENU TITLE Boot menu\nTIMEOUT 30\nPROMPT 0\nDEFAULT linux\n"), "{c}");
+        assert!(
+            c.contains(
+                "LABEL linux\n  MENU LABEL Linux\n  LINUX /vmlinuz-6\n  INITRD /initrd-6\n  \
+                 APPEND root=UUID=u-1 rootfstype=ext4 console=ttyAMA0 console=ttyS0,9600 quiet\n"
+            ),
+            "{c}"
+        );
+        assert!(c.contains("LABEL rescue\n  MENU LABEL Rescue\n") && c.contains("quiet single\n"), "{c}");
+        assert!(modules_for(&c).is_empty(), "U-Boot loads no modules");
+        let at_once = config(&menu(), &root(), &Bootloader { timeout: Some(0), ..Default::default() }, Reader::UBoot);
+        assert!(!at_once.contains("TIMEOUT") && !at_once.contains("MENU TITLE"), "{at_once}");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Disks from the installed root tree, built without mounting anything on the host:
-//! `loop` (one filesystem image per volume), `raw` (a partitioned disk with extlinux),
+//! `loop` (one filesystem image per volume), `raw` (a partitioned disk with extlinux; for
+//! other arches than x86 only its config, which U-Boot reads),
 //! the converted formats (qcow2, vdi, vmdk) and the `liveusb` stick.
 //!
 //! Filesystems are written straight into their files (`mkfs -d`, `mkfs.ext4 -E offset=`,
@@ -22,6 +23,7 @@ use crate::error::{CreateError, Result};
 use crate::fsio::{self, Partial};
 use crate::layout::Volume;
 use crate::workdir::{check_cancelled, TempDir};
+use img_core::job::Arch;
 use img_core::kickstart::commands::Bootloader;
 use std::path::{Path, PathBuf};
 
@@ -78,6 +80,7 @@ pub struct RawDisk {
 
 /// `raw` with every volume on one disk, `out`.
 pub fn build_raw(
+    arch: Arch,
     root: &Path,
     volumes: &[Volume],
     bootloader: &Bootloader,
@@ -86,14 +89,16 @@ pub fn build_raw(
     out: &Path,
 ) -> Result<()> {
     let all = RawDisk { volumes: (0..volumes.len()).collect(), path: out.to_owned() };
-    build_raw_disks(root, volumes, bootloader, boot, work, &[all])
+    build_raw_disks(arch, root, volumes, bootloader, boot, work, &[all])
 }
 
 /// `raw`: partitioned disks (MBR, or GPT with `bootloader --ptable=gpt`), one per
 /// `--ondisk` name, each with its volumes in kickstart order; extlinux, unless the
 /// bootloader is disabled, on the disk holding /boot (or /). Other disks are data disks
-/// the booted system finds by UUID.
+/// the booted system finds by UUID. For `arch`es other than x86 the disk carries no boot
+/// code (no MBR code, no ldlinux): only the extlinux.conf that U-Boot's distro boot reads.
 pub fn build_raw_disks(
+    arch: Arch,
     root: &Path,
     volumes: &[Volume],
     bootloader: &Bootloader,
@@ -103,6 +108,7 @@ pub fn build_raw_disks(
 ) -> Result<()> {
     let kind = TableKind::of(bootloader)?;
     let want_boot = extlinux::wanted(bootloader)?;
+    let reader = extlinux::Reader::for_arch(arch);
     let entry =
         match (want_boot, boot) {
             (false, _) => None,
@@ -119,7 +125,7 @@ pub fn build_raw_disks(
     let tmp = TempDir::new_in(work, "stage-")?;
     let staged = stage::stage_into(root, volumes, tmp.path())?;
     if let Some(e) = entry {
-        extlinux::prepare(volumes, boot_idx, &staged[boot_idx], e, bootloader)?;
+        extlinux::prepare(volumes, boot_idx, &staged[boot_idx], e, bootloader, reader)?;
     }
     for (v, dir) in volumes.iter().zip(&staged) {
         mkfs::check_fits(v, dir)?;
@@ -147,7 +153,7 @@ pub fn build_raw_disks(
             );
             mkfs::make(v, &staged[i], mkfs::Target::At { disk: part.path(), offset: slot.offset() }, tmp.path())?;
         }
-        if let (Some(_), Some(b)) = (entry, local_boot) {
+        if let (Some(_), Some(b), extlinux::Reader::Syslinux) = (entry, local_boot, reader) {
             let slot = &layout.slots[b];
             extlinux::install(&volumes[boot_idx], part.path(), slot.offset(), slot.bytes(), kind, tmp.path())?;
         }

@@ -25,6 +25,19 @@ pub fn fixture_repo() -> PathBuf {
     repo
 }
 
+/// The ARM fixture repository for `arch` (aarch64, armv7hl: `make-repo --arch`), built once.
+pub fn arm_fixture_repo(arch: &str) -> PathBuf {
+    let repo = workspace().join(format!(".build/fixtures/repo-{arch}"));
+    let ok = std::process::Command::new(workspace().join("tests/fixtures/make-repo"))
+        .args(["--arch", arch])
+        .arg(&repo)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("make-repo runs");
+    assert!(ok.success(), "tests/fixtures/make-repo --arch {arch} failed");
+    repo
+}
+
 /// One 128 MiB ext4 root with the fixture's core group.
 pub const LOOP_KS: &str = "part / --size=128 --fstype=ext4 --label=root
 repo --name=fixture --baseurl=file://@FIXTURE_REPO@
@@ -70,9 +83,12 @@ impl Case {
     }
 
     pub fn build(&self, ks: String, cancel: watch::Receiver<bool>) -> Result<Vec<Artifact>, BuildError> {
+        self.build_spec(&self.spec(ks), cancel)
+    }
+
+    pub fn build_spec(&self, spec: &BuildSpec, cancel: watch::Receiver<bool>) -> Result<Vec<Artifact>, BuildError> {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
-        let spec = self.spec(ks);
-        rt.block_on(self.builder.run(&spec, &self.dir.join("job"), cancel))
+        rt.block_on(self.builder.run(spec, &self.dir.join("job"), cancel))
     }
 
     /// Nothing of the VM is left: no overlay, no qemu whose command line names our folder.
