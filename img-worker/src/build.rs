@@ -238,6 +238,7 @@ impl Builder {
         if https && vm.ca_certs.join(CA_BUNDLE).is_file() {
             shares.push(Share { tag: "certs".into(), host: vm.ca_certs.clone(), guest_path: GUEST_CA_CERTS.into() });
         }
+        let guest = vm.image.machine()?.arch;
         let proxy = (!repo_hosts.is_empty()).then(|| ProxyRules {
             hosts: repo_hosts,
             policy: self.policy.clone(),
@@ -245,7 +246,7 @@ impl Builder {
             arch: spec.arch.clone(),
         });
         let input =
-            InputDir::make(vm.scratch, spec, &self.creator, &run_script(spec, &shares, proxy.is_some())).await?;
+            InputDir::make(vm.scratch, spec, &self.creator, &run_script(spec, guest, &shares, proxy.is_some())).await?;
         tracing::info!(job = %spec.id, "img-creator create {} in a build VM", spec.imagetype);
         let out = job_dir.join(OUT_DIR);
         let run = VmRun { input: &input.0, log, shares: &shares, scratch: vm.scratch, out: &out, proxy };
@@ -483,7 +484,7 @@ const GUEST_CREATOR: &str = "img-creator";
 
 /// `/job/run` for the guest agent: mount the repositories, bring up the network if there is
 /// a repository proxy, run img-creator with its outputs in the agent's result folder.
-fn run_script(spec: &BuildSpec, shares: &[Share], proxy: bool) -> String {
+fn run_script(spec: &BuildSpec, guest: Arch, shares: &[Share], proxy: bool) -> String {
     use crate::vm::shell_quote as q;
     let mut s =
         String::from("#!/bin/sh\n# Written by img-worker; runs as root inside the throwaway build VM.\nset -e\n");
@@ -507,7 +508,7 @@ fn run_script(spec: &BuildSpec, shares: &[Share], proxy: bool) -> String {
     // A foreign arch's scriptlets and %post run through qemu-user: its handler registered in
     // the VM's own kernel (img-creator checks it, and never registers one itself). An arch
     // the server let through but this worker cannot parse is img-creator's to refuse.
-    if let Some(qemu) = spec.arch.parse::<Arch>().ok().and_then(|a| a.qemu_user(vm::GUEST_ARCH)) {
+    if let Some(qemu) = spec.arch.parse::<Arch>().ok().and_then(|a| a.qemu_user(guest)) {
         // A name from img-core's table (`qemu-aarch64`): nothing to quote.
         s.push_str(&format!("{} {qemu}\n", vm::GUEST_BINFMT));
     }
@@ -652,11 +653,11 @@ mod tests {
         let repos = kickstart_repos(&s);
         assert_eq!(web_repo_hosts(&repos).describe(), "m.example.net:8443, repo.example.org:80");
 
-        let with = run_script(&s, &[], true);
+        let with = run_script(&s, Arch::X86_64, &[], true);
         assert!(with.contains("modprobe virtio_net\n") && with.contains("ip addr add 10.0.2.15/24 dev eth0"), "{with}");
         assert!(with.contains("ip link set lo up\n"), "DNS to 127.0.0.1 must fail at once: {with}");
         assert!(with.contains("--proxy http://10.0.2.100:3128"), "{with}");
-        let without = run_script(&spec("repo --name=c --baseurl=file:///srv\n"), &[], false);
+        let without = run_script(&spec("repo --name=c --baseurl=file:///srv\n"), Arch::X86_64, &[], false);
         assert!(!without.contains("virtio_net") && !without.contains("--proxy"), "{without}");
         assert!(without.contains("export IMG_CREATOR_IN_BUILD_VM=1\nexec "), "mounts are allowed in the VM: {without}");
         assert!(!without.contains("img-binfmt"), "x86_64 needs no emulator: {without}");
@@ -664,7 +665,7 @@ mod tests {
 
     #[test]
     fn foreign_arches_register_their_emulator_first() {
-        let script = |arch: &str| run_script(&BuildSpec { arch: arch.into(), ..spec("") }, &[], false);
+        let script = |arch: &str| run_script(&BuildSpec { arch: arch.into(), ..spec("") }, Arch::X86_64, &[], false);
         for (arch, qemu) in [("aarch64", "qemu-aarch64"), ("armv7hl", "qemu-arm"), ("armv7tnhl", "qemu-arm")] {
             let s = script(arch);
             let register = format!("/usr/local/sbin/img-binfmt {qemu}\n");
@@ -674,16 +675,33 @@ mod tests {
         for arch in ["x86_64", "i686", "i586"] {
             assert!(!script(arch).contains("img-binfmt"), "{arch} runs natively");
         }
+        let on_arm = run_script(&BuildSpec { arch: "x86_64".into(), ..spec("") }, Arch::Aarch64, &[], false);
+        assert!(on_arm.contains("/usr/local/sbin/img-binfmt qemu-x86_64\n"), "an aarch64 VM emulates x86_64: {on_arm}");
+        let armv7 = run_script(&BuildSpec { arch: "armv7hl".into(), ..spec("") }, Arch::Aarch64, &[], false);
+        assert!(!armv7.contains("img-binfmt"), "an aarch64 VM runs armv7hl itself: {armv7}");
     }
 
     #[test]
     fn the_base_vm_keeps_every_emulator_a_job_may_need() {
         let recipe = std::fs::read_to_string(vm::recipe_dir().join("build")).unwrap();
-        let kept = recipe.lines().find_map(|l| l.strip_prefix("QEMU_USER=")).expect("vm/build's QEMU_USER line");
-        let kept: Vec<&str> = kept.trim_matches('"').split_whitespace().collect();
-        for arch in Arch::ALL {
-            if let Some(qemu) = arch.qemu_user(vm::GUEST_ARCH) {
-                assert!(kept.contains(&qemu), "vm/build drops {qemu}, which {arch} jobs need: {kept:?}");
+        for machine in &vm::MACHINES {
+            // `  x86_64) …` then the line `    qemu_user="…" ;;` in vm/build's arch table.
+            let case = format!("  {}) ", machine.arch);
+            let kept = recipe
+                .lines()
+                .skip_while(|l| !l.starts_with(&case))
+                .find_map(|l| l.trim().strip_prefix("qemu_user=\""))
+                .and_then(|l| l.split('"').next())
+                .unwrap_or_else(|| panic!("no qemu_user for {} in vm/build", machine.arch));
+            let kept: Vec<&str> = kept.split_whitespace().collect();
+            for arch in Arch::ALL {
+                if let Some(qemu) = arch.qemu_user(machine.arch) {
+                    assert!(
+                        kept.contains(&qemu),
+                        "{} VM: vm/build drops {qemu}, which {arch} jobs need: {kept:?}",
+                        machine.arch
+                    );
+                }
             }
         }
     }

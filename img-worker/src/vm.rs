@@ -24,6 +24,7 @@
 use crate::console_log::{ConsoleLog, LogCaps, Stream};
 use crate::guest_output::{self, Extracted, OutputError};
 use crate::repo_proxy::{ProxyRules, RepoProxy};
+use img_core::job::Arch;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,19 +33,16 @@ use thiserror::Error;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt};
 use tokio::sync::watch;
 
-pub const QEMU: &str = "qemu-system-x86_64";
-/// What the base VM (`vm/build`, Debian amd64, booted by [`QEMU`]) runs natively; other
-/// arches run through qemu-user there.
-pub const GUEST_ARCH: img_core::job::Arch = img_core::job::Arch::X86_64;
 /// The guest's script that registers qemu-user handlers with its binfmt_misc (`vm/img-binfmt`).
 pub const GUEST_BINFMT: &str = "/usr/local/sbin/img-binfmt";
 /// The minimal firmware Debian's qemu ships (qemu-system-data).
 const QBOOT: &str = "/usr/share/qemu/qboot.rom";
-/// Files `vm/build` leaves in the VM folder.
+/// Files `vm/build` leaves in the VM folder (the kernel's name is the [`Machine`]'s).
 pub const BASE: &str = "base.qcow2";
-pub const KERNEL: &str = "vmlinux";
 pub const INITRD: &str = "initrd.img";
 pub const VERSION: &str = "version";
+/// The VM's arch (`vm/build --arch`); a folder without it is the host's arch.
+pub const ARCH_FILE: &str = "arch";
 /// The script the guest agent runs, in the input folder.
 pub const RUN: &str = "run";
 /// The descriptor qemu writes the job's output to (the write end of a pipe we read).
@@ -66,6 +64,8 @@ const SOCAT: &str = "socat";
 pub enum VmError {
     #[error("the build VM is missing {0} (run `img-worker vm build`)")]
     Missing(PathBuf),
+    #[error("the build VM's arch `{0}` is not one IMG boots (x86_64, aarch64)")]
+    Arch(String),
     #[error("cannot start {program}: {source}")]
     Spawn { program: String, source: std::io::Error },
     #[error("qemu-img create failed: {0}")]
@@ -103,7 +103,7 @@ pub struct VmImage {
 
 impl VmImage {
     pub fn check(&self) -> Result<(), VmError> {
-        for f in [BASE, KERNEL, INITRD] {
+        for f in [BASE, self.machine()?.kernel, INITRD] {
             let p = self.dir.join(f);
             if !p.is_file() {
                 return Err(VmError::Missing(p));
@@ -111,7 +111,62 @@ impl VmImage {
         }
         Ok(())
     }
+
+    /// How this VM boots: by the arch `vm/build` wrote into the folder, else the host's.
+    pub fn machine(&self) -> Result<&'static Machine, VmError> {
+        let path = self.dir.join(ARCH_FILE);
+        let named = match std::fs::read_to_string(&path) {
+            Ok(text) => text.trim().to_owned(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::env::consts::ARCH.to_owned(),
+            Err(source) => return Err(VmError::Io { what: "cannot read", path, source }),
+        };
+        MACHINES.iter().find(|m| m.arch.as_str() == named).ok_or(VmError::Arch(named))
+    }
 }
+
+/// How a base VM of one arch boots; `vm/build --arch` makes it and `vm/boot-test` starts it
+/// the same way.
+#[derive(Debug)]
+pub struct Machine {
+    /// What the VM runs natively; other arches run through qemu-user in it.
+    pub arch: Arch,
+    pub qemu: &'static str,
+    /// The kernel's file in the VM folder.
+    pub kernel: &'static str,
+    machine: &'static str,
+    /// The CPU model under TCG (KVM uses `host`).
+    tcg_cpu: &'static str,
+    /// The console and the arch's own boot-time options on the kernel command line.
+    console: &'static str,
+    firmware: Option<&'static str>,
+}
+
+pub const MACHINES: [Machine; 2] = [
+    Machine {
+        arch: Arch::X86_64,
+        qemu: "qemu-system-x86_64",
+        kernel: "vmlinux",
+        machine: "q35",
+        // qemu64 is faster than `max` under TCG (glibc picks AVX routines TCG emulates slowly);
+        // rdrand fills the guest's entropy pool at once (the first urandom read waits 1.1 s else).
+        tcg_cpu: "qemu64,+rdrand",
+        // vm/README.md: each saves boot time under TCG.
+        console: "console=ttyS0 tsc=reliable no_timer_check 8250.nr_uarts=1",
+        // qboot, a firmware that only loads a kernel, instead of SeaBIOS: 0.1–0.6 s less per VM
+        // under TCG (measured 2.20–2.25 s against 2.26–2.87 s to power-off), and steadier.
+        firmware: Some(QBOOT),
+    },
+    Machine {
+        arch: Arch::Aarch64,
+        qemu: "qemu-system-aarch64",
+        kernel: "Image",
+        // virt's PCIe carries the same virtio-pci devices as q35; GICv3 works with TCG and KVM.
+        machine: "virt,gic-version=max",
+        tcg_cpu: "cortex-a57",
+        console: "console=ttyAMA0",
+        firmware: None,
+    },
+];
 
 #[derive(Debug, Clone)]
 pub struct VmLimits {
@@ -197,6 +252,7 @@ pub async fn ensure_image(image: &VmImage) -> Result<(), VmError> {
     let _one = ONE.lock().await;
     let script = recipe_dir().join("build");
     let mut child = tokio::process::Command::new(&script)
+        .args(["--arch", image.machine()?.arch.as_str()])
         .arg(&image.dir)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -221,6 +277,11 @@ pub async fn ensure_image(image: &VmImage) -> Result<(), VmError> {
     image.check()
 }
 
+/// KVM runs only a VM of the host's own arch (an aarch64 VM on an x86_64 host is emulated).
+fn uses_kvm(machine: &Machine, limits: &VmLimits) -> bool {
+    limits.kvm && machine.arch.as_str() == std::env::consts::ARCH
+}
+
 /// `worker.kvm`: `never`, `always`, or `auto` (a short probe boot decides, once per process).
 pub fn use_kvm(mode: &str) -> bool {
     let mode = mode.parse().unwrap_or(img_creator::qemu::KvmMode::Auto);
@@ -231,19 +292,19 @@ pub fn use_kvm(mode: &str) -> bool {
 /// host port of this run's repository proxy, the guest's only network service.
 pub fn qemu_args(
     image: &VmImage,
+    machine: &Machine,
     limits: &VmLimits,
     disks: &VmDisks,
     run: &VmRun,
     proxy_port: Option<u16>,
 ) -> Vec<String> {
     let esc = |p: &Path| p.display().to_string().replace(',', ",,");
-    let accel = if limits.kvm { "kvm" } else { "tcg" };
-    // qemu64 is faster than `max` under TCG (glibc picks AVX routines TCG emulates slowly);
-    // rdrand fills the guest's entropy pool at once (the first urandom read waits 1.1 s else).
-    let cpu = if limits.kvm { "host" } else { "qemu64,+rdrand" };
+    let kvm = uses_kvm(machine, limits);
+    let accel = if kvm { "kvm" } else { "tcg" };
+    let cpu = if kvm { "host" } else { machine.tcg_cpu };
     let mut a: Vec<String> = [
         "-machine",
-        &format!("q35,accel={accel}"),
+        &format!("{},accel={accel}", machine.machine),
         "-cpu",
         cpu,
         "-m",
@@ -257,13 +318,15 @@ pub fn qemu_args(
         "-serial",
         "stdio",
         "-kernel",
-        &image.dir.join(KERNEL).display().to_string(),
+        &image.dir.join(machine.kernel).display().to_string(),
         "-initrd",
         &image.dir.join(INITRD).display().to_string(),
         "-append",
         // vm/README.md: each option here saves boot time under TCG.
-        "console=ttyS0 quiet panic=-1 cryptomgr.notests tsc=reliable no_timer_check 8250.nr_uarts=1 \
-         lsm=capability audit=0 mitigations=off nowatchdog img.joblog=vport0p1",
+        &format!(
+            "{} quiet panic=-1 cryptomgr.notests lsm=capability audit=0 mitigations=off nowatchdog img.joblog=vport0p1",
+            machine.console
+        ),
         // The job's output: a virtio serial port into the pipe qemu gets as fd 3: 36 MB/s
         // under TCG, the serial console 0.36 MB/s.
         "-device",
@@ -283,10 +346,8 @@ pub fn qemu_args(
     ]
     .map(String::from)
     .to_vec();
-    // qboot, a firmware that only loads a kernel, instead of SeaBIOS: 0.1–0.6 s less per VM
-    // under TCG (measured 2.20–2.25 s against 2.26–2.87 s to power-off), and steadier.
-    if Path::new(QBOOT).is_file() {
-        a.extend(["-bios".to_owned(), QBOOT.to_owned()]);
+    if let Some(bios) = machine.firmware.filter(|f| Path::new(f).is_file()) {
+        a.extend(["-bios".to_owned(), bios.to_owned()]);
     }
     for s in run.shares {
         a.push("-virtfs".into());
@@ -446,8 +507,9 @@ pub async fn run_vm(
     let relayed = || proxy.as_ref().map_or(0, RepoProxy::relayed);
 
     let (job_read, job_write) = pipe().map_err(|source| VmError::Spawn { program: "pipe".into(), source })?;
-    let mut cmd = tokio::process::Command::new(QEMU);
-    cmd.args(qemu_args(image, limits, &disks, &run, proxy.as_ref().map(|p| p.addr().port())))
+    let machine = image.machine()?;
+    let mut cmd = tokio::process::Command::new(machine.qemu);
+    cmd.args(qemu_args(image, machine, limits, &disks, &run, proxy.as_ref().map(|p| p.addr().port())))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -470,10 +532,11 @@ pub async fn run_vm(
     let spawned = cmd.spawn();
     // Only qemu holds the write end now: the pipe ends when qemu does.
     drop(job_write);
-    let mut child = spawned.map_err(|source| VmError::Spawn { program: QEMU.into(), source })?;
+    let mut child = spawned.map_err(|source| VmError::Spawn { program: machine.qemu.into(), source })?;
     let mut job_out = tokio::net::unix::pipe::Receiver::from_owned_fd(job_read)
         .map_err(|source| VmError::Spawn { program: "pipe".into(), source })?;
-    tracing::info!("build VM started (pid {:?}, {})", child.id(), if limits.kvm { "kvm" } else { "tcg" });
+    let accel = if uses_kvm(machine, limits) { "kvm" } else { "tcg" };
+    tracing::info!("build VM started (pid {:?}, {} {accel})", child.id(), machine.arch);
     let mut console = child.stdout.take().expect("piped stdout");
     let stderr = child.stderr.take();
     let qemu_err = tokio::spawn(async move {
@@ -640,7 +703,8 @@ mod tests {
             proxy: None,
         };
         let disks = VmDisks { overlay: "/s/o.qcow2".into(), output: "/s/out.raw".into(), _room: Room(0) };
-        let a = qemu_args(&image, &limits, &disks, &run, None).join(" ");
+        let x86 = &MACHINES[0];
+        let a = qemu_args(&image, x86, &limits, &disks, &run, None).join(" ");
         assert!(a.contains("q35,accel=tcg") && a.contains("-cpu qemu64,+rdrand") && a.contains("-nic none"), "{a}");
         assert!(!a.contains("-netdev"), "{a}");
         // Every host folder the guest sees is read-only; the only writable things are its disks.
@@ -654,7 +718,7 @@ mod tests {
         assert!(a.contains("-kernel /vm/vmlinux") && a.contains("-no-reboot"));
 
         // With a repository proxy: a restricted user network whose one service is the proxy.
-        let a = qemu_args(&image, &limits, &disks, &run, Some(4321));
+        let a = qemu_args(&image, x86, &limits, &disks, &run, Some(4321));
         let netdev = a.iter().position(|x| x == "-netdev").map(|i| a[i + 1].as_str());
         assert_eq!(
             netdev,
@@ -662,6 +726,30 @@ mod tests {
         );
         let a = a.join(" ");
         assert!(a.contains("-device virtio-net-pci,netdev=net0") && !a.contains("-nic none"), "{a}");
+
+        // An aarch64 VM: virt machine, its Image and console; never KVM on another arch's host.
+        let arm = MACHINES.iter().find(|m| m.arch == Arch::Aarch64).expect("aarch64");
+        let kvm = VmLimits { kvm: true, ..limits };
+        let a = qemu_args(&image, arm, &kvm, &disks, &run, None).join(" ");
+        assert!(a.contains("-kernel /vm/Image") && a.contains("console=ttyAMA0 quiet"), "{a}");
+        assert!(!a.contains("-bios") && !a.contains("8250.nr_uarts"), "{a}");
+        if std::env::consts::ARCH == "x86_64" {
+            assert!(a.contains("-machine virt,gic-version=max,accel=tcg -cpu cortex-a57"), "{a}");
+        }
+    }
+
+    #[test]
+    fn a_vm_folder_names_its_arch() {
+        let dir = std::env::temp_dir().join(format!("img-vm-arch-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let image = VmImage { dir: dir.clone() };
+        assert_eq!(image.machine().unwrap().arch.as_str(), std::env::consts::ARCH, "no arch file: the host's");
+        std::fs::write(dir.join(ARCH_FILE), "aarch64\n").unwrap();
+        assert_eq!(image.machine().unwrap().qemu, "qemu-system-aarch64");
+        std::fs::write(dir.join(ARCH_FILE), "sparc64\n").unwrap();
+        let e = image.machine().unwrap_err().to_string();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(e.contains("`sparc64` is not one IMG boots"), "{e}");
     }
 
     #[test]

@@ -103,3 +103,49 @@ fn an_armv7hl_loop_image_is_built_in_the_vm() {
     assert!(Path::new(&fs).is_file());
     c.assert_gone();
 }
+
+/// The recipe for native aarch64 workers: `vm/build --arch aarch64` makes an arm64 base VM
+/// (bootstrapped here through qemu-user) that the runner boots with qemu-system-aarch64
+/// (TCG on this x86_64 host, KVM on an aarch64 one). Its tools run natively, and it emulates
+/// x86_64 itself through its own qemu-user.
+#[test]
+fn an_aarch64_base_vm_boots_and_runs_its_job() {
+    let dir = common::workspace().join(".build/vm-aarch64");
+    let recipe = Command::new(common::workspace().join("vm/build"))
+        .args(["--arch", "aarch64"])
+        .arg(&dir)
+        .output()
+        .expect("vm/build runs");
+    assert!(recipe.status.success(), "vm/build --arch aarch64: {}", String::from_utf8_lossy(&recipe.stderr));
+    let scratch = common::workspace().join(format!(".build/test-vm/aarch64-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&scratch);
+    let job = scratch.join("job");
+    std::fs::create_dir_all(&job).expect("scratch");
+    let run = job.join(img_worker::vm::RUN);
+    std::fs::write(
+        &run,
+        "#!/bin/sh\nset -e\nout=/var/tmp/img-result/out\nuname -m >$out/machine\n\
+         for t in dnf rpm mkfs.ext4 mksquashfs qemu-x86_64-static; do command -v $t; done >$out/tools\n\
+         /usr/local/sbin/img-binfmt qemu-x86_64\ngrep -h flags /proc/sys/fs/binfmt_misc/qemu-x86_64 >$out/binfmt\n",
+    )
+    .expect("run");
+    Command::new("chmod").arg("+x").arg(&run).status().expect("chmod");
+    let image = img_worker::vm::VmImage { dir };
+    assert_eq!(image.machine().expect("arch").qemu, "qemu-system-aarch64");
+    let limits = common::test_limits(Duration::from_secs(240), Duration::from_secs(120));
+    let (log, vm_run, out) = (scratch.join("console.log"), scratch.join("vm-run"), scratch.join("out"));
+    let vm = img_worker::vm::VmRun { input: &job, log: &log, shares: &[], scratch: &vm_run, out: &out, proxy: None };
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
+    let t0 = Instant::now();
+    let outcome = rt.block_on(img_worker::vm::run_vm(&image, &limits, vm, no_cancel())).expect("the VM runs");
+    let console = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(outcome.code, 0, "{console}");
+    eprintln!("aarch64 base VM: job done in {:.1} s", t0.elapsed().as_secs_f64());
+    let read =
+        |name: &str| std::fs::read_to_string(out.join(name)).unwrap_or_else(|e| panic!("{name}: {e}\n{console}"));
+    assert_eq!(read("machine"), "aarch64\n");
+    assert_eq!(read("tools").lines().count(), 5, "{}", read("tools"));
+    let flags = read("binfmt");
+    assert!(flags.contains('F') && flags.contains('P'), "{flags}");
+    let _ = std::fs::remove_dir_all(&scratch);
+}
