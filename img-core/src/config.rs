@@ -5,6 +5,7 @@
 //! Every setting has a value (empty string = unset) so `default-config` prints them all, each
 //! with its doc comment, taken from the schema so the docs live in one place.
 
+use crate::job::Arch;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -65,6 +66,10 @@ pub struct WorkerConfig {
     pub executor: String,
     /// Jobs built at the same time by one worker.
     pub concurrency: u32,
+    /// The arches this worker builds (`x86_64`, `aarch64`, `armv7hl`, …; empty: every arch
+    /// the build VM runs, natively or through qemu-user). The server accepts jobs only for
+    /// the arches in its own setting: in a scale-out deployment, the union of its workers'.
+    pub arches: Vec<String>,
     /// Wall-clock limit for one build, in seconds.
     pub timeout_secs: u64,
     /// A build with no log output and no disk writes for this many seconds is killed.
@@ -223,6 +228,7 @@ impl Default for WorkerConfig {
             creator: String::new(),
             executor: "vm".into(),
             concurrency: 1,
+            arches: Vec::new(),
             timeout_secs: 3600,
             idle_timeout_secs: 600,
             vm_memory_mb: 2048,
@@ -242,6 +248,25 @@ impl Default for WorkerConfig {
             output_max_mb: 8 * 1024,
             disk_reserve_mb: 1024,
         }
+    }
+}
+
+impl WorkerConfig {
+    /// The arches of `worker.arches` (checked at load), or every arch when it is empty.
+    pub fn arches(&self) -> Vec<Arch> {
+        let mut named: Vec<Arch> = self.arches.iter().filter_map(|a| a.parse().ok()).collect();
+        if named.is_empty() {
+            return Arch::ALL.to_vec();
+        }
+        named.sort_by_key(|a| Arch::ALL.iter().position(|b| b == a));
+        named.dedup();
+        named
+    }
+
+    /// Whether this worker builds every arch, so it also takes jobs from the original
+    /// arch-less `image_queue`.
+    pub fn builds_every_arch(&self) -> bool {
+        self.arches().len() == Arch::ALL.len()
     }
 }
 
@@ -372,6 +397,9 @@ impl Config {
         )?;
         check(matches!(self.worker.executor.as_str(), "vm" | "host"), "worker.executor", "must be `vm` or `host`")?;
         check(self.worker.concurrency > 0, "worker.concurrency", "must be at least 1")?;
+        if let Some(Err(e)) = self.worker.arches.iter().map(|a| a.parse::<Arch>()).find(Result::is_err) {
+            return Err(ConfigError::Invalid { setting: "worker.arches".into(), message: e.to_string() });
+        }
         if let Err(message) = crate::repo_policy::RepoPolicy::from_config(&self.worker) {
             let setting = if message.contains("absolute") { "worker.local_repos" } else { "worker.repo_allow" };
             return Err(ConfigError::Invalid { setting: setting.into(), message });
@@ -708,6 +736,17 @@ mod tests {
         assert!(Config::load(None, env(&[("IMG_AMQP_URL", "kafka://x")])).is_err());
         let scaled = Config::load(None, env(&[("IMG_AMQP_URL", "amqp://h/%2f")])).unwrap();
         assert!(!scaled.runs_embedded_worker(), "AMQP alone turns the in-process worker off");
+    }
+
+    #[test]
+    fn arches_default_to_every_arch_and_unknown_ones_are_refused() {
+        let c = Config::load(None, env(&[])).unwrap();
+        assert!(c.worker.builds_every_arch());
+        let c = Config::load(None, env(&[("IMG_WORKER_ARCHES", "aarch64, x86_64,arm64")])).unwrap();
+        assert_eq!(c.worker.arches(), vec![Arch::X86_64, Arch::Aarch64], "in Arch::ALL's order, aliases merged");
+        assert!(!c.worker.builds_every_arch());
+        let err = Config::load(None, env(&[("IMG_WORKER_ARCHES", "x86_64,sparc")])).unwrap_err().to_string();
+        assert!(err.starts_with("worker.arches:") && err.contains("sparc") && err.contains("aarch64"), "{err}");
     }
 
     #[test]

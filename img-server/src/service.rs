@@ -32,11 +32,12 @@ pub(crate) fn not_found(id: &str) -> ApiError {
 pub async fn submit(state: &AppState, caller: &Caller, sub: Submission) -> Result<JobView, ApiError> {
     let catalog = state.catalog.clone();
     let limits = state.config.limits.clone();
+    let arches = state.config.worker.arches();
     let repos = img_core::repo_policy::RepoPolicy::from_config(&state.config.worker)
         .map_err(|e| ApiError::Internal(format!("worker repository settings: {e}")))?;
     // Blocking: templates are read and `file://` folders resolved on disk.
     let submit::Prepared { mut job, warnings } =
-        tokio::task::spawn_blocking(move || submit::prepare(sub, &catalog, &limits, &repos))
+        tokio::task::spawn_blocking(move || submit::prepare(sub, &catalog, &limits, &repos, &arches))
             .await
             .map_err(|e| ApiError::Internal(e.to_string()))??;
     job.owner = caller.owner();

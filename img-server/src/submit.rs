@@ -164,6 +164,7 @@ pub fn prepare(
     catalog: &Catalog,
     limits: &LimitsConfig,
     repos: &RepoPolicy,
+    arches: &[Arch],
 ) -> Result<Prepared, ApiError> {
     check_fields(&sub, limits)?;
     let tokens = token_map(&sub.tokenmap)?;
@@ -249,6 +250,13 @@ pub fn prepare(
         Some(a) => a.trim().parse::<Arch>().map_err(|e| ApiError::invalid(format!("arch: {e}")))?,
         None => Arch::X86_64,
     };
+    if !arches.contains(&arch) {
+        let built: Vec<&str> = arches.iter().map(|a| a.as_str()).collect();
+        return Err(ApiError::invalid(format!(
+            "arch: {arch} images are not built here (this service builds {}; see worker.arches)",
+            built.join(", ")
+        )));
+    }
     let build_warnings = check_buildable(&as_built, imagetype, arch)?;
     let max_name = limits.max_name_bytes as usize;
     let name = match sub.name.as_deref().map(str::trim).filter(|n| !n.is_empty()) {
@@ -521,7 +529,7 @@ mod tests {
     }
 
     fn err(s: Submission) -> ApiError {
-        prepare(s, &Catalog::default(), &limits(1 << 20), &RepoPolicy::default()).unwrap_err()
+        prepare(s, &Catalog::default(), &limits(1 << 20), &RepoPolicy::default(), &Arch::ALL).unwrap_err()
     }
 
     #[test]
@@ -540,7 +548,7 @@ mod tests {
         let mut s = sub(KS);
         s.overlay = Some("gcc,-vim".into());
         s.ks_filename = Some("my image.ks".into());
-        let job = prepare(s, &Catalog::default(), &limits(1 << 20), &RepoPolicy::default()).unwrap().job;
+        let job = prepare(s, &Catalog::default(), &limits(1 << 20), &RepoPolicy::default(), &Arch::ALL).unwrap().job;
         assert_eq!((job.state.as_str(), job.kind.as_str(), job.imagetype.as_str()), ("queued", "ks", "raw"));
         assert_eq!(job.name, "my-image");
         assert!(job.kickstart.contains("gcc\n") && job.kickstart.contains("-vim\n"), "{}", job.kickstart);
@@ -565,8 +573,8 @@ mod tests {
         let mut s = sub(KS);
         s.overlay = Some("gcc,,@".into());
         assert!(err(s).to_string().starts_with("overlay:"));
-        let e =
-            prepare(sub(&"#".repeat(2000)), &Catalog::default(), &limits(1000), &RepoPolicy::default()).unwrap_err();
+        let e = prepare(sub(&"#".repeat(2000)), &Catalog::default(), &limits(1000), &RepoPolicy::default(), &Arch::ALL)
+            .unwrap_err();
         assert!(matches!(e, ApiError::TooLarge(_)));
         let mut s = sub(KS);
         s.template = None;

@@ -34,7 +34,7 @@ async fn next_message(conn: &Connection, queue: &str) -> Value {
     let ch = conn.create_channel().await.expect("channel");
     // The server declares the topology when its broker session starts, which may be later
     // than this; declaring is idempotent.
-    img_worker::amqp::declare(&ch, &img_worker::amqp::Names::default()).await.expect("declare");
+    img_worker::amqp::declare(&ch, &img_worker::amqp::Names::default(), &[]).await.expect("declare");
     let t0 = Instant::now();
     loop {
         if let Some(m) = ch.basic_get(queue, BasicGetOptions::default()).await.expect("basic.get") {
@@ -49,7 +49,7 @@ async fn next_message(conn: &Connection, queue: &str) -> Value {
 
 async fn publish(conn: &Connection, key: &str, body: &str) {
     let ch = conn.create_channel().await.expect("channel");
-    img_worker::amqp::declare(&ch, &img_worker::amqp::Names::default()).await.expect("declare");
+    img_worker::amqp::declare(&ch, &img_worker::amqp::Names::default(), &[]).await.expect("declare");
     ch.basic_publish(
         "django_result_exchange",
         key,
@@ -295,6 +295,55 @@ fn two_workers_share_one_queue() {
         .collect();
     assert!(built.iter().all(|&n| n >= 1), "one worker idle: {built:?}{}", s.worker_logs());
     assert_eq!(built.iter().sum::<usize>(), ids.len(), "{built:?}{}", s.worker_logs());
+}
+
+/// Per-arch routing: a worker that builds only x86_64 is never handed an aarch64 job, one
+/// that builds both takes both, and an arch the service does not build is refused at submit.
+#[test]
+fn each_job_goes_only_to_a_worker_that_builds_its_arch() {
+    let store = Store::new(Backend::PostgresAmqp);
+    let mut config = store.config();
+    config.worker.arches = vec!["x86_64".into(), "aarch64".into()];
+    let mut s = Server::start_with(config.clone(), 0);
+    let mut armv7 = fixture_job();
+    armv7["arch"] = json!("armv7hl");
+    let refused = s.submit_json(armv7);
+    assert_eq!(refused.status(), 422);
+    let why = refused.text().unwrap_or_default();
+    assert!(why.contains("armv7hl images are not built here (this service builds x86_64, aarch64"), "{why}");
+
+    let base_url = s.url.clone();
+    for arches in [vec!["x86_64"], vec!["x86_64", "aarch64"]] {
+        let mut c = config.clone();
+        c.base_url = base_url.clone();
+        c.worker.arches = arches.into_iter().map(String::from).collect();
+        let n = s.workers.len();
+        s.workers.push(support::Worker::spawn(&c, n));
+    }
+    let arm = |secs| {
+        let mut job = slow_fixture_job(secs);
+        job["arch"] = json!("aarch64");
+        id_of(s.submit_json(job))
+    };
+    // Both aarch64 jobs wait for the one worker that builds aarch64, while the other is idle.
+    let arm_jobs = [arm(3), arm(0)];
+    for id in &arm_jobs {
+        assert_eq!(running_on(&s, id), 1, "{}", s.worker_logs());
+    }
+    for id in &arm_jobs {
+        s.wait_final(id, BUILD_TIMEOUT);
+    }
+    let x86_only = std::fs::read_to_string(&s.workers[0].log).unwrap_or_default();
+    assert!(x86_only.contains("image_queue.x86_64 (arches x86_64)"), "{x86_only}");
+    for id in &arm_jobs {
+        assert!(!x86_only.contains(id.as_str()), "the x86_64-only worker saw {id}: {x86_only}");
+    }
+    // With the x86_64-only worker gone, the other builds x86_64 jobs too.
+    s.workers[0].kill();
+    let x86 = id_of(s.submit_json(fixture_job()));
+    assert_eq!(running_on(&s, &x86), 1, "{}", s.worker_logs());
+    let job = s.wait_final(&x86, BUILD_TIMEOUT);
+    assert_eq!(job["status"], "done", "{job}{}", s.worker_logs());
 }
 
 /// The fixture job with a `%post` that keeps its build running for `secs` more seconds.

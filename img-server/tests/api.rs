@@ -249,6 +249,32 @@ fn queued_jobs_survive_a_restart(backend: Backend) {
     assert_eq!(job["status"], "done", "{job}");
 }
 
+/// A worker takes only jobs of the arches it builds: an aarch64 job queued before the service
+/// was narrowed to x86_64 waits (and is refused now at submit), while an x86_64 job is built.
+fn a_worker_takes_only_jobs_of_its_arches(backend: Backend) {
+    let store = Store::new(backend);
+    let mut config = store.config();
+    config.worker.embedded = "never".into();
+    let job = |arch: &str| {
+        json!({"kickstart": fixture_ks(), "imagetype": "fs", "arch": arch,
+               "tokenmap": {"FIXTURE_REPO": fixture_repo().display().to_string()}})
+    };
+    let s = Server::start_with(config.clone(), 0);
+    let arm = s.submit_json(job("aarch64")).json::<serde_json::Value>().unwrap()["id"].as_str().unwrap().to_owned();
+    s.stop();
+    config.worker.embedded = "auto".into();
+    config.worker.arches = vec!["x86_64".into()];
+    let s = Server::start(config);
+    let refused = s.submit_json(job("aarch64"));
+    assert_eq!(refused.status(), 422);
+    assert!(refused.text().unwrap().contains("aarch64 images are not built here (this service builds x86_64;"));
+    let x86 = s.submit_json(job("x86_64")).json::<serde_json::Value>().unwrap()["id"].as_str().unwrap().to_owned();
+    let done = s.wait_final(&x86, BUILD_TIMEOUT);
+    assert_eq!(done["status"], "done", "{done}");
+    let waiting = s.get_json(&format!("/jobs/{arm}"));
+    assert_eq!(waiting["status"], "queued", "{waiting}");
+}
+
 fn openapi_matches_routes(backend: Backend) {
     let store = Store::new(backend);
     let s = Server::start(store.config());
@@ -798,6 +824,7 @@ both_backends!(
     cancel_retry_and_conflicts,
     tokens_guard_writes,
     queued_jobs_survive_a_restart,
+    a_worker_takes_only_jobs_of_its_arches,
     openapi_matches_routes,
     jobs_are_found_by_kickstart_type_and_age,
 );

@@ -2,7 +2,8 @@
 //! optional name prefix, so several IMGs or test runs can share one broker) and publishing
 //! with publisher confirms, so "published" means the broker has the message on disk.
 
-use img_core::wire::topology::{BINDINGS, CONTROL_EXCHANGE, IMAGE_EXCHANGE, RESULT_EXCHANGE};
+use img_core::job::Arch;
+use img_core::wire::topology::{self, BINDINGS, CONTROL_EXCHANGE, IMAGE_EXCHANGE, RESULT_EXCHANGE};
 use lapin::options::{
     BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
@@ -48,9 +49,10 @@ pub async fn connect(url: &str) -> Result<Connection, AmqpError> {
     }
 }
 
-/// Declares the original exchanges (direct, durable) and queues (durable), and binds them.
-/// Declaring is idempotent, so every process does it on every connect.
-pub async fn declare(channel: &Channel, names: &Names) -> Result<(), AmqpError> {
+/// Declares the original exchanges (direct, durable) and queues (durable), and the per-arch
+/// image queues of `arches` (a worker's: the arches it builds), and binds them. Declaring
+/// is idempotent, so every process does it on every connect.
+pub async fn declare(channel: &Channel, names: &Names, arches: &[Arch]) -> Result<(), AmqpError> {
     let durable = ExchangeDeclareOptions { durable: true, ..Default::default() };
     for exchange in [IMAGE_EXCHANGE, RESULT_EXCHANGE] {
         channel.exchange_declare(&names.of(exchange), ExchangeKind::Direct, durable, FieldTable::default()).await?;
@@ -58,10 +60,18 @@ pub async fn declare(channel: &Channel, names: &Names) -> Result<(), AmqpError> 
     let control = names.of(CONTROL_EXCHANGE);
     channel.exchange_declare(&control, ExchangeKind::Fanout, durable, FieldTable::default()).await?;
     let durable = QueueDeclareOptions { durable: true, ..Default::default() };
-    for (exchange, queue, key) in BINDINGS {
-        channel.queue_declare(&names.of(queue), durable, FieldTable::default()).await?;
+    let per_arch = arches.iter().map(|&a| (IMAGE_EXCHANGE, topology::image_queue_for(a), topology::image_key_for(a)));
+    let original = BINDINGS.into_iter().map(|(e, q, k)| (e, q.to_owned(), k.to_owned()));
+    for (exchange, queue, key) in original.chain(per_arch) {
+        channel.queue_declare(&names.of(&queue), durable, FieldTable::default()).await?;
         channel
-            .queue_bind(&names.of(queue), &names.of(exchange), key, QueueBindOptions::default(), FieldTable::default())
+            .queue_bind(
+                &names.of(&queue),
+                &names.of(exchange),
+                &key,
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
             .await?;
     }
     Ok(())
@@ -78,6 +88,15 @@ pub struct Publisher {
 pub struct Pending {
     confirm: PublisherConfirm,
     to: String,
+    /// Where it goes instead if no queue is bound for its key.
+    fallback: Option<Fallback>,
+}
+
+struct Fallback {
+    publisher: Publisher,
+    exchange: String,
+    key: String,
+    body: Vec<u8>,
 }
 
 impl Publisher {
@@ -93,7 +112,23 @@ impl Publisher {
         let props = BasicProperties::default().with_delivery_mode(2).with_content_type("application/json".into());
         let opts = BasicPublishOptions { mandatory: true, ..Default::default() };
         let confirm = self.channel.basic_publish(&self.names.of(exchange), key, opts, body, props).await?;
-        Ok(Pending { confirm, to: format!("{exchange}/{key}") })
+        Ok(Pending { confirm, to: format!("{exchange}/{key}"), fallback: None })
+    }
+
+    /// [`Publisher::send`] to `key`, or to `fallback` when the broker returns it because no
+    /// queue is bound for `key` (a per-arch key no worker has declared yet goes to the
+    /// original queue).
+    pub async fn send_or(&self, exchange: &str, key: &str, fallback: &str, body: &[u8]) -> Result<Pending, AmqpError> {
+        let mut pending = self.send(exchange, key, body).await?;
+        if key != fallback {
+            pending.fallback = Some(Fallback {
+                publisher: self.clone(),
+                exchange: exchange.to_owned(),
+                key: fallback.to_owned(),
+                body: body.to_vec(),
+            });
+        }
+        Ok(pending)
     }
 
     /// Sends and waits for the broker's confirm.
@@ -107,10 +142,14 @@ impl Pending {
         let answer = tokio::time::timeout(BROKER_TIMEOUT, self.confirm)
             .await
             .map_err(|_| AmqpError::Timeout(BROKER_TIMEOUT))??;
-        match answer {
-            Confirmation::Ack(None) | Confirmation::NotRequested => Ok(()),
-            Confirmation::Ack(Some(_)) => Err(AmqpError::Unroutable(self.to)),
-            Confirmation::Nack(_) => Err(AmqpError::Nacked(self.to)),
+        match (answer, self.fallback) {
+            (Confirmation::Ack(None) | Confirmation::NotRequested, _) => Ok(()),
+            (Confirmation::Ack(Some(_)), Some(f)) => {
+                tracing::debug!("no queue is bound for {}; sending to {}/{} instead", self.to, f.exchange, f.key);
+                Box::pin(f.publisher.send(&f.exchange, &f.key, &f.body).await?.confirmed()).await
+            }
+            (Confirmation::Ack(Some(_)), None) => Err(AmqpError::Unroutable(self.to)),
+            (Confirmation::Nack(_), _) => Err(AmqpError::Nacked(self.to)),
         }
     }
 }

@@ -17,8 +17,8 @@ use crate::upload::{LogShipper, UploadError, Uploader};
 use futures_util::StreamExt;
 use img_core::job::{legacy_status, JobState};
 use img_core::wire::topology::{
-    CONTROL_EXCHANGE, ERROR_KEY, IMAGE_EXCHANGE, IMAGE_KEY, IMAGE_QUEUE, KICKSTARTER_QUEUE, LINK_KEY, RESULT_EXCHANGE,
-    RESULT_KEY, STATUS_KEY,
+    self as topology, CONTROL_EXCHANGE, ERROR_KEY, IMAGE_EXCHANGE, IMAGE_KEY, IMAGE_QUEUE, KICKSTARTER_QUEUE, LINK_KEY,
+    RESULT_EXCHANGE, RESULT_KEY, STATUS_KEY,
 };
 use img_core::wire::{
     self, ArtifactInfo, ControlMessage, ErrorMessage, ImageJob, KickstarterJob, LinkMessage, ResultMessage,
@@ -50,6 +50,10 @@ pub struct WorkerSettings {
     /// The server's public URL, for links in the answers.
     pub base_url: String,
     pub concurrency: u16,
+    /// The arches this worker builds: it reads their queues, and the original `image_queue`
+    /// too when they are all.
+    pub arches: Vec<img_core::job::Arch>,
+    pub every_arch: bool,
     pub builder: Builder,
     /// Names this worker in logs, consumer tags and its status messages.
     pub worker_id: String,
@@ -72,6 +76,8 @@ impl WorkerSettings {
             upload,
             base_url: config.base_url.clone(),
             concurrency: u16::try_from(config.worker.concurrency).unwrap_or(u16::MAX),
+            arches: config.worker.arches(),
+            every_arch: config.worker.builds_every_arch(),
             builder: Builder::from_config(config),
             worker_id,
             heartbeat: Duration::from_secs(config.worker.heartbeat_secs),
@@ -190,18 +196,33 @@ async fn session(
     let s = &ctx.settings;
     let conn = amqp::connect(&s.amqp_url).await?;
     let channel = conn.create_channel().await?;
-    amqp::declare(&channel, &s.names).await?;
-    channel.basic_qos(s.concurrency.max(1), BasicQosOptions::default()).await?;
+    amqp::declare(&channel, &s.names, &s.arches).await?;
+    // The image queues share one prefetch window (`global`: per channel in RabbitMQ), so a
+    // worker holds at most `concurrency` jobs whatever number of arch queues it reads;
+    // rendering templates has its own channel and window, so it never waits for a build.
+    channel.basic_qos(s.concurrency.max(1), BasicQosOptions { global: true }).await?;
+    let render_channel = conn.create_channel().await?;
+    render_channel.basic_qos(s.concurrency.max(1), BasicQosOptions::default()).await?;
     *ctx.publisher.write().await = Some(Publisher::open(&conn, s.names.clone()).await?);
-    let consume = |queue: &str| {
+    let consume = |channel: &lapin::Channel, queue: &str| {
         let (channel, tag) = (channel.clone(), format!("{}-{queue}", s.worker_id));
         let queue = s.names.of(queue);
         async move { channel.basic_consume(&queue, &tag, BasicConsumeOptions::default(), FieldTable::default()).await }
     };
-    let mut images = consume(IMAGE_QUEUE).await?;
-    let mut kickstarts = consume(KICKSTARTER_QUEUE).await?;
+    let mut queues: Vec<String> = s.arches.iter().map(|&a| topology::image_queue_for(a)).collect();
+    if s.every_arch {
+        queues.push(IMAGE_QUEUE.to_owned());
+    }
+    let mut images = Vec::with_capacity(queues.len());
+    for q in &queues {
+        images.push(consume(&channel, q).await?);
+    }
+    let mut images = futures_util::stream::select_all(images);
+    let mut kickstarts = consume(&render_channel, KICKSTARTER_QUEUE).await?;
     let mut control = control_consumer(&channel, &s.names).await?;
-    tracing::info!("worker {} consuming {}", s.worker_id, s.names.of(IMAGE_QUEUE));
+    let arches: Vec<&str> = s.arches.iter().map(|a| a.as_str()).collect();
+    let queues: Vec<String> = queues.iter().map(|q| s.names.of(q)).collect();
+    tracing::info!("worker {} consuming {} (arches {})", s.worker_id, queues.join(" "), arches.join(" "));
     backoff.reset();
     loop {
         let delivery = tokio::select! {
@@ -261,12 +282,16 @@ enum Kind {
 struct Outgoing {
     exchange: String,
     key: String,
+    /// The key to use instead when no queue is bound for `key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    fallback: Option<String>,
     body: serde_json::Value,
 }
 
 impl Outgoing {
     fn new<T: Serialize>(exchange: &str, key: &str, msg: &T) -> Outgoing {
-        Outgoing { exchange: exchange.into(), key: key.into(), body: serde_json::to_value(msg).unwrap_or_default() }
+        let body = serde_json::to_value(msg).unwrap_or_default();
+        Outgoing { exchange: exchange.into(), key: key.into(), fallback: None, body }
     }
 }
 
@@ -313,7 +338,8 @@ async fn send_all(ctx: &Ctx, outgoing: &[Outgoing]) -> Result<(), AmqpError> {
     let publisher = ctx.publisher.read().await.clone().ok_or(AmqpError::Closed)?;
     let mut pending = Vec::with_capacity(outgoing.len());
     for m in outgoing {
-        pending.push(publisher.send(&m.exchange, &m.key, &wire::encode(&m.body)).await?);
+        let fallback = m.fallback.as_deref().unwrap_or(&m.key);
+        pending.push(publisher.send_or(&m.exchange, &m.key, fallback, &wire::encode(&m.body)).await?);
     }
     for p in pending {
         p.confirmed().await?;
@@ -321,11 +347,13 @@ async fn send_all(ctx: &Ctx, outgoing: &[Outgoing]) -> Result<(), AmqpError> {
     Ok(())
 }
 
-/// Renders the kickstart and passes the job on to `image_queue`; a failure is answered at once.
+/// Renders the kickstart and passes the job on to its arch's image queue, as the original
+/// passed it to `image_queue`; a failure is answered at once.
 async fn kickstarter(ctx: &Ctx, job: KickstarterJob) -> Vec<Outgoing> {
     match kickstart_for(&job) {
         Ok(ksfile) => {
-            tracing::info!("kickstart rendered ({} bytes); passing it to {IMAGE_QUEUE}", ksfile.len());
+            let key = topology::image_key_for_label(job.labels.arch.as_deref());
+            tracing::info!("kickstart rendered ({} bytes); passing it on with key {key}", ksfile.len());
             let next = ImageJob {
                 email: job.email,
                 id: job.id,
@@ -335,7 +363,8 @@ async fn kickstarter(ctx: &Ctx, job: KickstarterJob) -> Vec<Outgoing> {
                 extras: job.extras,
                 wire_version: wire::WIRE_VERSION,
             };
-            vec![Outgoing::new(IMAGE_EXCHANGE, IMAGE_KEY, &next)]
+            let fallback = Some(IMAGE_KEY.to_owned());
+            vec![Outgoing { fallback, ..Outgoing::new(IMAGE_EXCHANGE, &key, &next) }]
         }
         Err(why) => {
             tracing::warn!("kickstarter failed: {why}");

@@ -31,6 +31,29 @@ pub mod topology {
     /// Fan-out exchange of control messages (ours: cancels), one private queue per worker.
     pub const CONTROL_EXCHANGE: &str = "img_control";
 
+    /// Per-arch image queues (ours): a job for `aarch64` is published with the key
+    /// `img.aarch64` and waits in `image_queue.aarch64`, which only workers that build
+    /// aarch64 consume. `image_queue`/`img` stay the original's: any arch, read by workers
+    /// that build every arch (they also read every per-arch queue).
+    pub fn image_queue_for(arch: crate::job::Arch) -> String {
+        format!("{IMAGE_QUEUE}.{arch}")
+    }
+
+    pub fn image_key_for(arch: crate::job::Arch) -> String {
+        format!("{IMAGE_KEY}.{arch}")
+    }
+
+    /// The routing key of an image job whose labels name `arch` (none: x86_64, as workers
+    /// read it). An arch IMG does not know goes to the original queue, whose workers answer
+    /// it with the error.
+    pub fn image_key_for_label(arch: Option<&str>) -> String {
+        match arch.map(str::parse::<crate::job::Arch>) {
+            None => image_key_for(crate::job::Arch::X86_64),
+            Some(Ok(a)) => image_key_for(a),
+            Some(Err(_)) => IMAGE_KEY.to_owned(),
+        }
+    }
+
     /// (exchange, queue, routing key) for every queue IMG uses.
     pub const BINDINGS: [(&str, &str, &str); 6] = [
         (IMAGE_EXCHANGE, KICKSTARTER_QUEUE, KICKSTARTER_KEY),

@@ -222,11 +222,13 @@ pub fn finish_done(db: &Db, id: &str, files: &[Artifact], change: Change) -> DbR
     transition(db, id, JobState::Done, change)
 }
 
-/// Embedded queue: takes the oldest queued job for `worker`, leased for `lease_ms`.
-pub fn claim_next(db: &Db, worker: &str, lease_ms: i64) -> DbResult<Option<Job>> {
+/// Embedded queue: takes the oldest queued job of one of `arches` for `worker`, leased for
+/// `lease_ms`.
+pub fn claim_next(db: &Db, worker: &str, arches: &[&str], lease_ms: i64) -> DbResult<Option<Job>> {
     loop {
         let candidate: Option<String> = with_conn!(db, |conn| jobs::table
             .filter(jobs::state.eq(JobState::Queued.as_str()))
+            .filter(jobs::arch.eq_any(arches))
             .order((jobs::created_at, jobs::id))
             .select(jobs::id)
             .first(conn)

@@ -1,7 +1,7 @@
 //! The AMQP queue (scale-out): an outbox publisher and consumers of the result queues.
 //!
 //! A job is committed before it is published; the publisher sends every queued, unpublished
-//! job (`image_queue` for kickstarts, `kickstarter_queue` for templates), waits for the
+//! job (its arch's `image_queue.ARCH` for kickstarts, `kickstarter_queue` for templates), waits for the
 //! broker's confirms and only then marks the jobs published. If the broker is down, jobs stay
 //! queued and go out when it is back. Result messages update the job and are acked only after
 //! the update is committed. The session reconnects, with backoff, whenever the broker goes.
@@ -12,7 +12,8 @@ use crate::state::AppState;
 use futures_util::StreamExt;
 use img_core::job::{ImageType, JobState};
 use img_core::wire::topology::{
-    CONTROL_EXCHANGE, ERROR_QUEUE, IMAGE_EXCHANGE, IMAGE_KEY, KICKSTARTER_KEY, LINK_QUEUE, RESULT_QUEUE, STATUS_QUEUE,
+    self as topology, CONTROL_EXCHANGE, ERROR_QUEUE, IMAGE_EXCHANGE, IMAGE_KEY, KICKSTARTER_KEY, LINK_QUEUE,
+    RESULT_QUEUE, STATUS_QUEUE,
 };
 use img_core::wire::{
     self, ControlMessage, ErrorMessage, ImageJob, JobExtras, JobLabels, KickstarterConfig, KickstarterJob, LinkMessage,
@@ -54,7 +55,11 @@ async fn session(state: &AppState, backoff: &mut Backoff, shutdown: watch::Recei
     let names = Names { prefix: state.config.amqp_prefix.clone() };
     let conn = amqp::connect(&state.config.amqp_url).await?;
     let channel = conn.create_channel().await?;
-    amqp::declare(&channel, &names).await?;
+    // Named arches are a promise that workers build them: their jobs wait in their own
+    // queues from the start. With none named, jobs of an arch no worker has declared go to
+    // the original `image_queue`, which the original workers read.
+    let arches = if state.config.worker.arches.is_empty() { Vec::new() } else { state.config.worker.arches() };
+    amqp::declare(&channel, &names, &arches).await?;
     let publisher = Publisher::open(&conn, names.clone()).await?;
     tracing::info!("connected to the broker; publishing to {}", names.of(IMAGE_EXCHANGE));
     backoff.reset();
@@ -94,9 +99,8 @@ async fn publish_pending(state: &AppState, publisher: &Publisher) -> Result<(), 
         let mut pending = Vec::with_capacity(batch.len());
         for job in batch {
             match message_for(&job) {
-                Ok((key, body)) => {
-                    pending.push(((job.id, job.attempts), publisher.send(IMAGE_EXCHANGE, key, &body).await?))
-                }
+                Ok((key, fallback, body)) => pending
+                    .push(((job.id, job.attempts), publisher.send_or(IMAGE_EXCHANGE, &key, fallback, &body).await?)),
                 Err(why) => {
                     tracing::error!(job = %job.id, "cannot publish: {why}");
                     let change = Change { error: Some(why), ..Default::default() };
@@ -123,9 +127,11 @@ async fn publish_pending(state: &AppState, publisher: &Publisher) -> Result<(), 
     }
 }
 
-/// The job's message in the original form: `image_queue` for a kickstart, `kickstarter_queue`
-/// for a template (its kickstart, rendered and checked at submission, as the template).
-fn message_for(job: &Job) -> Result<(&'static str, Vec<u8>), String> {
+/// The job's message in the original form, with its routing key and the key to use when no
+/// queue is bound for that one: its arch's image queue (else the original `image_queue`) for
+/// a kickstart, `kickstarter_queue` for a template (its kickstart, rendered and checked at
+/// submission, as the template).
+fn message_for(job: &Job) -> Result<(String, &'static str, Vec<u8>), String> {
     let imagetype: ImageType = job.imagetype.parse().map_err(|e| format!("{e}"))?;
     let tokenmap = serde_json::from_str(&job.tokenmap).map_err(|e| format!("stored token map: {e}"))?;
     let labels =
@@ -145,7 +151,7 @@ fn message_for(job: &Job) -> Result<(&'static str, Vec<u8>), String> {
                 extras,
                 wire_version: wire::WIRE_VERSION,
             };
-            (KICKSTARTER_KEY, wire::encode(&msg))
+            (KICKSTARTER_KEY.to_owned(), KICKSTARTER_KEY, wire::encode(&msg))
         }
         _ => {
             let msg = ImageJob {
@@ -157,7 +163,7 @@ fn message_for(job: &Job) -> Result<(&'static str, Vec<u8>), String> {
                 extras,
                 wire_version: wire::WIRE_VERSION,
             };
-            (IMAGE_KEY, wire::encode(&msg))
+            (topology::image_key_for_label(Some(&job.arch)), IMAGE_KEY, wire::encode(&msg))
         }
     })
 }

@@ -34,14 +34,15 @@ impl QueueBackend for DatabaseQueue {
 async fn work(state: AppState, builder: Builder, worker: String, mut shutdown: watch::Receiver<bool>) {
     let lease = lease_of(&state);
     let (retries, silent) = (state.config.worker.max_retries, state.config.worker.lost_after_secs);
+    let arches: Vec<&'static str> = state.config.worker.arches().into_iter().map(|a| a.as_str()).collect();
     while !*shutdown.borrow() {
-        let w = worker.clone();
+        let (w, arches) = (worker.clone(), arches.clone());
         let claimed = state
             .db
             .run(move |db| {
                 // A worker of an earlier process that died mid-build.
                 jobs::take_back_lost(db, retries, silent)?;
-                jobs::claim_next(db, &w, lease.as_millis() as i64)
+                jobs::claim_next(db, &w, &arches, lease.as_millis() as i64)
             })
             .await;
         match claimed {
