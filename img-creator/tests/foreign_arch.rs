@@ -9,15 +9,13 @@
 mod support;
 
 use img_core::job::Arch;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use img_creator::qemu::{boot_until, Attach, BootSpec, Drive, Machine};
+use std::path::Path;
 use std::time::{Duration, Instant};
 use support::*;
 
 /// TCG on two shared cores; the boots themselves take 3-10 s.
 const BOOT_LIMIT: Duration = Duration::from_secs(180);
-const U_BOOT_ARM64: &str = "/usr/lib/u-boot/qemu_arm64/u-boot.bin";
-const U_BOOT_ARM: &str = "/usr/lib/u-boot/qemu_arm/u-boot.bin";
 
 /// Whether the host runs `handler`'s binaries (e.g. qemu-aarch64), as img-creator's own check
 /// sees it. Not registered: the test is skipped (scripts/setup registers it). Registered but
@@ -132,78 +130,9 @@ fn armv7hl_loop_image_runs_its_scripts_as_armv7l() {
     s.assert_clean();
 }
 
-/// How an ARM disk is booted.
-enum Firmware {
-    /// `-kernel`/`-initrd`/`-append`: the image's own kernel and initramfs, taken out of it.
-    Direct { kernel: PathBuf, initrd: PathBuf, append: String },
-    /// `-bios`: a firmware (U-Boot) that finds the kernel on the disk itself.
-    Bios(&'static str),
-}
-
-/// Boots `disk` (virtio-blk over PCI, writes dropped) under `qemu` with `machine` args until it
-/// powers off by itself or `BOOT_LIMIT` passes (then qemu is killed); the console must show
-/// `marker`. Returns the seconds it took; a failure quotes the console's tail.
-fn boot_arm(s: &Scratch, qemu: &str, machine: &[&str], disk: &Path, how: &Firmware, marker: &str) -> f64 {
-    let console = s.dir.join(format!("console-{}.log", std::process::id()));
-    let _ = std::fs::remove_file(&console);
-    let mut cmd = Command::new(qemu);
-    cmd.args(machine)
-        .args(["-m", "512", "-nodefaults", "-no-user-config", "-no-reboot", "-display", "none", "-monitor", "none"])
-        .arg("-serial")
-        .arg(format!("file:{}", console.display()))
-        .arg("-drive")
-        .arg(format!("if=none,id=disk,file={},format=raw,snapshot=on", disk.display().to_string().replace(',', ",,")))
-        .args(["-device", "virtio-blk-pci,drive=disk"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    match how {
-        Firmware::Direct { kernel, initrd, append } => {
-            cmd.arg("-kernel").arg(kernel).arg("-initrd").arg(initrd).args(["-append", append]);
-        }
-        Firmware::Bios(bios) => {
-            cmd.args(["-bios", bios]);
-        }
-    }
-    let started = Instant::now();
-    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("{qemu}: {e}"));
-    let status = loop {
-        if let Some(st) = child.try_wait().expect("wait for qemu") {
-            break Some(st);
-        }
-        if started.elapsed() > BOOT_LIMIT {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let secs = started.elapsed().as_secs_f64();
-    let mut qemu_err = String::new();
-    if let Some(mut e) = child.stderr.take() {
-        let _ = std::io::Read::read_to_string(&mut e, &mut qemu_err);
-    }
-    let text = String::from_utf8_lossy(&std::fs::read(&console).unwrap_or_default()).replace('\r', "");
-    let seen = text.lines().any(|l| l.trim_end() == marker);
-    let tail: Vec<&str> = text.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect();
-    let why = match (status, seen) {
-        (Some(st), true) if st.success() => None,
-        (Some(st), _) => Some(format!("qemu exited ({st}) after {secs:.1} s; marker seen: {seen}")),
-        (None, true) => Some(format!("printed `{marker}` but did not power off within {} s", BOOT_LIMIT.as_secs())),
-        (None, false) => Some(format!("no `{marker}` on the console within {} s (qemu killed)", BOOT_LIMIT.as_secs())),
-    };
-    if let Some(why) = why {
-        panic!(
-            "{} did not boot under {qemu}: {why}\nqemu stderr: {qemu_err}\nconsole ends:\n{}",
-            disk.display(),
-            tail.join("\n")
-        );
-    }
-    secs
-}
-
-/// The image's kernel, initramfs and extlinux.conf APPEND line, for a direct kernel boot.
-fn direct_boot_of(s: &Scratch, root: &Path) -> Firmware {
+/// A direct kernel boot of `disk` (writes dropped) as `arch`: the image's own kernel,
+/// initramfs and extlinux.conf APPEND line, taken out of its root filesystem `root`.
+fn direct_boot_of(s: &Scratch, arch: Arch, disk: &Path, root: &Path, marker: &str) -> BootSpec {
     let fs = root.to_string_lossy();
     let conf = cat_in(&fs, "/boot/extlinux/extlinux.conf");
     let line = |key: &str| {
@@ -217,57 +146,59 @@ fn direct_boot_of(s: &Scratch, root: &Path) -> Firmware {
     debugfs(&fs, &format!("dump {} {}", line("LINUX "), kernel.display()));
     debugfs(&fs, &format!("dump {} {}", line("INITRD "), initrd.display()));
     assert!(kernel.exists() && initrd.exists(), "kernel or initramfs not in the image:\n{conf}");
-    Firmware::Direct { kernel, initrd, append: line("APPEND ") }
+    let mut spec = BootSpec::new(marker, BOOT_LIMIT);
+    spec.arch = arch;
+    spec.drives.push(Drive::snapshot(disk, Attach::Disk));
+    spec.kernel = Some(kernel);
+    spec.initrd = Some(initrd);
+    spec.append = Some(line("APPEND "));
+    spec
 }
 
-fn qemu_ready(qemu: &str) -> bool {
-    let found = Command::new(qemu).arg("--version").stdout(Stdio::null()).status().is_ok_and(|s| s.success());
-    if !found {
-        eprintln!("SKIPPED: {qemu} not installed (package qemu-system-arm; scripts/setup installs it)");
+/// Whether `arch`'s qemu-system is installed; not installed: the test is skipped.
+fn qemu_ready(arch: Arch) -> bool {
+    match Machine::require(arch) {
+        Ok(_) => true,
+        Err(e) => {
+            eprintln!("SKIPPED: {e}; scripts/setup installs it");
+            false
+        }
     }
-    found
+}
+
+/// Boots the built `arm.raw` of `arch` to `marker` directly, then through U-Boot.
+fn boot_both_ways(s: &Scratch, arch: Arch, marker: &str) {
+    let disk = s.file("arm.raw");
+    let root = s.dir.join("p1.img");
+    extract_partition(&disk, 1, &root);
+    let boot = |spec: &BootSpec, how: &str| {
+        let o = boot_until(spec).unwrap_or_else(|e| panic!("the {arch} raw disk did not boot ({how}): {e}"));
+        eprintln!("{arch} raw disk: {how} to the marker in {:.1} s under {}", o.seconds, o.accel);
+    };
+    boot(&direct_boot_of(s, arch, &disk, &root, marker), "direct kernel boot");
+    let u_boot = BootSpec::u_boot_disk(arch, &disk, marker, BOOT_LIMIT).unwrap_or_else(|e| panic!("{e}"));
+    boot(&u_boot, "U-Boot (extlinux.conf)");
 }
 
 #[test]
 fn aarch64_raw_disk_boots_directly_and_through_u_boot() {
-    if !binfmt_ready("qemu-aarch64") || !qemu_ready("qemu-system-aarch64") {
+    if !binfmt_ready("qemu-aarch64") || !qemu_ready(Arch::Aarch64) {
         return;
     }
     let s = Scratch::new("arm-aarch64-boot");
     build(&s, "raw", "aarch64");
-    let disk = s.file("arm.raw");
-    let root = s.dir.join("p1.img");
-    extract_partition(&disk, 1, &root);
-    let virt = ["-M", "virt", "-cpu", "cortex-a57"];
-    let direct = direct_boot_of(&s, &root);
-    let secs = boot_arm(&s, "qemu-system-aarch64", &virt, &disk, &direct, "IMG-ARM-BOOTED aarch64");
-    eprintln!("aarch64 raw disk: direct kernel boot to the marker in {secs:.1} s");
-    assert!(Path::new(U_BOOT_ARM64).exists(), "{U_BOOT_ARM64} missing (package u-boot-qemu; scripts/setup)");
-    let secs =
-        boot_arm(&s, "qemu-system-aarch64", &virt, &disk, &Firmware::Bios(U_BOOT_ARM64), "IMG-ARM-BOOTED aarch64");
-    eprintln!("aarch64 raw disk: U-Boot (extlinux.conf) to the marker in {secs:.1} s");
+    boot_both_ways(&s, Arch::Aarch64, "IMG-ARM-BOOTED aarch64");
     s.assert_clean();
 }
 
 #[test]
 fn armv7hl_raw_disk_boots_directly_and_through_u_boot() {
-    if !binfmt_ready("qemu-arm") || !qemu_ready("qemu-system-arm") {
+    if !binfmt_ready("qemu-arm") || !qemu_ready(Arch::Armv7hl) {
         return;
     }
     let s = Scratch::new("arm-armv7hl-boot");
     build(&s, "raw", "armv7hl");
-    let disk = s.file("arm.raw");
-    let root = s.dir.join("p1.img");
-    extract_partition(&disk, 1, &root);
-    let direct = direct_boot_of(&s, &root);
-    // Debian's armmp kernel has no LPAE: it cannot reach the PCIe ECAM window qemu puts above
-    // 4 GiB ("can't claim ECAM area"), and the disk never appears.
-    let virt = ["-M", "virt,highmem=off"];
-    let secs = boot_arm(&s, "qemu-system-arm", &virt, &disk, &direct, "IMG-ARM-BOOTED armv7l");
-    eprintln!("armv7hl raw disk: direct kernel boot to the marker in {secs:.1} s");
-    assert!(Path::new(U_BOOT_ARM).exists(), "{U_BOOT_ARM} missing (package u-boot-qemu; scripts/setup)");
-    let secs = boot_arm(&s, "qemu-system-arm", &virt, &disk, &Firmware::Bios(U_BOOT_ARM), "IMG-ARM-BOOTED armv7l");
-    eprintln!("armv7hl raw disk: U-Boot (extlinux.conf) to the marker in {secs:.1} s");
+    boot_both_ways(&s, Arch::Armv7hl, "IMG-ARM-BOOTED armv7l");
     s.assert_clean();
 }
 
