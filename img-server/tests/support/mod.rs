@@ -41,6 +41,21 @@ pub fn fixture_repo() -> PathBuf {
     .clone()
 }
 
+/// The ARM fixture repository for `arch` (aarch64, armv7hl: `make-repo --arch`), built once.
+pub fn arm_fixture_repo(arch: &str) -> PathBuf {
+    static ONCE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = ONCE.lock();
+    let repo = workspace().join(format!(".build/fixtures/repo-{arch}"));
+    let ok = std::process::Command::new(workspace().join("tests/fixtures/make-repo"))
+        .args(["--arch", arch])
+        .arg(&repo)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("make-repo runs");
+    assert!(ok.success(), "tests/fixtures/make-repo --arch {arch} failed");
+    repo
+}
+
 /// An empty folder beside the fixture repository: a `file://` repository the server takes
 /// (it is under `worker.local_repos`) whose build fails ("repo unreachable").
 pub fn not_a_repo() -> PathBuf {
@@ -53,8 +68,12 @@ pub fn not_a_repo() -> PathBuf {
 pub fn local_repos() -> Vec<String> {
     // Not made here: make-repo renames its repository into place (the server resolves the
     // allowed folders at each submission).
-    let repo = workspace().join(".build/fixtures/repo");
-    vec![repo.display().to_string(), not_a_repo().display().to_string()]
+    let fixtures = workspace().join(".build/fixtures");
+    ["repo", "repo-aarch64", "repo-armv7hl"]
+        .map(|r| fixtures.join(r).display().to_string())
+        .into_iter()
+        .chain([not_a_repo().display().to_string()])
+        .collect()
 }
 
 /// SHA-256 of `bytes` in lowercase hex, as the API shows it.
