@@ -198,8 +198,9 @@ async fn session(
     let channel = conn.create_channel().await?;
     amqp::declare(&channel, &s.names, &s.arches).await?;
     // The image queues share one prefetch window (`global`: per channel in RabbitMQ), so a
-    // worker holds at most `concurrency` jobs whatever number of arch queues it reads;
-    // rendering templates has its own channel and window, so it never waits for a build.
+    // worker holds at most `concurrency` jobs whatever number of arch queues it reads.
+    // Rendering templates and the control fan-out have channels of their own: a full window
+    // also holds back a channel's no-ack deliveries, and cancels must reach running builds.
     channel.basic_qos(s.concurrency.max(1), BasicQosOptions { global: true }).await?;
     let render_channel = conn.create_channel().await?;
     render_channel.basic_qos(s.concurrency.max(1), BasicQosOptions::default()).await?;
@@ -219,7 +220,7 @@ async fn session(
     }
     let mut images = futures_util::stream::select_all(images);
     let mut kickstarts = consume(&render_channel, KICKSTARTER_QUEUE).await?;
-    let mut control = control_consumer(&channel, &s.names).await?;
+    let mut control = control_consumer(&conn.create_channel().await?, &s.names).await?;
     let arches: Vec<&str> = s.arches.iter().map(|a| a.as_str()).collect();
     let queues: Vec<String> = queues.iter().map(|q| s.names.of(q)).collect();
     tracing::info!("worker {} consuming {} (arches {})", s.worker_id, queues.join(" "), arches.join(" "));

@@ -28,31 +28,26 @@ pub fn workspace() -> PathBuf {
 /// The offline fixture repository (built once by tests/fixtures/make-repo).
 pub fn fixture_repo() -> PathBuf {
     static ONCE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    ONCE.get_or_init(|| {
-        let repo = workspace().join(".build/fixtures/repo");
-        let ok = std::process::Command::new(workspace().join("tests/fixtures/make-repo"))
-            .arg(&repo)
-            .stdout(std::process::Stdio::null())
-            .status()
-            .expect("make-repo runs");
-        assert!(ok.success(), "tests/fixtures/make-repo failed");
-        repo
-    })
-    .clone()
+    ONCE.get_or_init(|| make_repo("repo", &[])).clone()
 }
 
 /// The ARM fixture repository for `arch` (aarch64, armv7hl: `make-repo --arch`), built once.
 pub fn arm_fixture_repo(arch: &str) -> PathBuf {
-    static ONCE: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _one = ONCE.lock();
-    let repo = workspace().join(format!(".build/fixtures/repo-{arch}"));
+    static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = ONE.lock();
+    make_repo(&format!("repo-{arch}"), &["--arch", arch])
+}
+
+/// `tests/fixtures/make-repo ARGS .build/fixtures/NAME` (quick when it is current).
+fn make_repo(name: &str, args: &[&str]) -> PathBuf {
+    let repo = workspace().join(".build/fixtures").join(name);
     let ok = std::process::Command::new(workspace().join("tests/fixtures/make-repo"))
-        .args(["--arch", arch])
+        .args(args)
         .arg(&repo)
         .stdout(std::process::Stdio::null())
         .status()
         .expect("make-repo runs");
-    assert!(ok.success(), "tests/fixtures/make-repo --arch {arch} failed");
+    assert!(ok.success(), "tests/fixtures/make-repo {} failed", args.join(" "));
     repo
 }
 

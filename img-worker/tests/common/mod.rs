@@ -15,26 +15,24 @@ pub fn workspace() -> PathBuf {
 
 /// The offline fixture repository (tests/fixtures/make-repo builds it once).
 pub fn fixture_repo() -> PathBuf {
-    let repo = workspace().join(".build/fixtures/repo");
-    let ok = std::process::Command::new(workspace().join("tests/fixtures/make-repo"))
-        .arg(&repo)
-        .stdout(std::process::Stdio::null())
-        .status()
-        .expect("make-repo runs");
-    assert!(ok.success(), "tests/fixtures/make-repo failed");
-    repo
+    make_repo("repo", &[])
 }
 
 /// The ARM fixture repository for `arch` (aarch64, armv7hl: `make-repo --arch`), built once.
 pub fn arm_fixture_repo(arch: &str) -> PathBuf {
-    let repo = workspace().join(format!(".build/fixtures/repo-{arch}"));
+    make_repo(&format!("repo-{arch}"), &["--arch", arch])
+}
+
+/// `tests/fixtures/make-repo ARGS .build/fixtures/NAME` (quick when it is current).
+fn make_repo(name: &str, args: &[&str]) -> PathBuf {
+    let repo = workspace().join(".build/fixtures").join(name);
     let ok = std::process::Command::new(workspace().join("tests/fixtures/make-repo"))
-        .args(["--arch", arch])
+        .args(args)
         .arg(&repo)
         .stdout(std::process::Stdio::null())
         .status()
         .expect("make-repo runs");
-    assert!(ok.success(), "tests/fixtures/make-repo --arch {arch} failed");
+    assert!(ok.success(), "tests/fixtures/make-repo {} failed", args.join(" "));
     repo
 }
 
