@@ -82,6 +82,21 @@ fn topology_matches_the_original() {
     assert!(topology::BINDINGS.contains(&("django_result_exchange", "status_queue", "status")));
 }
 
+/// A message's arch label picks its routing key; whatever a sender puts there, only a known
+/// arch's own key comes out (aliases canonical), anything else goes to the original queue.
+#[test]
+fn a_messages_arch_label_routes_only_to_known_arch_keys() {
+    assert_eq!(topology::image_key_for_label(None), "img.x86_64", "no arch: x86_64, as workers read it");
+    assert_eq!(topology::image_key_for_label(Some("aarch64")), "img.aarch64");
+    assert_eq!(topology::image_key_for_label(Some(" ARM64 ")), "img.aarch64");
+    assert_eq!(topology::image_key_for_label(Some("armv7hl\n")), "img.armv7hl", "the key is the canonical name");
+    assert_eq!(topology::image_queue_for(img_core::job::Arch::Armv7hl), "image_queue.armv7hl");
+    let long = "a".repeat(100_000);
+    for hostile in ["aarch64.x86_64", "x86_64#", "*", "img", "", "arm v7", long.as_str()] {
+        assert_eq!(topology::image_key_for_label(Some(hostile)), topology::IMAGE_KEY, "{hostile:.40}");
+    }
+}
+
 #[test]
 fn committed_schemas_are_current() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("schemas/v1");
